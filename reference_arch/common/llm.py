@@ -1,0 +1,165 @@
+"""The LLM resource: a local Hugging Face model or any OpenAI-compatible server.
+
+``provider`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local`` with the
+newest model in the registry (the one the pretrain location trains, or its fine-tuned variant).
+Assets use it as a LangChain chat model (``prompt | llm.chat_model()``) or through
+``llm.generate(messages)``; ``llm.usage_metadata()`` gives what to attach to the asset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from reference_arch.common.settings import home_path
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class LLMError(RuntimeError):
+    """A model call failed for a reason the user can act on."""
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Chat model: ``local`` (Hugging Face causal LM) or ``openai`` (any OpenAI-compatible server)."""
+
+    provider: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    timeout: float = 60.0
+    max_retries: int = 4
+    cache: Optional[bool] = None
+    device: str = "auto"
+
+    _tracker: Any = PrivateAttr(default=None)
+    _chat: Any = PrivateAttr(default=None)
+
+    # -- what is used --------------------------------------------------------------------
+    def resolved_provider(self) -> str:
+        if self.provider not in (None, "local", "openai"):
+            raise LLMError(f"unknown LLM provider {self.provider!r}: use 'local' or 'openai'")
+        if self.provider:
+            return self.provider
+        return "openai" if self._key() or self.base_url else "local"
+
+    def _key(self) -> Optional[str]:
+        return self.api_key or os.environ.get("OPENAI_API_KEY")
+
+    def resolved_model(self) -> str:
+        """The model's name as recorded in metadata (a registry spec for local models)."""
+        if self.resolved_provider() == "openai":
+            return self.model or DEFAULT_OPENAI_MODEL
+        return self._local_model()[0]
+
+    def _local_model(self) -> tuple[str, str]:
+        """(name, path) of the local model."""
+        from reference_arch.common.registry import ModelNotFoundError, ModelRegistry, PREFIX
+
+        try:
+            if self.model is None:
+                found = ModelRegistry().latest()
+                return found.spec, str(found.path)
+            if self.model.startswith(PREFIX):
+                found = ModelRegistry().resolve(self.model)
+                return found.spec, str(found.path)
+        except ModelNotFoundError as err:
+            raise LLMError(
+                f"No local model: {err}. Materialize the pretrain location "
+                "(`reference-arch materialize pretrain`) or set OPENAI_API_KEY to use OpenAI."
+            ) from None
+        return self.model, self.model  # a local path, or a hub name when online
+
+    def use_cache(self) -> bool:
+        return self.temperature == 0 if self.cache is None else self.cache
+
+    # -- the chat model ------------------------------------------------------------------
+    def chat_model(self):
+        """A LangChain chat model, built once per resource instance, tracking usage."""
+        if self._chat is not None:
+            return self._chat
+        from reference_arch.common.llm_cache import SQLiteResponseCache
+        from reference_arch.common.llm_usage import UsageTracker
+
+        self._tracker = UsageTracker()
+        cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
+        common = dict(temperature=self.temperature, max_tokens=self.max_tokens,
+                      callbacks=[self._tracker], cache=cache)
+        if self.resolved_provider() == "openai":
+            from langchain_openai import ChatOpenAI
+
+            self._chat = ChatOpenAI(
+                model=self.resolved_model(),
+                base_url=self.base_url,
+                api_key=self._key() or "not-needed",  # local OpenAI-compatible servers take any key
+                timeout=self.timeout,
+                max_retries=self.max_retries,  # the openai client backs off on 429, 5xx and timeouts
+                **common,
+            )
+        else:
+            from reference_arch.common.local_lm import LocalChatModel, load_causal_lm
+
+            name, path = self._local_model()
+            try:
+                load_causal_lm(path, self.device)
+            except OSError as err:
+                raise LLMError(f"cannot load the local model {name!r}: {err}") from None
+            self._chat = LocalChatModel(model_path=path, model_name=name, device=self.device, **common)
+        return self._chat
+
+    @contextlib.contextmanager
+    def errors_explained(self) -> Iterator[None]:
+        """Turn client errors into one clear line that never contains the key."""
+        try:
+            yield
+        except LLMError:
+            raise
+        except Exception as err:  # noqa: BLE001 - translated below, re-raised otherwise
+            import openai
+
+            where = self.base_url or "api.openai.com"
+            if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
+                raise LLMError(
+                    f"the OpenAI-compatible server at {where} refused the API key "
+                    f"(HTTP {err.status_code}); check OPENAI_API_KEY"
+                ) from None
+            if isinstance(err, openai.NotFoundError):
+                raise LLMError(f"model {self.resolved_model()!r} not found at {where} (HTTP 404)") from None
+            if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
+                raise LLMError(
+                    f"cannot reach the OpenAI-compatible server at {where} after {self.max_retries} retries"
+                ) from None
+            if isinstance(err, openai.APIStatusError):
+                raise LLMError(
+                    f"the server at {where} answered HTTP {err.status_code} after {self.max_retries} retries"
+                ) from None
+            raise
+
+    def generate(self, messages) -> str:
+        """One chat completion (messages, a prompt value or a string); returns the text."""
+        chat = self.chat_model()
+        with self.errors_explained():
+            return str(chat.invoke(messages).content)
+
+    # -- what the asset records ----------------------------------------------------------
+    def usage_metadata(self) -> dict[str, Any]:
+        tracker = self._tracker
+        return {
+            "llm/provider": self.resolved_provider(),
+            "llm/model": self.resolved_model(),
+            "llm/calls": tracker.calls if tracker else 0,
+            "llm/cache_hits": tracker.cache_hits if tracker else 0,
+            "llm/prompt_tokens": tracker.prompt_tokens if tracker else 0,
+            "llm/completion_tokens": tracker.completion_tokens if tracker else 0,
+            "llm/latency_ms": round(1000 * tracker.latency_s, 1) if tracker else 0.0,
+        }
+
+    def usage(self) -> dict[str, Any]:
+        """The usage as plain keys (for JSON answers)."""
+        return {k.split("/", 1)[1]: v for k, v in self.usage_metadata().items()}

@@ -1,0 +1,112 @@
+"""A local Hugging Face causal LM as a LangChain chat model.
+
+Imported only by ``LLMResource`` when the provider is ``local``: it pulls in torch,
+transformers and langchain-core, which a code location must not load at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+# The chat format of models that have none: the finetune location trains with it, so
+# training and inference see the same text.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "### {{ message['role'] | capitalize }}:\n{{ message['content'] }}\n\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+)
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+_lock = threading.Lock()
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def load_causal_lm(path: str, device: str = "auto"):
+    """Load a model and its tokenizer once per process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(path).to(pick_device(device)).eval()
+    return model, tokenizer
+
+
+def to_chat_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    return [{"role": _ROLES.get(m.type, m.type), "content": str(m.content)} for m in messages]
+
+
+class LocalChatModel(BaseChatModel):
+    """Greedy (temperature 0) or sampled generation from a local causal LM."""
+
+    model_path: str
+    model_name: str
+    temperature: float = 0.0
+    max_tokens: int = 256
+    device: str = "auto"
+
+    @property
+    def _llm_type(self) -> str:
+        return "reference-arch-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "model_path": self.model_path,
+                "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        import torch
+
+        model, tokenizer = load_causal_lm(self.model_path, self.device)
+        text = tokenizer.apply_chat_template(
+            to_chat_messages(messages), tokenize=False, add_generation_prompt=True
+        )
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        # Keep the end of an over-long prompt: the question sits there.
+        context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+        max_new = min(self.max_tokens, max(1, context // 2))
+        ids = ids[:, -(context - max_new):].to(model.device)
+        sampling = self.temperature > 0
+        with _lock, torch.no_grad():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new,
+                do_sample=sampling,
+                temperature=self.temperature if sampling else None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = out[0, ids.shape[1]:]
+        answer = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        for marker in [*(stop or []), "\n### "]:
+            answer = answer.split(marker)[0]
+        usage = {"input_tokens": int(ids.shape[1]), "output_tokens": int(new_tokens.shape[0]),
+                 "total_tokens": int(ids.shape[1] + new_tokens.shape[0])}
+        message = AIMessage(content=answer.strip(), usage_metadata=usage,
+                            response_metadata={"model_name": self.model_name})
+        return ChatResult(generations=[ChatGeneration(message=message)])

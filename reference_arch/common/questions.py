@@ -1,0 +1,61 @@
+"""Questions asked at run time, and the answers the question jobs return.
+
+Every question job starts with a ``question`` asset configured by ``QuestionConfig`` and ends
+with an ``answer`` asset whose value is an ``answer_record``; the CLI and the GraphQL client
+read that value or its metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+DEFAULT_MAX_QUESTION_CHARS = 4000
+
+
+class QuestionError(ValueError):
+    """A question refused before any model call."""
+
+
+class QuestionConfig(dg.Config):
+    question: str
+    max_chars: int = DEFAULT_MAX_QUESTION_CHARS
+
+
+def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> str:
+    text = (question or "").strip()
+    if not text:
+        raise QuestionError("the question is empty: ask something")
+    if len(text) > max_chars:
+        raise QuestionError(
+            f"the question is {len(text)} characters long, over the limit of {max_chars} "
+            "(raise max_chars in the question config to allow longer questions)"
+        )
+    return text
+
+
+def question_run_config(location: str, question: str) -> dict[str, Any]:
+    """Run config for ``<location>_question_job`` (its first asset is ``<location>/question``)."""
+    return {"ops": {f"{location}__question": {"config": {"question": question}}}}
+
+
+def answer_record(answer: str, model: str, usage: dict[str, Any], sources: list[dict] | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The value of every ``answer`` asset: what ``reference-arch ask --json`` prints."""
+    return {"answer": answer, "sources": sources or [], "model": model, "usage": usage, **extra}
+
+
+def sources_table(sources: list[dict]) -> dg.TableMetadataValue:
+    """Retrieved sources as table metadata, best first."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"rank": i + 1, "title": str(s.get("title", "")), "source": str(s.get("source", "")),
+                            "score": float(s.get("score", 0.0))})
+            for i, s in enumerate(sources)
+        ],
+        schema=dg.TableSchema(columns=[
+            dg.TableColumn("rank", "int"), dg.TableColumn("title", "string"),
+            dg.TableColumn("source", "string"), dg.TableColumn("score", "float"),
+        ]),
+    )

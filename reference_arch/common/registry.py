@@ -1,0 +1,116 @@
+"""The model registry: ``REFERENCE_ARCH_HOME/models/NAME/VERSION/``.
+
+Each version is a directory in Hugging Face format (``save_pretrained``) plus ``card.json``
+(metrics, lineage, timestamps). A model is named ``registry:NAME@latest`` or ``registry:NAME@3``.
+Publishing copies into a temporary directory and renames it into place, so a reader never sees
+a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from reference_arch.common.settings import home_path
+
+PREFIX = "registry:"
+CARD = "card.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ModelNotFoundError(LookupError):
+    """No model in the registry matches the requested name."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: int
+    path: Path
+    card: dict
+
+    @property
+    def spec(self) -> str:
+        return f"{PREFIX}{self.name}@{self.version}"
+
+
+class ModelRegistry:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else home_path("models")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, name: str, source_dir: str | Path, card: dict | None = None) -> RegisteredModel:
+        """Copy a saved model directory into the registry as the next version of ``name``."""
+        if not _NAME.match(name):
+            raise ValueError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+        source_dir = Path(source_dir)
+        if not (source_dir / "config.json").exists():
+            raise ValueError(f"{source_dir} is not a saved Hugging Face model (no config.json)")
+        model_dir = self.root / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=model_dir))
+        try:
+            shutil.copytree(source_dir, staging, dirs_exist_ok=True)
+            while True:  # another publisher may take a version number first
+                version = max(self._versions(name), default=0) + 1
+                full_card = {
+                    **(card or {}),
+                    "name": name,
+                    "version": version,
+                    "published_at": datetime.now(timezone.utc).isoformat(),
+                }
+                (staging / CARD).write_text(json.dumps(full_card, indent=2, default=str))
+                try:
+                    os.rename(staging, model_dir / str(version))
+                    break
+                except OSError:
+                    if not (model_dir / str(version)).exists():
+                        raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get(name, version)
+
+    def _versions(self, name: str) -> list[int]:
+        model_dir = self.root / name
+        if not model_dir.is_dir():
+            return []
+        return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / CARD).exists())
+
+    def get(self, name: str, version: int | str = "latest") -> RegisteredModel:
+        versions = self._versions(name)
+        if not versions:
+            raise ModelNotFoundError(f"no model named {name!r} in the registry at {self.root}")
+        number = versions[-1] if version == "latest" else int(version)
+        if number not in versions:
+            raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {versions})")
+        path = self.root / name / str(number)
+        return RegisteredModel(name, number, path, json.loads((path / CARD).read_text()))
+
+    def list(self) -> list[RegisteredModel]:
+        """Every version of every model, oldest first."""
+        models = [
+            self.get(p.name, v)
+            for p in sorted(self.root.iterdir())
+            if p.is_dir()
+            for v in self._versions(p.name)
+        ]
+        return sorted(models, key=lambda m: m.card.get("published_at", ""))
+
+    def latest(self) -> RegisteredModel:
+        """The most recently published model of any name."""
+        models = self.list()
+        if not models:
+            raise ModelNotFoundError(f"the model registry at {self.root} is empty")
+        return models[-1]
+
+    def resolve(self, spec: str) -> RegisteredModel:
+        """``registry:NAME@latest``, ``registry:NAME@3`` or ``NAME`` to a registered model."""
+        body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+        name, _, version = body.partition("@")
+        return self.get(name, version or "latest")

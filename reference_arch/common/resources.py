@@ -1,0 +1,40 @@
+"""The resources every location shares, configured from the environment.
+
+Exporting ``OPENAI_API_KEY`` switches the LLM and embeddings to OpenAI, ``WEAVIATE_URL`` the
+vector store to Weaviate; keys reach Dagster as ``EnvVar``s, never as config values.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.common.llm import LLMResource
+from reference_arch.common.trainer import TrainerResource
+
+
+def _env(name: str):
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def llm_resource(**overrides) -> LLMResource:
+    settings = dict(
+        api_key=_env("OPENAI_API_KEY"),
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        model=os.environ.get("REFERENCE_ARCH_LLM_MODEL") or None,
+    )
+    return LLMResource(**{**settings, **overrides})
+
+
+def embeddings_resource(**overrides) -> EmbeddingsResource:
+    settings = dict(
+        api_key=_env("OPENAI_API_KEY"),
+        provider=os.environ.get("REFERENCE_ARCH_EMBEDDINGS_PROVIDER") or None,
+    )
+    return EmbeddingsResource(**{**settings, **overrides})
+
+
+def trainer_resource(**overrides) -> TrainerResource:
+    return TrainerResource(device=os.environ.get("REFERENCE_ARCH_DEVICE", "auto"), **overrides)

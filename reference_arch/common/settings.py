@@ -1,0 +1,70 @@
+"""Where the project writes, and the environment it runs in.
+
+Everything the project writes lives under one home, ``REFERENCE_ARCH_HOME`` (default
+``.reference_arch/`` in the project root), so a user can delete it to start over.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = PACKAGE_DIR / "samples"
+
+# Set before any hub-aware library loads: nothing may reach a hub at run time, and
+# a hub name looked up without these hangs ~45 s before failing offline.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "RUNTIME__DLTHUB_TELEMETRY": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_offline_env() -> None:
+    """Set the offline switches unless the user set them explicitly."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def home() -> Path:
+    """The project's home directory (created on first use)."""
+    root = Path(os.environ.get("REFERENCE_ARCH_HOME") or PROJECT_ROOT / ".reference_arch")
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def home_path(*parts: str) -> Path:
+    """A directory under the home, created on first use."""
+    path = home().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dlt_pipelines_dir() -> str:
+    return str(home_path("dlt"))
+
+
+def duckdb_path() -> str:
+    return str(home() / "warehouse.duckdb")
+
+
+def dagster_home() -> Path:
+    """``DAGSTER_HOME``, defaulting to ``.dagster_home/`` with the repo's dagster.yaml."""
+    path = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    template = PROJECT_ROOT / "dagster.yaml"
+    if not config.exists() and template.exists():
+        config.write_text(template.read_text())
+    os.environ["DAGSTER_HOME"] = str(path)
+    return path
+
+
+def openai_configured() -> bool:
+    return bool(os.environ.get("OPENAI_API_KEY"))

@@ -1,0 +1,5 @@
+"""The finetune code location (completed by its own issue)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,5 @@
+"""The pretrain code location (completed by its own issue)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,5 @@
+"""The rag code location (completed by its own issue)."""
+
+import dagster as dg
+
+defs = dg.Definitions()
