@@ -1,0 +1,57 @@
+"""``make bench``: run every ``bench/bench_*.py`` and write ``bench/results/``.
+
+Each module exposes ``run() -> dict`` returning ``{"title": str, "rows": [{"metric", "value",
+"unit", "target", "ok"}...], ...}``; this writes one JSON file per module and a Markdown table
+of them all (``bench/results/RESULTS.md``). Ratios are measured within one run: these machines
+are shared and noisy, so only same-run comparisons mean anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import reference_arch  # noqa: F401  (offline switches)
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+
+
+def main(argv: list[str]) -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    names = argv or sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
+    lines = [f"# Benchmarks ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+             f"{platform.python_version()})", ""]
+    failed = 0
+    for name in names:
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            result = importlib.import_module(f"bench.{name}").run()
+        except Exception as err:  # noqa: BLE001 - one broken benchmark must not hide the others
+            failed += 1
+            result = {"title": name, "error": repr(err), "rows": []}
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        lines += [f"## {result.get('title', name)}", ""]
+        if "error" in result:
+            lines += [f"error: `{result['error']}`", ""]
+        lines += ["| metric | value | unit | target | ok |", "|---|---|---|---|---|"]
+        for row in result.get("rows", []):
+            ok = {True: "yes", False: "NO", None: ""}[row.get("ok")]
+            lines.append(f"| {row['metric']} | {row['value']} | {row.get('unit', '')} | {row.get('target', '')} | {ok} |")
+        lines.append("")
+        for row in result.get("rows", []):
+            print(f"   {row['metric']}: {row['value']} {row.get('unit', '')}  (target {row.get('target', '-')})")
+    (RESULTS / "RESULTS.md").write_text("\n".join(lines))
+    print(f"results written to {RESULTS}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
