@@ -16,8 +16,11 @@ def location_definitions(*, assets=(), asset_checks=(), jobs=(), schedules=(), s
     """``dg.Definitions`` whose assets link to their source (local files, or the git repo when
     ``REFERENCE_ARCH_GIT_URL`` is set, so the UI's code links work on a deployment)."""
     import os
+    import warnings
 
-    linked = dg.with_source_code_references(list(assets))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in 1.13
+        linked = dg.with_source_code_references(list(assets))
     git_url = os.environ.get("REFERENCE_ARCH_GIT_URL")
     if git_url:
         linked = dg.link_code_references_to_git(

@@ -23,6 +23,10 @@ OFFLINE_ENV = {
     "DAGSTER_DISABLE_TELEMETRY": "1",
     "RUNTIME__DLTHUB_TELEMETRY": "false",
     "TOKENIZERS_PARALLELISM": "false",
+    # Quiet: the CLI prints its own progress.
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
 }
 
 

@@ -1,0 +1,262 @@
+"""``reference-arch``: materialize the locations, ask questions, run the demo.
+
+Everything runs in this process on the project's Dagster instance (``DAGSTER_HOME``, default
+``.dagster_home/``), so the runs it makes show up in ``make dev`` afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+LOCATIONS = ("pretrain", "finetune", "rag", "prompt")  # dependency order
+ASK_TARGETS = {  # ask target -> (location, job, answer asset's location prefix)
+    "prompt": ("prompt", "prompt_question_job", "prompt"),
+    "rag": ("rag", "rag_question_job", "rag"),
+    "finetuned": ("finetune", "finetuned_question_job", "finetune"),
+}
+DEMO_QUESTIONS = {
+    "prompt": "What is a series?",
+    "rag": "How do I rename the index of a Series?",
+    "finetuned": "Reading a CSV file with a semicolon separator fails with a parse error. What should I do?",
+}
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+class CliError(Exception):
+    """A failure reported as one line."""
+
+
+def load_defs(location: str):
+    import reference_arch  # noqa: F401  (offline switches)
+
+    return importlib.import_module(f"reference_arch.{location}.definitions").defs
+
+
+def instance():
+    import dagster as dg
+
+    from reference_arch.common.settings import dagster_home
+
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def first_failure(result) -> str:
+    """The first step failure's message, without the traceback wall."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cls_name in ("DagsterExecutionStepExecutionError",) and error.cause:
+                error = error.cause
+            if error is None:
+                return f"step {event.step_key} failed"
+            message = error.message.strip().splitlines()[0] if error.message else error.cls_name
+            if error.cls_name == "Failure":
+                message = message.split(": ", 1)[-1] if message.startswith("dagster._core") else message
+            return f"{event.step_key}: {message}"
+    return "the run failed"
+
+
+# -- materialize ------------------------------------------------------------------------------
+@dataclass
+class Step:
+    keys: list = field(default_factory=list)
+    partitions_def: Any = None
+    single_run: bool = True
+
+
+def plan(defs) -> list[Step]:
+    """Topologically ordered steps: consecutive assets sharing a partitions definition."""
+    graph = defs.resolve_asset_graph()
+    steps: list[Step] = []
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        # BackfillPolicy.single_run() is the policy with no per-run partition limit.
+        single = node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+        if steps and steps[-1].partitions_def == node.partitions_def:
+            steps[-1].keys.append(key)
+            steps[-1].single_run &= single
+        else:
+            steps.append(Step([key], node.partitions_def, single))
+    return steps
+
+
+def materialize_location(location: str, inst, echo=print) -> list:
+    """Materialize every asset and partition of a location; returns the run results."""
+    import dagster as dg
+
+    defs = load_defs(location)
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    results = []
+    for step in plan(defs):
+        names = ", ".join(k.to_user_string() for k in step.keys)
+        runs: list[dict] = [{}]
+        if step.partitions_def is not None:
+            keys = step.partitions_def.get_partition_keys(dynamic_partitions_store=inst)
+            if not keys:
+                echo(f"  [{location}] {names}: no partitions yet, skipped")
+                continue
+            if step.single_run and len(keys) > 1:
+                runs = [{"tags": {"dagster/asset_partition_range_start": keys[0],
+                                  "dagster/asset_partition_range_end": keys[-1]}}]
+            else:
+                runs = [{"partition_key": k} for k in keys]
+        label = f"{len(runs)} run(s)" if len(runs) > 1 else (
+            f"{len(keys)} partitions in one run" if step.partitions_def is not None else "1 run")
+        echo(f"  [{location}] {names} ({label})", end="", flush=True)
+        started = time.perf_counter()
+        for run in runs:
+            result = dg.materialize(assets, selection=step.keys, instance=inst, resources=defs.resources,
+                                    run_config=QUIET, raise_on_error=False, **run)
+            results.append(result)
+            if not result.success:
+                echo(" FAILED")
+                raise CliError(f"{location}: {first_failure(result)} (run {result.run_id})")
+            echo(".", end="", flush=True)
+        echo(f" ok ({time.perf_counter() - started:.1f}s)")
+    return results
+
+
+def check_summary(results) -> list[str]:
+    """One line per asset check evaluated in these runs."""
+    lines = []
+    for result in results:
+        for event in result.all_events:
+            if event.event_type_value != "ASSET_CHECK_EVALUATION":
+                continue
+            data = event.event_specific_data
+            numbers = {k: v.value for k, v in data.metadata.items() if isinstance(v.value, (int, float))
+                       and not isinstance(v.value, bool)}
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(numbers.items())[:4])
+            status = "passed" if data.passed else f"FAILED ({data.severity.value})"
+            lines.append(f"{data.asset_key.to_user_string()}:{data.check_name} {status}" + (f"  {shown}" if shown else ""))
+    return lines
+
+
+# -- ask ----------------------------------------------------------------------------------------
+def ask(target: str, question: str, inst=None, template: str | None = None) -> dict:
+    """Run a question job synchronously and return its answer record (with ``run_id``)."""
+    import dagster as dg
+
+    from reference_arch.common.questions import QuestionError, question_run_config, validate_question
+
+    location, job_name, prefix = ASK_TARGETS[target]
+    try:
+        question = validate_question(question)
+    except QuestionError as err:
+        raise CliError(str(err)) from None
+    defs = load_defs(location)
+    try:
+        job = defs.resolve_job_def(job_name)
+    except Exception:  # noqa: BLE001 - a location not built yet
+        raise CliError(f"the {location} location has no {job_name} yet") from None
+    kwargs = {}
+    if job.partitions_def is not None:
+        keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=inst)
+        kwargs["partition_key"] = template or keys[0]
+        if kwargs["partition_key"] not in keys:
+            raise CliError(f"unknown partition {kwargs['partition_key']!r}: choose one of {', '.join(keys)}")
+    run_config = {**question_run_config(prefix, question), **QUIET}
+    result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False,
+                                    **kwargs)
+    if not result.success:
+        raise CliError(first_failure(result))
+    record = dict(result.asset_value(dg.AssetKey([prefix, "answer"])))
+    record["run_id"] = result.run_id
+    return record
+
+
+def print_answer(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record, default=str))
+        return
+    print(record["answer"] or "(empty answer)")
+    for i, source in enumerate(record.get("sources", []), 1):
+        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    print(f"-- model {record['model']}, run {record['run_id']}")
+
+
+# -- demo ---------------------------------------------------------------------------------------
+def demo(inst) -> None:
+    from reference_arch.common.registry import ModelRegistry
+
+    timings: dict[str, float] = {}
+    checks: list[str] = []
+    for location in LOCATIONS:
+        print(f"== materialize {location}")
+        started = time.perf_counter()
+        checks += check_summary(materialize_location(location, inst))
+        timings[location] = time.perf_counter() - started
+    print("\n== answers")
+    for target, question in DEMO_QUESTIONS.items():
+        started = time.perf_counter()
+        try:
+            record = ask(target, question, inst)
+        except CliError as err:
+            print(f"[{target}] {question}\n  error: {err}")
+            continue
+        timings[f"ask {target}"] = time.perf_counter() - started
+        print(f"[{target}] {question}")
+        print("  " + (record["answer"] or "(empty answer)").replace("\n", "\n  "))
+        for i, source in enumerate(record.get("sources", [])[:5], 1):
+            print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+        print(f"  -- model {record['model']}, tokens {record['usage'].get('prompt_tokens')}+"
+              f"{record['usage'].get('completion_tokens')}")
+    print("\n== checks")
+    print("\n".join(f"  {line}" for line in checks) or "  (none)")
+    print("\n== models in the registry")
+    for model in ModelRegistry().list():
+        metrics = model.card.get("metrics", {})
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:5])
+        print(f"  {model.spec}  {shown}")
+    print("\n== time per stage")
+    for stage, seconds in timings.items():
+        print(f"  {stage:<14} {seconds:7.1f}s")
+    print(f"  {'total':<14} {sum(timings.values()):7.1f}s")
+    print("\nOpen the UI on the same instance with `make dev`.")
+
+
+# -- entry point ----------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reference-arch", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("materialize", help="materialize every asset and partition of a location")
+    m.add_argument("location", choices=[*LOCATIONS, "all"])
+    a = sub.add_parser("ask", help="run a question job and print the answer")
+    a.add_argument("target", choices=list(ASK_TARGETS))
+    a.add_argument("question")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--template", help="prompt template (the prompt location's partition)")
+    sub.add_parser("demo", help="pretrain -> finetune -> rag -> prompt, then ask the seed questions")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        inst = instance()
+        if args.command == "materialize":
+            for location in LOCATIONS if args.location == "all" else [args.location]:
+                print(f"== materialize {location}")
+                for line in check_summary(materialize_location(location, inst)):
+                    print(f"  {line}")
+        elif args.command == "ask":
+            print_answer(ask(args.target, args.question, inst, args.template), args.json)
+        else:
+            demo(inst)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
