@@ -1,0 +1,142 @@
+"""Reading local exports for the offline sources: bad input is skipped and counted, never fatal.
+
+A malformed JSON file or line, a file that is not UTF-8, an empty file or a record missing a required
+field is skipped, logged as a warning and counted in :class:`SkipStats`, which the sources expose as
+``source.skipped`` so an asset can put the counts in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SkipStats:
+    """What a source skipped while reading, by reason; filled while the source is extracted."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)  # the first few, "file:line: reason"
+    filtered: Counter = field(default_factory=Counter)  # valid records left out on purpose (not errors)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        message = f"{where}: {reason}" + (f" ({detail})" if detail else "")
+        if len(self.examples) < 20:
+            self.examples.append(message)
+        log.warning("skipped bad input: %s", message)
+
+    def as_metadata(self) -> dict[str, int]:
+        """Flat counts, ready for Dagster metadata: ``skipped``, ``skipped_<reason>``, ``filtered_<reason>``."""
+        out = {"skipped": self.total}
+        out.update({f"skipped_{reason}": n for reason, n in sorted(self.counts.items())})
+        out.update({f"filtered_{reason}": n for reason, n in sorted(self.filtered.items())})
+        return out
+
+
+def existing_dir(path: str | Path, what: str, env_var: str) -> Path:
+    """The export folder, or a clear error naming the path and how to set it."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} not found: {folder} is not a directory (set {env_var} or pass export_path)")
+    return folder
+
+
+def _text(path: Path, stats: SkipStats) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        stats.skip("unreadable_file", str(path), type(exc).__name__)
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        stats.skip("not_utf8", str(path), f"byte {exc.start}")
+        return None
+    if not text.strip():
+        stats.skip("empty_file", str(path))
+        return None
+    return text
+
+
+def read_records(path: Path, stats: SkipStats) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, record)`` from a ``.json`` file (a list, or one object) or a ``.jsonl`` file.
+
+    A ``.json`` file that does not parse is skipped whole; in ``.jsonl`` only the bad lines are.
+    """
+    text = _text(path, stats)
+    if text is None:
+        return
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path}:{number}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                stats.skip("malformed_json", f"{path}:{number}", exc.msg)
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        stats.skip("malformed_json", str(path), f"{exc.msg} at line {exc.lineno}")
+        return
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items):
+        yield f"{path}[{index}]", item
+
+
+def require(record: Any, fields: tuple[str, ...], where: str, stats: SkipStats) -> bool:
+    """True when ``record`` is an object with every field present and non-null; otherwise counted."""
+    if not isinstance(record, dict):
+        stats.skip("not_an_object", where, type(record).__name__)
+        return False
+    missing = [name for name in fields if record.get(name) in (None, "")]
+    if missing:
+        stats.skip("missing_fields", where, ", ".join(missing))
+        return False
+    return True
+
+
+# --- time -----------------------------------------------------------------------------------------------------
+
+def to_datetime(value: Any) -> datetime | None:
+    """A timezone-aware UTC datetime from a datetime, a date, an ISO string or epoch seconds; None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            return datetime.fromtimestamp(float(text), tz=timezone.utc)
+        except ValueError:
+            pass
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    else:
+        # pendulum and other datetime-likes (dagster partition windows) are datetime subclasses; others are errors.
+        raise TypeError(f"not a time: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def to_iso(value: Any) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` (GitHub's format, which sorts as text), or None."""
+    moment = to_datetime(value)
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
