@@ -25,7 +25,7 @@ DEMO_QUESTIONS = {
     "rag": "How do I rename the index of a Series?",
     "finetuned": "Reading a CSV file with a semicolon separator fails with a parse error. What should I do?",
 }
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
 
 
 class CliError(Exception):

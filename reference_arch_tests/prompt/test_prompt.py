@@ -1,0 +1,84 @@
+"""The prompt graph materialized for real: the tiny local model, LangChain templates, the check."""
+
+import dagster as dg
+import pytest
+
+from reference_arch.common.llm import LLMResource
+from reference_arch.prompt import assets
+from reference_arch.prompt.definitions import defs
+from reference_arch.prompt.templates import TEMPLATES, PromptTemplate, check_format, templates_version
+from reference_arch_tests.fake_openai import FakeOpenAI
+
+PROMPT_ASSETS = [assets.question, assets.prompt, assets.answer]
+ANSWER = dg.AssetKey(["prompt", "answer"])
+GOOD = ("A Series is a one-dimensional labeled array. It holds any data type.\n"
+        "- https://pandas.pydata.org/docs/reference/api/pandas.Series.html\n"
+        "- https://pandas.pydata.org/docs/user_guide/dsintro.html")
+
+
+def run(question, llm, partition="pandas", instance=None):
+    return dg.materialize_to_memory(
+        PROMPT_ASSETS, partition_key=partition, resources={"llm": llm}, raise_on_error=False, instance=instance,
+        run_config={"ops": {"prompt__question": {"config": {"question": question}}}},
+    )
+
+
+def test_prompt_graph_with_the_local_model(registry_with_tiny_model):
+    result = run("What is a series?", LLMResource())
+    assert result.success
+    record = result.asset_value(ANSWER)
+    assert record["model"] == "registry:tiny-lm@1" and record["sources"] == []
+    rendered = result.asset_value(dg.AssetKey(["prompt", "prompt"]))
+    assert rendered[0]["content"].startswith("In the context of the python framework Pandas.")
+    assert rendered[0]["content"].endswith("Question: What is a series?")
+    meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
+    assert meta["llm/calls"].value == 1 and meta["llm/prompt_tokens"].value > 0
+    assert meta["template_hash"].value == TEMPLATES["pandas"].hash
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.severity) for c in checks] == [("answer_format", dg.AssetCheckSeverity.WARN)]
+
+
+def test_answer_check_passes_on_a_well_formed_answer(tmp_home):
+    with FakeOpenAI(answer=GOOD) as server:
+        result = run("What is a series?", LLMResource(provider="openai", base_url=server.base_url, api_key="k"))
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["links"].value == 2
+    assert result.asset_value(ANSWER)["answer"] == GOOD
+    assert len(server.requests) == 1
+
+
+def test_each_template_is_a_partition_with_its_own_prompt(tmp_home):
+    with FakeOpenAI(answer=GOOD) as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
+        for name in TEMPLATES:
+            assert run("What is a series?", llm, partition=name).success
+    sent = [r["body"]["messages"][0]["content"] for r in server.requests]
+    assert len(set(sent)) == len(TEMPLATES) and "```python" in sent[1]
+
+
+@pytest.mark.parametrize("question, problem", [("   ", "empty"), ("x" * 4001, "over the limit of 4000")])
+def test_bad_questions_are_refused_before_any_model_call(tmp_home, question, problem):
+    with FakeOpenAI() as server:
+        result = run(question, LLMResource(provider="openai", base_url=server.base_url, api_key="k"))
+    assert not result.success and server.requests == []
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert problem in failure.step_failure_data.error.message
+
+
+def test_template_versions_change_with_the_text():
+    before = templates_version()
+    edited = PromptTemplate("pandas", TEMPLATES["pandas"].text + " Be brief.", 2, 2)
+    assert edited.hash != TEMPLATES["pandas"].hash
+    assert defs.resolve_assets_def(dg.AssetKey(["prompt", "prompt"])).code_versions_by_key[
+        dg.AssetKey(["prompt", "prompt"])] == before
+
+
+@pytest.mark.parametrize("text, passed", [
+    (GOOD, True),
+    ("A Series is an array. It is labeled. It is fast.\nhttps://a.example/x https://b.example/y", False),
+    ("A Series is an array.\nhttps://a.example/x", False),
+    ("", False),
+])
+def test_format_check(text, passed):
+    assert check_format(TEMPLATES["pandas"], text)[0] is passed
