@@ -1,0 +1,87 @@
+"""The fine-tuning settings every finetune asset reads: one resource, so the prompts, the training,
+the evaluation and the publishing always agree on the backend and the base model.
+
+``backend`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local`` (LoRA on the
+newest pretrain model in the registry). ``REFERENCE_ARCH_FINETUNE_BACKEND`` and
+``REFERENCE_ARCH_FINETUNE_BASE_MODEL`` set them from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from reference_arch.common.settings import home_path
+from reference_arch.finetune.chat_format import OPENAI_MIN_EXAMPLES, SYSTEM_PROMPT
+
+PRETRAIN_MODEL = "code-lm"  # what the pretrain location publishes
+FINETUNED_MODEL = "code-lm-github"  # what this location publishes
+DEFAULT_OPENAI_BASE_MODEL = "gpt-4o-mini-2024-07-18"
+
+
+class FineTuningResource(dg.ConfigurableResource):
+    """How the finetune location fine-tunes: backend, base model, LoRA and job settings."""
+
+    backend: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    base_model: Optional[str] = None  # local: registry spec or HF path; openai: a fine-tunable model
+    output_name: str = FINETUNED_MODEL
+    system_prompt: str = SYSTEM_PROMPT
+    validation_fraction: float = 0.2
+    min_examples: int = OPENAI_MIN_EXAMPLES
+    # local LoRA
+    max_seq_len: int = 256
+    epochs: int = 6
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: Optional[list[str]] = None  # unset: peft's default for the architecture
+    seed: int = 0
+    # OpenAI
+    openai_epochs: Optional[int] = None  # unset: OpenAI picks
+    openai_suffix: str = "github"
+    poll_interval_s: float = 10.0
+    poll_max_interval_s: float = 120.0
+    poll_timeout_s: float = 6 * 3600.0
+    eval_max_examples: int = 50  # validation examples the OpenAI evaluation asks both models about
+
+    def resolved_backend(self) -> str:
+        if self.backend not in (None, "local", "openai"):
+            raise dg.Failure(f"unknown fine-tuning backend {self.backend!r}: use 'local' or 'openai'")
+        return self.backend or ("openai" if os.environ.get("OPENAI_API_KEY") else "local")
+
+    def resolved_base_model(self) -> str:
+        """The base model: a registry spec or path (local), or an OpenAI model name."""
+        if self.base_model:
+            return self.base_model
+        return DEFAULT_OPENAI_BASE_MODEL if self.resolved_backend() == "openai" else f"registry:{PRETRAIN_MODEL}@latest"
+
+    def base_model_path(self) -> tuple[str, str]:
+        """(spec, directory) of the local base model; a clear failure when there is none yet."""
+        from reference_arch.common.registry import PREFIX, ModelNotFoundError, ModelRegistry
+
+        spec = self.resolved_base_model()
+        if not spec.startswith(PREFIX):
+            if not Path(spec).is_dir():
+                raise dg.Failure(f"base model {spec!r} is not a registry model (registry:NAME@VERSION) "
+                                 "or a directory holding a saved Hugging Face model")
+            return spec, spec
+        try:
+            found = ModelRegistry().resolve(spec)
+        except ModelNotFoundError as err:
+            raise dg.Failure(f"no base model to fine-tune: {err}. Materialize the pretrain location first "
+                             "(`reference-arch materialize pretrain`) or set base_model to a model directory.")
+        return found.spec, str(found.path)
+
+
+def finetune_dir(*parts: str) -> Path:
+    return home_path("finetune", *parts)
+
+
+def fine_tuning_resource() -> FineTuningResource:
+    return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
+                              base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)

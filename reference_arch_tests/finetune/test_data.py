@@ -1,0 +1,117 @@
+"""Ingestion, pairs, split and prompts on a tiny export written in the test."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from reference_arch.finetune import ingestion, processing
+from reference_arch.finetune.config import FineTuningResource
+from reference_arch.finetune.split import TRAIN, VALIDATION, split_of, split_pairs
+
+RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-04-01"}
+DATA_ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, processing.prompts,
+               processing.split_is_disjoint, processing.openai_format]
+
+
+def materialize(assets, selection=None, resources=None, **kwargs):
+    resources = {"fine_tuning": FineTuningResource(backend="local"), **(resources or {})}
+    return dg.materialize(assets, selection=selection, resources=resources, **kwargs)
+
+
+def metadata(result, *key):
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey(["finetune", *key])][:1]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_split_is_stable_disjoint_and_order_free():
+    pairs = [{"issue_id": i} for i in range(2000)]
+    sides = split_pairs(pairs, 0.2)
+    assert set(p["issue_id"] for p in sides[TRAIN]).isdisjoint(p["issue_id"] for p in sides[VALIDATION])
+    assert len(sides[TRAIN]) + len(sides[VALIDATION]) == 2000
+    assert 300 < len(sides[VALIDATION]) < 500
+    shuffled = split_pairs(list(reversed(pairs[:500])), 0.2)  # another order, another "partition"
+    assert {p["issue_id"] for p in shuffled[VALIDATION]} == {p["issue_id"] for p in sides[VALIDATION] if p["issue_id"] < 500}
+    assert split_of(12345, 0.2) == split_of("12345", 0.2)  # the id, not its type, decides
+    with pytest.raises(ValueError):
+        split_of(1, 1.5)
+
+
+def test_ingestion_to_prompts(github_export, registry_with_base, instance):
+    result = materialize(DATA_ASSETS, instance=instance, tags=RANGE)
+    assert result.success
+
+    issues = metadata(result, "github_issues")
+    assert issues["mode"] == "export" and issues["issues"] == 26 and issues["months"].count("2026") == 4
+
+    pairs = metadata(result, "qa_pairs")
+    assert pairs["pairs"] == 22  # 20 good + the dark-mode issue + the repeat (dropped later, across months)
+    # The bot-only issue counts twice: its bot reply is skipped, then it has no answer left.
+    assert (pairs["no_answer"], pairs["bot_replies"], pairs["empty_body"], pairs["pull_requests"]) == (2, 1, 1, 1)
+    assert pairs["empty_replies"] == 1
+    months = {row.data["month"]: row.data["pairs"] for row in pairs["by_month"].records}
+    assert months == {"2026-01": 10, "2026-02": 0, "2026-03": 12, "2026-04": 0}
+    assert ingestion.pairs_path("2026-02-01").read_text() == ""  # an empty month is an empty partition
+
+    split = metadata(result, "train_validation_split")
+    assert split["pairs"] == 21 and split["duplicates_across_months"] == 1
+    assert split["train"] + split["validation"] == 21 and split["validation"] >= 1
+
+    prompts = metadata(result, "prompts")
+    assert prompts["train_examples"] == split["train"] and prompts["too_long"] == 0
+    line = json.loads(processing.prompts_path(TRAIN).read_text().splitlines()[0])
+    system, user, assistant = line["messages"]
+    assert system == {"role": "system",
+                      "content": "You answer Github issues in an upbeat and helpful way to ensure user success."}
+    assert user["role"] == "user" and user["content"].startswith("How to set")
+    assert assistant["weight"] == 1 and not assistant["content"].startswith(">")  # the quote was cleaned away
+
+    checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert checks["split_is_disjoint"].passed and checks["openai_format"].passed
+
+    # Re-running is stable: every issue stays on its side.
+    before = processing.split_path().read_text()
+    assert materialize(DATA_ASSETS, instance=instance, tags=RANGE).success
+    assert processing.split_path().read_text() == before
+
+
+def test_too_few_examples_fail_before_anything_is_written(tmp_path, monkeypatch, registry_with_base, instance):
+    from reference_arch_tests.finetune.conftest import write_tiny_export
+
+    monkeypatch.setenv("REFERENCE_ARCH_GITHUB_EXPORT", str(write_tiny_export(tmp_path / "small", good=4)))
+    result = materialize(DATA_ASSETS, instance=instance, tags=RANGE, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "training examples" in failure.step_failure_data.error.message
+    assert "at least 10" in failure.step_failure_data.error.message
+    assert not processing.prompts_path(TRAIN).exists()
+
+
+def test_empty_month_materializes_an_empty_partition(github_export, tmp_home, instance):
+    result = materialize([ingestion.github_issues, ingestion.qa_pairs], instance=instance,
+                         partition_key="2026-02-01")
+    assert result.success
+    assert metadata(result, "github_issues")["issues"] == 0
+    assert metadata(result, "qa_pairs")["pairs"] == 0
+
+
+def test_format_rules():
+    from reference_arch.finetune.chat_format import chat_example, check_examples, tiktoken_counter
+
+    counter = tiktoken_counter("gpt-4o-mini-2024-07-18")  # offline: the UTF-8 byte bound
+    good = [chat_example(f"question {i}", f"answer {i}") for i in range(10)]
+    assert check_examples(good, counter, 65_536).ok
+    bad = good[:9] + [
+        {"messages": [{"role": "user", "content": "q"}]},
+        {"messages": [{"role": "wizard", "content": "q"}, {"role": "assistant", "content": " ", "weight": 2}]},
+        {"nothing": []},
+        chat_example("q" * 500, "a"),
+    ]
+    report = check_examples(bad, counter, 200)
+    assert not report.ok
+    assert report.errors == {"no_assistant_message": 1, "unrecognized_role": 1, "empty_content": 1,
+                             "invalid_weight": 1, "missing_messages": 1, "too_many_tokens": 1}
+    assert check_examples(good[:3], counter, 65_536).errors == {"too_few_examples": 1}
