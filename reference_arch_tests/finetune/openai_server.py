@@ -5,8 +5,8 @@ against it.
 
 Scenarios: a job walks through ``statuses`` one poll at a time; ``rate_limit_polls`` lists the
 poll numbers answered 429; ``error_message`` is the failed job's error. Chat completions answer
-the training file's reference answer for fine-tuned models (``ft:``) and a canned line for the
-base model, so an evaluation can tell them apart.
+the uploaded files' reference answer for fine-tuned models (``ft:``) and a canned line for the
+base model, so an evaluation can tell them apart (``finetuned_learns=False``: it cannot).
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeOpenAI:
     def __init__(self, statuses=("validating_files", "running", "succeeded"), rate_limit_polls=(),
-                 error_message="Training file has invalid examples", base_answer="I am not sure."):
+                 error_message="Training file has invalid examples", base_answer="I am not sure.",
+                 finetuned_learns=True):
         self.statuses = list(statuses)
         self.rate_limit_polls = set(rate_limit_polls)
         self.error_message = error_message
         self.base_answer = base_answer
+        self.finetuned_learns = finetuned_learns  # False: the fine-tuned model answers like its base
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
@@ -95,7 +97,7 @@ class FakeOpenAI:
     def chat(self, body: dict) -> dict:
         question = body["messages"][-1]["content"]
         answer = self.base_answer
-        if body["model"].startswith("ft:"):
+        if body["model"].startswith("ft:") and self.finetuned_learns:
             for file in self.files.values():
                 for line in file["content"].decode().splitlines():
                     messages = json.loads(line)["messages"]

@@ -34,7 +34,8 @@ def test_split_is_stable_disjoint_and_order_free():
     assert len(sides[TRAIN]) + len(sides[VALIDATION]) == 2000
     assert 300 < len(sides[VALIDATION]) < 500
     shuffled = split_pairs(list(reversed(pairs[:500])), 0.2)  # another order, another "partition"
-    assert {p["issue_id"] for p in shuffled[VALIDATION]} == {p["issue_id"] for p in sides[VALIDATION] if p["issue_id"] < 500}
+    assert ({p["issue_id"] for p in shuffled[VALIDATION]}
+            == {p["issue_id"] for p in sides[VALIDATION] if p["issue_id"] < 500})
     assert split_of(12345, 0.2) == split_of("12345", 0.2)  # the id, not its type, decides
     with pytest.raises(ValueError):
         split_of(1, 1.5)

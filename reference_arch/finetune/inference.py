@@ -1,0 +1,71 @@
+"""``finetuned_question_job``: a question answered by the published fine-tuned model.
+
+The model is the newest ``code-lm-github`` in the registry (local backend) or the published OpenAI
+fine-tuned model; ``REFERENCE_ARCH_FINETUNED_LLM_MODEL`` (or the ``llm`` resource's ``model``) picks
+another. The question goes in with the same system prompt the model was trained with.
+"""
+
+import json
+
+import dagster as dg
+
+from reference_arch.common.llm import LLMError, LLMResource
+from reference_arch.common.locations import OWNERS
+from reference_arch.common.questions import QuestionConfig, QuestionError, answer_record, validate_question
+from reference_arch.finetune.config import FineTuningResource, finetune_dir
+from reference_arch.finetune.evaluation import published_model
+
+
+class FinetunedQuestion(QuestionConfig):
+    question: str = "How do I configure the cache directory?"
+
+
+def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResource:
+    """``llm`` pointed at the published fine-tuned model, unless a model was set explicitly."""
+    if llm.model:
+        return llm
+    settings = dict(base_url=llm.base_url, api_key=llm.api_key, temperature=llm.temperature,
+                    max_tokens=llm.max_tokens, timeout=llm.timeout, max_retries=llm.max_retries, cache=llm.cache,
+                    device=llm.device)
+    if fine_tuning.resolved_backend() == "openai":
+        path = finetune_dir() / "openai_model.json"
+        if not path.exists():
+            raise dg.Failure("no fine-tuned OpenAI model is published yet: `reference-arch materialize finetune`")
+        return LLMResource(provider="openai", model=json.loads(path.read_text())["name"], **settings)
+    return LLMResource(provider="local", model=f"registry:{fine_tuning.output_name}@latest", **settings)
+
+
+@dg.asset(key_prefix=["finetune"], group_name="finetune", owners=OWNERS, kinds={"python"},
+          description="The user's question, from run config; refused here if empty or over the length limit.")
+def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
+    try:
+        text = validate_question(config.question, config.max_chars)
+    except QuestionError as err:
+        raise dg.Failure(description=f"question refused: {err}") from None
+    context.add_output_metadata({"question": text, "characters": len(text)})
+    return text
+
+
+@dg.asset(
+    key_prefix=["finetune"], group_name="finetune", owners=OWNERS, kinds={"python", "huggingface", "openai"},
+    ins={"question": dg.AssetIn(key=["finetune", "question"])},
+    deps=[published_model],
+    description="The fine-tuned model's answer, prompted with the system prompt it was trained with.",
+)
+def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
+           fine_tuning: FineTuningResource) -> dg.Output:
+    model = finetuned_llm(llm, fine_tuning)
+    try:
+        text = model.generate([("system", fine_tuning.system_prompt), ("human", question)])
+    except LLMError as err:
+        raise dg.Failure(description=str(err)) from None
+    usage = model.usage()
+    return dg.Output(answer_record(text, usage["model"], usage),
+                     metadata={"answer": dg.MetadataValue.md(text or "_(empty answer)_"), **model.usage_metadata()})
+
+
+finetuned_question_job = dg.define_asset_job(
+    "finetuned_question_job",
+    selection=dg.AssetSelection.assets(question, answer),
+    description="Answer one question with the fine-tuned model: config ops.finetune__question.config.question.",
+)

@@ -1,0 +1,40 @@
+"""OpenAI for the finetune location: ``dagster-openai``'s ``OpenAIResource``, loaded when used.
+
+``dagster_openai`` imports the whole ``openai`` package (~0.7 s, more than ``dagster`` itself), and a
+code location must import fast; this resource holds the settings and builds the real
+``OpenAIResource`` inside the asset that calls OpenAI.
+"""
+
+import contextlib
+import os
+from typing import Iterator, Optional
+
+import dagster as dg
+
+
+class OpenAIClientResource(dg.ConfigurableResource):
+    """Settings of ``dagster_openai.OpenAIResource``; ``get_client`` yields its client."""
+
+    api_key: Optional[str] = None  # a dg.EnvVar("OPENAI_API_KEY"), never a literal key
+    base_url: Optional[str] = None  # any OpenAI-compatible server
+    organization: Optional[str] = None
+    project: Optional[str] = None
+
+    @contextlib.contextmanager
+    def get_client(self, context) -> Iterator:
+        from dagster_openai import OpenAIResource
+
+        key = self.api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise dg.Failure("the OpenAI backend needs OPENAI_API_KEY (or set the fine_tuning backend to 'local')")
+        configured = OpenAIResource(api_key=key, base_url=self.base_url, organization=self.organization,
+                                    project=self.project)
+        with configured.process_config_and_initialize_cm() as resource, resource.get_client(context) as client:
+            yield client
+
+
+def openai_client_resource() -> OpenAIClientResource:
+    return OpenAIClientResource(
+        api_key=dg.EnvVar("OPENAI_API_KEY") if os.environ.get("OPENAI_API_KEY") else None,
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+    )
