@@ -53,6 +53,7 @@ def pg_database_url():
         pytest.skip("no Postgres configured: set DAGSTER_PG_URL (CI sets it; see .ci/prepare)")
     import psycopg2
 
+    server = server.replace("postgresql+psycopg2://", "postgresql://")  # a SQLAlchemy URL works too
     name = f"reference_arch_test_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(server)
     admin.autocommit = True
