@@ -96,13 +96,14 @@ def to_slack_ts(value: Any) -> str | None:
 
 def slack_source(channels: Iterable[str] | str | None = None, token: str | None = None,
                  export_path: str | Path | None = None, oldest: Any = None, latest: Any = None,
-                 base_url: str = SLACK_API, *, replies_lookback_days: int = 7, page_size: int = 200,
-                 stats: SkipStats | None = None, **http_options):
+                 base_url: str = SLACK_API, *, include_private: bool = False, replies_lookback_days: int = 7,
+                 page_size: int = 200, stats: SkipStats | None = None, **http_options):
     """The ``slack`` dlt source with resources ``channels``, ``users``, ``messages`` (see the module docstring).
 
     ``channels``: names or ids (default: every channel in the export; with the API, those the bot is in).
     ``oldest``/``latest``: datetimes, dates, ISO strings, epoch seconds or Slack ts, the window
     ``[oldest, latest)``. ``token``: pass ``os.environ["SLACK_BOT_TOKEN"]``; it is never logged.
+    ``include_private``: also list private channels (the token then needs the ``groups:read`` scope).
     ``http_options`` go to :class:`RetryingSession`. The source carries ``source.skipped``.
     """
     import dlt
@@ -110,8 +111,8 @@ def slack_source(channels: Iterable[str] | str | None = None, token: str | None 
     wanted = [channels] if isinstance(channels, str) else list(channels or [])
     stats = stats if stats is not None else SkipStats()
     if export_path is None and token:
-        reader: _ApiReader | _ExportReader = _ApiReader(base_url, token, page_size, replies_lookback_days, stats,
-                                                        http_options)
+        reader: _ApiReader | _ExportReader = _ApiReader(base_url, token, page_size, replies_lookback_days,
+                                                        include_private, stats, http_options)
     else:
         reader = _ExportReader(export_path or default_export_path(), stats)
 
@@ -238,12 +239,13 @@ SLACK_HINTS = {
 
 
 class _ApiReader:
-    def __init__(self, base_url: str, token: str, page_size: int, lookback_days: int, stats: SkipStats,
-                 http_options: dict):
+    def __init__(self, base_url: str, token: str, page_size: int, lookback_days: int, include_private: bool,
+                 stats: SkipStats, http_options: dict):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.page_size = page_size
         self.lookback = timedelta(days=lookback_days)
+        self.types = "public_channel,private_channel" if include_private else "public_channel"
         self.stats = stats
         self.http_options = http_options
         self._client = None
@@ -279,7 +281,7 @@ class _ApiReader:
         if self._channels is None:
             found = []
             for page in self._pages("conversations.list", "channels",
-                                    {"types": "public_channel,private_channel", "exclude_archived": "true"}):
+                                    {"types": self.types, "exclude_archived": "true"}):
                 found.extend(raw for raw in page if require(raw, ("id",), "conversations.list", self.stats))
             self._channels = found
         return self._channels
@@ -296,10 +298,11 @@ class _ApiReader:
         return [channel for channel in available if channel.get("is_member")]
 
     def messages(self, channel: dict, oldest: str | None, latest: str | None) -> Iterator[list[dict]]:
-        # Reach back for threads started before the window whose replies may fall inside it.
-        params = {"channel": channel["id"]}
-        if oldest:
-            params["oldest"] = to_slack_ts(to_datetime(float(oldest)) - self.lookback)
+        # Reach back for threads started before the window whose replies may fall inside it. Slack's bounds
+        # are exclusive unless `inclusive`; the cursor trims the window exactly afterwards.
+        params = {"channel": channel["id"], "inclusive": "true"}
+        if oldest and float(oldest) > 0:
+            params["oldest"] = f"{max(0.0, float(oldest) - self.lookback.total_seconds()):.6f}"
         if latest:
             params["latest"] = latest
         for page in self._pages("conversations.history", "messages", params):
@@ -311,8 +314,8 @@ class _ApiReader:
                     yield from self._replies(channel, raw["ts"], oldest, latest)
 
     def _replies(self, channel: dict, thread_ts: str, oldest: str | None, latest: str | None):
-        params = {"channel": channel["id"], "ts": thread_ts}
-        if oldest:
+        params = {"channel": channel["id"], "ts": thread_ts, "inclusive": "true"}
+        if oldest and float(oldest) > 0:
             params["oldest"] = oldest
         if latest:
             params["latest"] = latest

@@ -2,7 +2,7 @@
 
 The fakes keep only what the sources rely on: GitHub's ``Link`` header pagination, ``since`` on
 ``updated_at``, bearer auth (401 ``Bad credentials``), 404 for unknown repos; Slack's cursor pagination
-(``response_metadata.next_cursor``), ``oldest``/``latest`` (exclusive), thread replies with the parent
+(``response_metadata.next_cursor``), ``oldest``/``latest`` (exclusive unless ``inclusive``), thread replies with the parent
 first, ``ok: false`` errors. Failures can be queued per path (``server.fail(path_prefix, status, headers)``)
 and every request is recorded.
 """
@@ -10,6 +10,7 @@ and every request is recorded.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -186,8 +187,11 @@ class FakeSlack:
                 items = [m for m in items if m.get("thread_ts") in (None, m["ts"])]
             else:
                 items = [m for m in items if m.get("thread_ts") == query["ts"] or m["ts"] == query["ts"]]
-            window = [m for m in items if float(m["ts"]) > float(query.get("oldest", 0))
-                      and float(m["ts"]) < float(query.get("latest", 9e12))]
+            low, high = float(query.get("oldest", 0)), float(query.get("latest", 9e12))
+            if query.get("inclusive") == "true":
+                window = [m for m in items if low <= float(m["ts"]) <= high]
+            else:
+                window = [m for m in items if low < float(m["ts"]) < high]
             if method == "conversations.replies":  # the parent always comes first
                 parent = [m for m in items if m["ts"] == query["ts"]]
                 window = parent + [m for m in window if m["ts"] != query["ts"]]
@@ -261,6 +265,20 @@ class Sleeps(list):
 @pytest.fixture
 def no_sleep() -> Sleeps:
     return Sleeps()
+
+
+@pytest.fixture
+def all_logs(caplog, monkeypatch):
+    """Every log line at DEBUG, dlt's included (its logger does not propagate to the root logger)."""
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "DEBUG")  # dlt sets its level from this when a pipeline runs
+    dlt_logger = logging.getLogger("dlt")
+    level = dlt_logger.level
+    dlt_logger.addHandler(caplog.handler)
+    dlt_logger.setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+    dlt_logger.removeHandler(caplog.handler)
+    dlt_logger.setLevel(level)
 
 
 def error_text(exc: BaseException) -> str:

@@ -30,9 +30,8 @@ def seed(fake):
     fake.post("C3", 5, "random chatter")
 
 
-def test_api_pages_channels_users_messages_and_threads(slack_api, loader, no_sleep, caplog):
+def test_api_pages_channels_users_messages_and_threads(slack_api, loader, no_sleep, all_logs):
     seed(slack_api)
-    caplog.set_level(logging.DEBUG)
     source = api_source(slack_api, no_sleep)
     loader.run(source)
 
@@ -52,7 +51,7 @@ def test_api_pages_channels_users_messages_and_threads(slack_api, loader, no_sle
     history = [r for r in requests if r["path"] == "/conversations.history" and r["query"]["channel"] == "C1"]
     assert len(history) == 2 and history[1]["query"]["cursor"] == "2"
     assert len([r for r in requests if r["path"] == "/conversations.replies"]) == 3  # two pages + one
-    assert SLACK_TOKEN not in caplog.text
+    assert "Making GET request" in all_logs.text and SLACK_TOKEN not in all_logs.text
     assert all(r["headers"]["Authorization"] == f"Bearer {SLACK_TOKEN}" for r in requests)
 
 
@@ -105,6 +104,11 @@ def test_named_channels_and_day_window(slack_api, loader, no_sleep):
     loader.run(api_source(slack_api, no_sleep, channels=["general", "#help"], oldest=start, latest=start + 200))
     assert loader.rows("select text from raw.messages order by ts") == [
         ("[io] dayfirst = true",), ("community call thursday",), ("0.9.0 is out",)]
+    # Only an end: everything before it, and Slack is not asked for an `oldest` at all.
+    slack_api.api.requests.clear()
+    loader.run(api_source(slack_api, no_sleep, latest=slack_api.base + 55), name="until", dataset="until")
+    assert loader.rows("select count(*) from until.messages") == [(5,)]
+    assert all("oldest" not in r["query"] for r in slack_api.api.requests)
 
 
 def test_sample_export_loads_offline(loader):
