@@ -151,6 +151,18 @@ def github_source(repos: Iterable[str] | str | None = None, since: Any = None, u
 
 # --- record shape ----------------------------------------------------------------------------------------------
 
+def _ids_ok(raw: dict, names: tuple[str, ...], where: str, stats: SkipStats) -> bool:
+    bad = [name for name in names if not isinstance(raw.get(name), int) or isinstance(raw.get(name), bool)]
+    if bad:
+        stats.skip("bad_id", where, ", ".join(f"{name}={raw.get(name)!r}"[:40] for name in bad))
+    return not bad
+
+
+def _user(raw: dict) -> dict:
+    user = raw.get("user")
+    return user if isinstance(user, dict) else {}
+
+
 def _times(raw: dict, names: tuple[str, ...], where: str, stats: SkipStats) -> dict | None:
     try:
         return {name: to_iso(raw.get(name)) for name in names}
@@ -163,24 +175,28 @@ def shape_issue(raw: Any, repo: str, where: str, stats: SkipStats) -> dict | Non
     """The ``issues`` row for one REST issue object, or None (counted) when it is unusable."""
     if not require(raw, ("id", "number", "title", "created_at", "updated_at"), where, stats):
         return None
+    if not _ids_ok(raw, ("id", "number"), where, stats):
+        return None
     times = _times(raw, ("created_at", "updated_at", "closed_at"), where, stats)
     if times is None:
         return None
-    user = raw.get("user") or {}
-    labels = [label.get("name") if isinstance(label, dict) else str(label) for label in raw.get("labels") or []]
+    user = _user(raw)
+    labels = raw.get("labels") if isinstance(raw.get("labels"), list) else []
+    labels = [label.get("name") if isinstance(label, dict) else str(label) for label in labels]
+    count = raw.get("comments")
     return {
         "id": raw["id"],
         "number": raw["number"],
         "repo": repo,
-        "title": raw["title"],
-        "body": raw.get("body") or "",
+        "title": str(raw["title"]),
+        "body": _text(raw.get("body")),
         "state": raw.get("state"),
         "state_reason": raw.get("state_reason"),
         "user_login": user.get("login"),
         "user_type": user.get("type"),
         "author_association": raw.get("author_association"),
         "labels": labels,
-        "comment_count": raw.get("comments") or 0,
+        "comment_count": count if isinstance(count, int) else len(count) if isinstance(count, list) else 0,
         "is_pull_request": "pull_request" in raw,
         **times,
         "html_url": raw.get("html_url"),
@@ -189,18 +205,18 @@ def shape_issue(raw: Any, repo: str, where: str, stats: SkipStats) -> dict | Non
 
 def shape_comment(raw: Any, issue: dict, where: str, stats: SkipStats) -> dict | None:
     """The ``comments`` row for one REST issue-comment object of ``issue`` (a shaped issue), or None."""
-    if not require(raw, ("id", "created_at"), where, stats):
+    if not require(raw, ("id", "created_at"), where, stats) or not _ids_ok(raw, ("id",), where, stats):
         return None
     times = _times(raw, ("created_at", "updated_at"), where, stats)
     if times is None:
         return None
-    user = raw.get("user") or {}
+    user = _user(raw)
     return {
         "id": raw["id"],
         "repo": issue["repo"],
         "issue_id": issue["id"],
         "issue_number": issue["number"],
-        "body": raw.get("body") or "",
+        "body": _text(raw.get("body")),
         "user_login": user.get("login"),
         "user_type": user.get("type"),
         "is_bot": is_bot(user.get("login"), user.get("type")),
@@ -209,6 +225,10 @@ def shape_comment(raw: Any, issue: dict, where: str, stats: SkipStats) -> dict |
         "updated_at": times["updated_at"] or times["created_at"],
         "html_url": raw.get("html_url"),
     }
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def _issue_number(comment: dict) -> int | None:

@@ -175,7 +175,7 @@ def _shape_channel(raw: dict) -> dict:
 
 
 def _shape_user(raw: dict) -> dict:
-    profile = raw.get("profile") or {}
+    profile = raw.get("profile") if isinstance(raw.get("profile"), dict) else {}
     return {
         "id": raw["id"],
         "name": raw.get("name"),
@@ -211,7 +211,7 @@ def shape_message(raw: Any, channel: dict, where: str, stats: SkipStats) -> dict
         "user": raw.get("user"),
         "bot_id": raw.get("bot_id"),
         "subtype": raw.get("subtype"),
-        "text": raw.get("text") or "",
+        "text": raw.get("text") if isinstance(raw.get("text"), str) else "",
         "created_at": to_iso(float(ts)),
     }
 

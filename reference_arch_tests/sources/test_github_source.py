@@ -158,6 +158,10 @@ def test_month_window_on_creation_time(loader):
     assert loader.rows("select count(*) from raw.comments c left join raw.issues i on c.issue_id = i.id "
                        "where i.id is null") == [(0,)]
     assert loaded(pipeline, "comments") > 0
+    # A month without issues still leaves both tables in place, empty, for readers to query.
+    loader.run(github_source(since="2027-02-01", until="2027-03-01", window_on="created_at"), name="empty",
+               dataset="empty")
+    assert loader.rows("select (select count(*) from empty.issues), (select count(*) from empty.comments)") == [(0, 0)]
 
 
 def test_loading_twice_keeps_one_row_per_id(loader):
@@ -176,6 +180,10 @@ def write_bad_export(root):
              "updated_at": "2026-05-03T00:00:00+00:00"},
             {"id": 3, "title": "no number", "created_at": "2026-05-03T00:00:00Z", "updated_at": "2026-05-03T00:00:00Z"},
             {"id": 4, "number": 4, "title": "bad time", "created_at": "yesterday", "updated_at": "today"},
+            {"id": "abc", "number": 8, "title": "text id", "created_at": "2026-05-03T00:00:00Z",
+             "updated_at": "2026-05-03T00:00:00Z"},
+            {"id": 7, "number": 7, "title": "odd shapes", "user": "ghost", "comments": [{"id": 1}], "labels": "bug",
+             "body": 42, "created_at": "2026-05-03T00:00:00Z", "updated_at": "2026-05-03T00:00:00Z"},
             "not an object"]
     (repo / "issues.json").write_text(json.dumps(good))
     (repo / "issues-2.json").write_text('[{"id": 9, "number": 9, "title": "truncated"')  # malformed file
@@ -197,11 +205,13 @@ def test_bad_export_records_are_skipped_and_counted(tmp_path, loader, caplog):
     source = github_source(export_path=tmp_path / "export")
     with caplog.at_level(logging.WARNING):
         loader.run(source)
-    assert loader.rows("select list(number order by number) from raw.issues") == [([1, 2, 5],)]
+    assert loader.rows("select list(number order by number) from raw.issues") == [([1, 2, 5, 7],)]
+    assert loader.rows("select user_login, comment_count, labels, body from raw.issues where number = 7") == \
+        [(None, 1, "[]", "42")]
     assert loader.rows("select id, updated_at is not null from raw.comments") == [(10, True)]
-    assert dict(source.skipped.counts) == {"missing_fields": 3, "bad_timestamp": 1, "not_an_object": 1,
+    assert dict(source.skipped.counts) == {"missing_fields": 3, "bad_timestamp": 1, "not_an_object": 1, "bad_id": 1,
                                            "malformed_json": 2, "not_utf8": 1, "empty_file": 1}
-    assert source.skipped.as_metadata()["skipped"] == 9
+    assert source.skipped.as_metadata()["skipped"] == 10
     assert "issues-2.json" in caplog.text and "skipped bad input" in caplog.text
 
 
@@ -221,7 +231,7 @@ def test_export_path_from_the_environment(tmp_path, loader, monkeypatch):
     write_bad_export(tmp_path / "export")
     monkeypatch.setenv("REFERENCE_ARCH_GITHUB_EXPORT", str(tmp_path / "export"))
     loader.run(github_source())
-    assert loader.rows("select count(*) from raw.issues") == [(3,)]
+    assert loader.rows("select count(*) from raw.issues") == [(4,)]
 
 
 def test_arguments_are_checked():

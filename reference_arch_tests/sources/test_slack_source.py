@@ -130,6 +130,8 @@ def test_day_window_on_the_sample(loader):
     loader.run(slack_source(channels=["help"], oldest="2026-06-09", latest="2026-06-10"))
     rows = loader.rows("select min(created_at), max(created_at), count(*) from raw.messages")
     assert rows[0][2] == 5 and rows[0][0].day == rows[0][1].day == 9
+    loader.run(slack_source(oldest="2027-01-01", latest="2027-01-02"), name="empty", dataset="empty")
+    assert loader.rows("select count(*) from empty.messages") == [(0,)]
 
 
 def test_loading_twice_keeps_one_row_per_message(loader):
