@@ -45,3 +45,80 @@ def build_dataset(tokenizer, examples: list[dict], max_seq_len: int, target: Pat
     Dataset.from_dict(rows).save_to_disk(str(target))
     return {"examples": len(encoded), "seq_len": width,
             "answer_tokens": sum(sum(1 for t in labels if t != -100) for _, labels in encoded)}
+
+
+def training_key(parts: list) -> str:
+    """Same inputs and settings -> same working directory, so a re-run resumes its checkpoints."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
+    """LoRA on the base model through the shared trainer; returns (what the record keeps, metadata)."""
+    import math
+    import shutil
+
+    from reference_arch.finetune.config import finetune_dir
+    from reference_arch.finetune.jsonl import read_jsonl
+    from reference_arch.finetune.processing import prompts_path
+    from reference_arch.finetune.split import TRAIN, VALIDATION
+
+    base_spec, base_path = fine_tuning.base_model_path()
+    lora = {"r": fine_tuning.lora_r, "alpha": fine_tuning.lora_alpha, "dropout": fine_tuning.lora_dropout,
+            "target_modules": fine_tuning.lora_target_modules}
+    n_train = len(read_jsonl(prompts_path(TRAIN)))
+    batch_size = min(fine_tuning.batch_size, n_train)  # the trainer drops incomplete batches
+    max_steps = max(1, fine_tuning.epochs * (n_train // batch_size))
+    settings = {"lora": lora, "epochs": fine_tuning.epochs, "batch_size": batch_size, "lr": fine_tuning.learning_rate,
+                "max_seq_len": fine_tuning.max_seq_len, "seed": fine_tuning.seed}
+    key = training_key([prompts_path(TRAIN).read_bytes(), prompts_path(VALIDATION).read_bytes(), base_spec,
+                        base_path, settings])
+    root = finetune_dir("lora")
+    workdir = root / key
+
+    tokenizer = load_chat_tokenizer(base_path)
+    tokenizer.save_pretrained(str(workdir / "tokenizer"))  # with the chat template, for the merged model
+    data = {}
+    for side in (TRAIN, VALIDATION):
+        shutil.rmtree(workdir / "data" / side, ignore_errors=True)
+        data[side] = build_dataset(tokenizer, read_jsonl(prompts_path(side)), fine_tuning.max_seq_len,
+                                   workdir / "data" / side)
+    context.log.info(f"LoRA on {base_spec}: {data[TRAIN]['examples']} examples of {data[TRAIN]['seq_len']} tokens, "
+                     f"{max_steps} steps of {batch_size}")
+    config = {
+        "model_dir": base_path, "tokenizer_dir": str(workdir / "tokenizer"), "output_dir": str(workdir / "output"),
+        # No eval_data: the evaluation check measures base and fine-tuned models on the same validation set.
+        "train_data": [str(workdir / "data" / TRAIN)],
+        "max_steps": max_steps, "batch_size": batch_size, "lr": fine_tuning.learning_rate,
+        "warmup_steps": max(1, max_steps // 10), "weight_decay": 0.0, "seed": fine_tuning.seed,
+        "checkpoint_every": max(1, math.ceil(max_steps / 3)), "keep_checkpoints": 1,
+        "log_every": max(1, max_steps // 10), "lora": lora,
+    }
+    run = trainer.run(context, config)
+    done = run.summary
+    for stale in root.iterdir():  # trained: older working directories (done or abandoned) can go
+        if stale.is_dir() and stale.name != key:
+            shutil.rmtree(stale, ignore_errors=True)
+    record = {
+        "base_spec": base_spec,
+        "base_path": base_path,
+        "model": done["model_dir"],
+        "adapter_path": done["adapter_dir"],
+        "lora": lora,
+        "trainable_params": done["trainable_params"],
+        "total_params": done["total_params"],
+        "trainable_fraction": done["trainable_params"] / done["total_params"],
+        "steps": done["global_step"],
+        "resumed_from_step": done["resumed_from_step"],
+        "train_loss": done["train_loss"],
+        "tokens_per_s": done["tokens_per_s"],
+        "runtime_s": done["runtime_s"],
+        "seq_len": data[TRAIN]["seq_len"],
+        "answer_tokens": data[TRAIN]["answer_tokens"],
+    }
+    return record, run.metadata()

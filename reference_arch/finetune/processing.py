@@ -2,8 +2,9 @@
 
 ``finetune/train_validation_split`` gathers every month's pairs, drops questions already asked in an
 earlier month, and puts each issue on the side its id hashes to. ``finetune/prompts`` writes the two
-chat JSONL files both backends train from, keeping only examples within the token limit of the
-model they are for. Checks: the sides are disjoint; the files follow OpenAI's format rules.
+chat JSONL files both backends train from, within the token limit of the model they are for (long
+questions are shortened; an example whose answer alone is too long is dropped). Checks: the sides
+are disjoint; the files follow OpenAI's format rules.
 """
 
 
@@ -115,20 +116,26 @@ def token_rules(fine_tuning: FineTuningResource):
     kinds={"python", "openai"},
     owners=OWNERS,
     description="Train and validation prompts in OpenAI chat JSONL: the seed's system prompt, the issue as the "
-                "user message, the maintainer's answer as the assistant message (weight 1).",
+                "user message, the maintainer's answer as the assistant message (weight 1); questions shortened "
+                "to fit the model's token limit.",
 )
 def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) -> dg.MaterializeResult:
-    from reference_arch.finetune.chat_format import chat_example
+    from reference_arch.finetune.chat_format import chat_example, fit_to_limit
     from reference_arch.finetune.jsonl import write_jsonl
 
     sides = read_split()
     counter, limit = token_rules(fine_tuning)
     kept: dict[str, list[dict]] = {}
-    too_long = 0
+    too_long = shortened = 0
     for side, pairs in sides.items():
-        examples = [chat_example(p["question"], p["answer"], fine_tuning.system_prompt) for p in pairs]
-        kept[side] = [e for e in examples if counter.count(e["messages"]) <= limit]
-        too_long += len(examples) - len(kept[side])
+        kept[side] = []
+        for pair in pairs:
+            example = chat_example(pair["question"], pair["answer"], fine_tuning.system_prompt)
+            fitted = fit_to_limit(example, counter, limit)
+            too_long += fitted is None
+            shortened += fitted is not None and fitted is not example
+            if fitted is not None:
+                kept[side].append(fitted)
     # Refuse before anything is written, uploaded or trained: the files of the last good run stay.
     if len(kept[TRAIN]) < fine_tuning.min_examples:
         raise dg.Failure(
@@ -144,6 +151,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
     return dg.MaterializeResult(metadata={
         "train_examples": len(kept[TRAIN]),
         "validation_examples": len(kept[VALIDATION]),
+        "shortened": shortened,
         "too_long": too_long,
         "token_limit": limit,
         "token_counter": counter.name,

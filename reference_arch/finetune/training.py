@@ -79,11 +79,11 @@ def fine_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
     backend = fine_tuning.resolved_backend()
     base = fine_tuning.resolved_base_model()
     if backend == "openai":
-        trained = train_openai(context, fine_tuning, openai)
+        trained, extra = train_openai(context, fine_tuning, openai), {}
     else:
         from reference_arch.finetune.local_backend import train_lora
 
-        trained = train_lora(context, fine_tuning, trainer)
+        trained, extra = train_lora(context, fine_tuning, trainer)
         base = trained.pop("base_spec")
     record = {"backend": backend, "base_model": base, "run_id": context.run_id,
               "trained_at": datetime.now(timezone.utc).isoformat(),
@@ -98,4 +98,5 @@ def fine_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
         "train_examples": record["train_examples"],
         "validation_examples": record["validation_examples"],
         **numbers,
+        **extra,
     })

@@ -62,7 +62,7 @@ def test_ingestion_to_prompts(github_export, registry_with_base, instance):
     assert split["train"] + split["validation"] == 21 and split["validation"] >= 1
 
     prompts = metadata(result, "prompts")
-    assert prompts["train_examples"] == split["train"] and prompts["too_long"] == 0
+    assert prompts["train_examples"] == split["train"] and prompts["too_long"] == prompts["shortened"] == 0
     line = json.loads(processing.prompts_path(TRAIN).read_text().splitlines()[0])
     system, user, assistant = line["messages"]
     assert system == {"role": "system",
@@ -116,3 +116,16 @@ def test_format_rules():
     assert report.errors == {"no_assistant_message": 1, "unrecognized_role": 1, "empty_content": 1,
                              "invalid_weight": 1, "missing_messages": 1, "too_many_tokens": 1}
     assert check_examples(good[:3], counter, 65_536).errors == {"too_few_examples": 1}
+
+
+def test_long_questions_are_shortened_to_fit():
+    from reference_arch.finetune.chat_format import TokenCounter, chat_example, fit_to_limit
+
+    chars = TokenCounter("characters", lambda messages: sum(len(m["content"]) for m in messages))
+    short = chat_example("short question", "an answer", system_prompt="sys")
+    assert fit_to_limit(short, chars, 1000) is short
+    long = chat_example("word " * 200, "an answer", system_prompt="sys")
+    fitted = fit_to_limit(long, chars, 300)
+    assert chars.count(fitted["messages"]) <= 300 and fitted["messages"][1]["content"].endswith(" …")
+    assert fitted["messages"][2] == long["messages"][2]  # the answer is never cut
+    assert fit_to_limit(chat_example("q", "a" * 400, system_prompt="sys"), chars, 300) is None

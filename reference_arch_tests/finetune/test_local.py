@@ -1,0 +1,77 @@
+"""LoRA through the real trainer on a tiny random base model, the blocking check, and the question job."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from reference_arch.common.llm import LLMResource
+from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE
+from reference_arch.common.registry import ModelRegistry
+from reference_arch.common.trainer import TrainerResource
+from reference_arch.finetune import evaluation, inference, training
+from reference_arch.finetune.config import FineTuningResource
+from reference_arch.finetune.openai_client import OpenAIClientResource
+from reference_arch_tests.finetune.test_data import DATA_ASSETS, RANGE, metadata
+
+ASSETS = [*DATA_ASSETS, training.fine_tuned_model, evaluation.better_than_base, evaluation.published_model]
+
+
+def resources(**settings):
+    return {"fine_tuning": FineTuningResource(backend="local", **settings), "trainer": TrainerResource(device="cpu"),
+            "openai": OpenAIClientResource()}
+
+
+def check_of(result, name="better_than_base"):
+    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == name]
+    return check.passed, {k: v.value for k, v in check.metadata.items()}
+
+
+def test_lora_is_trained_evaluated_published_and_answers(github_export, registry_with_base, instance):
+    result = dg.materialize(ASSETS, resources=resources(), instance=instance, tags=RANGE)
+    assert result.success
+
+    tuned = metadata(result, "fine_tuned_model")
+    assert tuned["backend"] == "local" and tuned["base_model"] == "registry:code-lm@1"
+    assert 0 < tuned["trainable_fraction"] < 0.5 and tuned["trainable_params"] < tuned["total_params"]
+    assert tuned["steps"] >= 1
+    record = json.loads((registry_with_base.root.parent / "finetune" / "fine_tuned.json").read_text())
+    assert json.loads((Path(record["adapter_path"]) / "adapter_config.json").read_text())["r"] == 16
+
+    passed, scores = check_of(result)
+    assert passed and scores["finetuned_loss"] < scores["base_loss"]
+    assert scores["finetuned_perplexity"] < scores["base_perplexity"]
+
+    published = ModelRegistry().get("code-lm-github")
+    assert published.version == 1 and published.card["base_model"] == "registry:code-lm@1"
+    assert published.card["metrics"]["finetuned_loss"] == pytest.approx(scores["finetuned_loss"], abs=1e-5)
+    tokenizer_config = json.loads((published.path / "tokenizer_config.json").read_text())
+    chat_template = tokenizer_config.get("chat_template") or (published.path / "chat_template.jinja").read_text()
+    assert chat_template == DEFAULT_CHAT_TEMPLATE  # the format it was trained in, for inference
+
+    # The question job answers with the published model ...
+    job = dg.Definitions(assets=[inference.question, inference.answer], jobs=[inference.finetuned_question_job],
+                         resources={**resources(), "llm": LLMResource(max_tokens=8)}
+                         ).resolve_job_def("finetuned_question_job")
+    answered = job.execute_in_process(
+        run_config={"ops": {"finetune__question": {"config": {"question": "How to set cache?"}}}}, instance=instance)
+    record = answered.asset_value(dg.AssetKey(["finetune", "answer"]))
+    assert record["model"] == "registry:code-lm-github@1" and isinstance(record["answer"], str)
+
+    # ... and so does any location pointed at it by configuration (the seed's RAG + fine-tuned model).
+    llm = LLMResource(provider="local", model="registry:code-lm-github@latest", max_tokens=8)
+    assert isinstance(llm.generate([("system", "Use the sources."), ("human", "How to set cache?")]), str)
+    assert llm.usage()["model"] == "registry:code-lm-github@1"
+
+
+def test_a_worse_model_is_not_published(github_export, registry_with_base, instance):
+    # A learning rate this high wrecks the adapter: the fine-tuned model loses to its base.
+    result = dg.materialize(ASSETS, resources=resources(learning_rate=50.0, epochs=1), instance=instance, tags=RANGE,
+                            raise_on_error=False)
+    assert not result.success
+    passed, scores = check_of(result)
+    assert not passed
+    assert dg.AssetKey(["finetune", "published_model"]) not in {
+        e.asset_key for e in result.get_asset_materialization_events()}
+    assert [m.name for m in ModelRegistry().list()] == ["code-lm"]
