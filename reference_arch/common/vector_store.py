@@ -1,0 +1,455 @@
+"""The vector store resource: LanceDB embedded under the home (default) or Weaviate.
+
+Records are chunks: the string fields in ``FIELDS`` plus a normalised ``vector``. Writes go
+through ``replace_documents`` (atomic per document: a document's new chunks appear and its
+stale chunks disappear together) and ``delete_documents``; reads are dense, keyword and hybrid
+(keyword + vector) search and counts. A collection's name carries the embedding model and its
+dimension, so switching embeddings opens a new collection instead of mixing vector sizes.
+
+LanceDB searches exactly until a table reaches ``ann_min_rows``; then an ANN index
+(IVF_HNSW_SQ, or IVF_PQ with refinement) is built and kept up to date by ``optimize``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import dagster as dg
+
+from reference_arch.common.settings import home_path
+
+FIELDS = ("id", "document_id", "source_type", "source", "title", "url", "text", "created_at", "updated_at")
+SEARCH_MODES = ("dense", "keyword", "hybrid")
+
+
+class VectorStoreError(RuntimeError):
+    """The store refused an operation for a reason the user can act on."""
+
+
+def collection_name(name: str, embedding_model: str, dimension: int) -> str:
+    """``chunks`` + model + dimension as a name both backends accept (letters, digits, ``_``)."""
+    model = re.sub(r"[^0-9a-zA-Z]+", "_", embedding_model.rsplit("/", 1)[-1]).strip("_").lower()
+    return f"{name}_{model}_{dimension}"
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+class VectorStoreResource(dg.ConfigurableResource):
+    """Chunk vectors: ``lancedb`` (embedded, default) or ``weaviate`` (``WEAVIATE_URL``)."""
+
+    backend: Optional[str] = None  # "lancedb" | "weaviate"; unset: weaviate when WEAVIATE_URL is set
+    uri: Optional[str] = None  # LanceDB directory or object-store URI; default: home/lancedb
+    url: Optional[str] = None  # Weaviate HTTP URL; default: WEAVIATE_URL
+    api_key: Optional[str] = None  # Weaviate API key (EnvVar("WEAVIATE_API_KEY")), never plain config
+    grpc_port: Optional[int] = None  # Weaviate gRPC port; default: WEAVIATE_GRPC_PORT or 50051
+    ann_min_rows: int = 20_000  # below this many rows, exact search (faster to keep, and exact)
+    ann_index_type: str = "IVF_HNSW_SQ"  # or "IVF_PQ" (refined by re-ranking with exact distances)
+    nprobes: int = 8
+    ef: int = 96
+    refine_factor: int = 10
+
+    def resolved_backend(self) -> str:
+        backend = self.backend or ("weaviate" if (self.url or os.environ.get("WEAVIATE_URL")) else "lancedb")
+        if backend not in ("lancedb", "weaviate"):
+            raise VectorStoreError(f"unknown vector store backend {backend!r}: use 'lancedb' or 'weaviate'")
+        return backend
+
+    def location(self) -> str:
+        """Where the vectors live, for metadata (no credentials)."""
+        if self.resolved_backend() == "weaviate":
+            return self._weaviate_url()
+        return self.uri or str(home_path("lancedb"))
+
+    def collection(self, name: str, embedding_model: str, dimension: int) -> "VectorCollection":
+        full_name = collection_name(name, embedding_model, dimension)
+        if self.resolved_backend() == "weaviate":
+            return WeaviateCollection(self, full_name, dimension)
+        return LanceCollection(self, full_name, dimension)
+
+    def _weaviate_url(self) -> str:
+        url = self.url or os.environ.get("WEAVIATE_URL")
+        if not url:
+            raise VectorStoreError("the weaviate backend needs a URL: set WEAVIATE_URL or the resource's url")
+        return url
+
+
+class VectorCollection:
+    """One collection of chunks; the operations both backends provide."""
+
+    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
+        self.store, self.name, self.dimension = store, name, dimension
+
+    # writes
+    def replace_documents(self, document_ids: Sequence[str], records: Sequence[dict], keep_ids: Iterable[str] = ()) -> None:
+        """Make ``document_ids`` hold exactly ``records`` plus the chunks in ``keep_ids`` (already
+        stored, unchanged). Atomic per call on LanceDB; on Weaviate new chunks land before stale
+        ones go, so a reader never sees a document with no chunks."""
+        raise NotImplementedError
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        raise NotImplementedError
+
+    def optimize(self) -> dict[str, Any]:
+        """Keep indexes current (ANN once large enough, keyword); returns what it did."""
+        return {}
+
+    # reads
+    def chunk_ids(self) -> dict[str, str]:
+        """``{chunk id: document id}`` of everything stored."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def count_by(self, field: str = "source_type") -> dict[str, int]:
+        raise NotImplementedError
+
+    def search(self, vector: Sequence[float], k: int = 5) -> list[dict]:
+        raise NotImplementedError
+
+    def keyword_search(self, text: str, k: int = 5) -> list[dict]:
+        raise NotImplementedError
+
+    def hybrid_search(self, text: str, vector: Sequence[float], k: int = 5) -> list[dict]:
+        raise NotImplementedError
+
+    def query(self, mode: str, text: str, vector: Sequence[float] | None, k: int = 5) -> list[dict]:
+        """Search by mode name: ``dense``, ``keyword`` or ``hybrid``."""
+        if mode == "dense":
+            return self.search(vector, k)
+        if mode == "keyword":
+            return self.keyword_search(text, k)
+        if mode == "hybrid":
+            return self.hybrid_search(text, vector, k)
+        raise VectorStoreError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+
+    def _check(self, records: Sequence[dict]) -> None:
+        for record in records:
+            missing = [f for f in ("id", "document_id", "vector") if not record.get(f)]
+            if missing:
+                raise VectorStoreError(f"record {record.get('id')!r} lacks {', '.join(missing)}")
+            if len(record["vector"]) != self.dimension:
+                raise VectorStoreError(
+                    f"record {record['id']!r} has a {len(record['vector'])}-dimensional vector; "
+                    f"collection {self.name} holds {self.dimension}-dimensional ones"
+                )
+
+
+# -- LanceDB ---------------------------------------------------------------------------------
+
+class LanceCollection(VectorCollection):
+    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
+        super().__init__(store, name, dimension)
+        import lancedb
+
+        self.uri = store.uri or str(home_path("lancedb"))
+        self._db = lancedb.connect(self.uri)
+        self._table = None
+        self._lock = None
+
+    def _schema(self):
+        import pyarrow as pa
+
+        return pa.schema([*(pa.field(f, pa.string()) for f in FIELDS),
+                          pa.field("vector", pa.list_(pa.float32(), self.dimension))])
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer per table at a time across processes (two partitions materialized at once
+        would otherwise race on commits); readers never wait. Object stores: no local lock."""
+        if "://" in self.uri:
+            yield
+            return
+        from filelock import FileLock
+
+        if self._lock is None:  # one lock object per collection: re-entrant within this process
+            self._lock = FileLock(os.path.join(self.uri, f".{self.name}.lock"), timeout=600)
+        with self._lock:
+            yield
+
+    def table(self):
+        if self._table is None:
+            if self.name not in self._db.table_names():
+                with self._write_lock():
+                    self._db.create_table(self.name, schema=self._schema(), exist_ok=True)
+            self._table = self._db.open_table(self.name)
+        else:
+            self._table.checkout_latest()
+        return self._table
+
+    def _arrow(self, records: Sequence[dict]):
+        import pyarrow as pa
+
+        columns = {f: [None if r.get(f) is None else str(r[f]) for r in records] for f in FIELDS}
+        columns["vector"] = [list(map(float, r["vector"])) for r in records]
+        return pa.Table.from_pydict(columns, schema=self._schema())
+
+    def replace_documents(self, document_ids, records, keep_ids=()) -> None:
+        self._check(records)
+        document_ids = sorted(set(document_ids) | {r["document_id"] for r in records})
+        if not document_ids:
+            return
+        keep = sorted(set(keep_ids) | {r["id"] for r in records})
+        stale = f"document_id IN ({_sql_list(document_ids)})"
+        if keep:
+            stale += f" AND id NOT IN ({_sql_list(keep)})"
+        with self._write_lock():
+            # One commit: insert the new chunks and delete the documents' other chunks together.
+            (self.table().merge_insert("id").when_not_matched_insert_all()
+             .when_not_matched_by_source_delete(stale).execute(self._arrow(records)))
+
+    def delete_documents(self, document_ids) -> int:
+        document_ids = sorted(set(document_ids))
+        if not document_ids:
+            return 0
+        with self._write_lock():
+            result = self.table().delete(f"document_id IN ({_sql_list(document_ids)})")
+        return int(getattr(result, "num_deleted_rows", 0) or 0)
+
+    def _indices(self) -> dict[str, str]:
+        return {index.columns[0]: index.index_type for index in self.table().list_indices()}
+
+    def optimize(self) -> dict[str, Any]:
+        from lancedb.index import FTS, HnswSq, IvfPq
+
+        with self._write_lock():
+            table = self.table()
+            rows = table.count_rows()
+            indices = self._indices()
+            done: dict[str, Any] = {"rows": rows}
+            if rows and "text" not in indices:
+                table.create_index("text", config=FTS(), replace=True)
+                done["fts_index"] = "created"
+            if rows >= self.store.ann_min_rows and "vector" not in indices:
+                kind = self.store.ann_index_type.upper()
+                if kind == "IVF_PQ":
+                    config = IvfPq(distance_type="cosine", num_partitions=max(1, int(rows ** 0.5)),
+                                   num_sub_vectors=max(1, self.dimension // 8))
+                elif kind == "IVF_HNSW_SQ":
+                    config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 100_000))
+                else:
+                    raise VectorStoreError(f"unsupported ANN index {kind!r}: use IVF_HNSW_SQ or IVF_PQ")
+                table.create_index("vector", config=config, replace=True)
+                done["ann_index"] = kind
+            elif indices:
+                table.optimize()  # folds new rows into the existing indexes, compacts small files
+                done["optimized"] = True
+            done["index_types"] = {**indices, **self._indices()}
+        return done
+
+    def _columns(self, columns: list[str]):
+        return self.table().search().select(columns).limit(None).to_arrow()
+
+    def chunk_ids(self) -> dict[str, str]:
+        data = self._columns(["id", "document_id"])
+        return dict(zip(data.column("id").to_pylist(), data.column("document_id").to_pylist()))
+
+    def count(self) -> int:
+        return self.table().count_rows()
+
+    def count_by(self, field: str = "source_type") -> dict[str, int]:
+        if field not in FIELDS:
+            raise VectorStoreError(f"unknown field {field!r}")
+        column = self._columns([field]).column(field).to_pylist()
+        return dict(Counter(column))
+
+    def _rows(self, query, score_column: str, convert) -> list[dict]:
+        rows = query.select([*FIELDS, score_column]).to_list()
+        return [{**{f: r.get(f) for f in FIELDS}, "score": convert(float(r[score_column]))} for r in rows]
+
+    def search(self, vector, k=5) -> list[dict]:
+        query = (self.table().search(list(map(float, vector)), vector_column_name="vector")
+                 .distance_type("cosine").limit(k))
+        if "vector" in self._indices():
+            index = self._indices()["vector"].upper()
+            query = query.nprobes(self.store.nprobes)
+            query = query.ef(self.store.ef) if "HNSW" in index else query.refine_factor(self.store.refine_factor)
+        return self._rows(query, "_distance", lambda d: 1.0 - d)
+
+    def keyword_search(self, text, k=5) -> list[dict]:
+        if not text.strip() or not self.count():
+            return []
+        if "text" not in self._indices():
+            self.optimize()
+        query = self.table().search(text, query_type="fts", fts_columns="text").limit(k)
+        return self._rows(query, "_score", lambda s: s)
+
+    def hybrid_search(self, text, vector, k=5) -> list[dict]:
+        from lancedb.rerankers import RRFReranker
+
+        if not text.strip():
+            return self.search(vector, k)
+        if self.count() and "text" not in self._indices():
+            self.optimize()
+        query = (self.table().search(query_type="hybrid", vector_column_name="vector", fts_columns="text")
+                 .vector(list(map(float, vector))).text(text).distance_type("cosine")
+                 .limit(k).rerank(RRFReranker()))
+        rows = query.to_list()
+        return [{**{f: r.get(f) for f in FIELDS}, "score": float(r["_relevance_score"])} for r in rows]
+
+
+# -- Weaviate --------------------------------------------------------------------------------
+
+class WeaviateCollection(VectorCollection):
+    """A Weaviate collection with self-provided vectors; object UUIDs derive from chunk ids."""
+
+    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
+        super().__init__(store, name[:1].upper() + name[1:], dimension)  # Weaviate classes start upper-case
+        self._client = None
+
+    def _connect(self):
+        if self._client is not None:
+            return self._client
+        from urllib.parse import urlparse
+
+        import weaviate
+        from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+        url = urlparse(self.store._weaviate_url())
+        secure = url.scheme == "https"
+        grpc_port = self.store.grpc_port or int(os.environ.get("WEAVIATE_GRPC_PORT", "50051"))
+        key = self.store.api_key or os.environ.get("WEAVIATE_API_KEY")
+        self._client = weaviate.connect_to_custom(
+            http_host=url.hostname, http_port=url.port or (443 if secure else 80), http_secure=secure,
+            grpc_host=url.hostname, grpc_port=grpc_port, grpc_secure=secure,
+            auth_credentials=Auth.api_key(key) if key else None,
+            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+            skip_init_checks=True,
+        )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def collection(self):
+        from weaviate.classes.config import Configure, DataType, Property, Tokenization
+
+        client = self._connect()
+        if not client.collections.exists(self.name):
+            properties = [Property(name="chunk_id" if f == "id" else f, data_type=DataType.TEXT,
+                                   tokenization=Tokenization.WORD if f in ("text", "title") else Tokenization.FIELD,
+                                   index_searchable=f in ("text", "title"))
+                          for f in FIELDS]
+            try:
+                client.collections.create(self.name, properties=properties,
+                                          vector_config=Configure.Vectors.self_provided(
+                                              vector_index_config=Configure.VectorIndex.hnsw(
+                                                  distance_metric=_cosine())))
+            except Exception:  # noqa: BLE001 - another writer created it first
+                if not client.collections.exists(self.name):
+                    raise
+        return client.collections.get(self.name)
+
+    @staticmethod
+    def _uuid(chunk_id: str) -> str:
+        from weaviate.util import generate_uuid5
+
+        return generate_uuid5(chunk_id)
+
+    @staticmethod
+    def _properties(record: dict) -> dict:
+        return {("chunk_id" if f == "id" else f): ("" if record.get(f) is None else str(record[f])) for f in FIELDS}
+
+    def _objects_of(self, document_ids: Sequence[str]) -> dict[str, str]:
+        """``{uuid: chunk id}`` of the chunks of ``document_ids``."""
+        from weaviate.classes.query import Filter
+
+        collection, found = self.collection(), {}
+        for start in range(0, len(document_ids), 100):
+            where = Filter.by_property("document_id").contains_any(list(document_ids[start:start + 100]))
+            offset = 0
+            while True:
+                page = collection.query.fetch_objects(filters=where, limit=1000, offset=offset,
+                                                      return_properties=["chunk_id"])
+                found.update({str(o.uuid): o.properties["chunk_id"] for o in page.objects})
+                if len(page.objects) < 1000:
+                    break
+                offset += 1000
+        return found
+
+    def replace_documents(self, document_ids, records, keep_ids=()) -> None:
+        from weaviate.classes.query import Filter
+
+        self._check(records)
+        document_ids = sorted(set(document_ids) | {r["document_id"] for r in records})
+        if not document_ids:
+            return
+        collection = self.collection()
+        with collection.batch.fixed_size(batch_size=200) as batch:
+            for record in records:
+                batch.add_object(properties=self._properties(record), uuid=self._uuid(record["id"]),
+                                 vector=list(map(float, record["vector"])))
+        failed = collection.batch.failed_objects
+        if failed:
+            raise VectorStoreError(f"Weaviate rejected {len(failed)} chunks, e.g. {failed[0].message}")
+        keep = set(keep_ids) | {r["id"] for r in records}
+        stale = [u for u, chunk_id in self._objects_of(document_ids).items() if chunk_id not in keep]
+        for start in range(0, len(stale), 1000):
+            collection.data.delete_many(where=Filter.by_id().contains_any(stale[start:start + 1000]))
+
+    def delete_documents(self, document_ids) -> int:
+        from weaviate.classes.query import Filter
+
+        document_ids, deleted = sorted(set(document_ids)), 0
+        for start in range(0, len(document_ids), 100):
+            result = self.collection().data.delete_many(
+                where=Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
+            deleted += int(result.successful)
+        return deleted
+
+    def chunk_ids(self) -> dict[str, str]:
+        return {o.properties["chunk_id"]: o.properties["document_id"]
+                for o in self.collection().iterator(return_properties=["chunk_id", "document_id"])}
+
+    def count(self) -> int:
+        return int(self.collection().aggregate.over_all(total_count=True).total_count or 0)
+
+    def count_by(self, field: str = "source_type") -> dict[str, int]:
+        from weaviate.classes.aggregate import GroupByAggregate
+
+        result = self.collection().aggregate.over_all(group_by=GroupByAggregate(prop=field), total_count=True)
+        return {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
+
+    def _rows(self, objects, score) -> list[dict]:
+        rows = []
+        for o in objects:
+            row = {f: o.properties.get("chunk_id" if f == "id" else f) for f in FIELDS}
+            rows.append({**row, "score": float(score(o.metadata))})
+        return rows
+
+    def search(self, vector, k=5) -> list[dict]:
+        from weaviate.classes.query import MetadataQuery
+
+        result = self.collection().query.near_vector(near_vector=list(map(float, vector)), limit=k,
+                                                     return_metadata=MetadataQuery(distance=True))
+        return self._rows(result.objects, lambda m: 1.0 - (m.distance or 0.0))
+
+    def keyword_search(self, text, k=5) -> list[dict]:
+        from weaviate.classes.query import MetadataQuery
+
+        result = self.collection().query.bm25(query=text, limit=k, query_properties=["text", "title"],
+                                              return_metadata=MetadataQuery(score=True))
+        return self._rows(result.objects, lambda m: m.score or 0.0)
+
+    def hybrid_search(self, text, vector, k=5) -> list[dict]:
+        from weaviate.classes.query import HybridFusion, MetadataQuery
+
+        result = self.collection().query.hybrid(query=text, vector=list(map(float, vector)), alpha=0.5, limit=k,
+                                                query_properties=["text", "title"],
+                                                fusion_type=HybridFusion.RELATIVE_SCORE,
+                                                return_metadata=MetadataQuery(score=True))
+        return self._rows(result.objects, lambda m: m.score or 0.0)
+
+
+def _cosine():
+    from weaviate.classes.config import VectorDistances
+
+    return VectorDistances.COSINE
