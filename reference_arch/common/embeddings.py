@@ -23,6 +23,17 @@ def packaged_minilm_path() -> str:
     return str(get_model_path())
 
 
+@functools.lru_cache(maxsize=4)
+def load_fast_tokenizer(model_path: str):
+    """The model's ``tokenizer.json`` through ``tokenizers`` alone: counting tokens needs no torch."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_path, "tokenizer.json"))
+    tokenizer.no_truncation()  # count every token, even past what the model reads
+    tokenizer.no_padding()
+    return tokenizer
+
+
 @functools.lru_cache(maxsize=2)
 def load_sentence_transformer(name_or_path: str, device: str | None = None):
     """Load once per process (the import alone takes seconds)."""
@@ -69,18 +80,41 @@ class EmbeddingsResource(dg.ConfigurableResource):
         """The model's tokenizer (local), for sizing chunks in the model's own tokens."""
         return load_sentence_transformer(self.resolved_model(), self.device).tokenizer
 
+    def token_counter(self, special_tokens: bool = False):
+        """A function ``text -> number of tokens`` in the model's own tokenizer; with
+        ``special_tokens`` it counts what the model sees (``[CLS] ... [SEP]`` for MiniLM).
+        Local models whose folder has a ``tokenizer.json`` are counted without loading torch."""
+        if self.resolved_provider() == "openai":
+            import tiktoken
+
+            encoding = tiktoken.get_encoding("cl100k_base")  # the text-embedding-3 models' encoding
+            return lambda text: len(encoding.encode(text, disallowed_special=()))
+        path = self.resolved_model()
+        if os.path.isfile(os.path.join(path, "tokenizer.json")):
+            tokenizer = load_fast_tokenizer(path)
+            return lambda text: len(tokenizer.encode(text, add_special_tokens=special_tokens).ids)
+        hf = self.tokenizer()
+        return lambda text: len(hf(text, add_special_tokens=special_tokens, truncation=False)["input_ids"])
+
     def dimension(self) -> int:
         return len(self.embed_query("dimension"))
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_array(self, texts: list[str], batch_size: int | None = None):
+        """Normalised float32 vectors as one ``(len(texts), dimension)`` numpy array (no lists of
+        Python floats: what a bulk embedding step wants)."""
+        import numpy as np
+
         if not texts:
-            return []
+            return np.zeros((0, 0), dtype=np.float32)
         if self.resolved_provider() == "openai":
-            return self._embed_openai(texts)
+            return np.asarray(self._embed_openai(texts), dtype=np.float32)
         model = load_sentence_transformer(self.resolved_model(), self.device)
-        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+        vectors = model.encode(texts, batch_size=batch_size or self.batch_size, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
-        return vectors.tolist()
+        return vectors.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

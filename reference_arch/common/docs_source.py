@@ -1,0 +1,320 @@
+"""Documentation as a dlt source: text files under a docs folder and docstrings of installed packages.
+
+- **Files**: Markdown, reStructuredText and plain text under ``REFERENCE_ARCH_DOCS_DIR`` (default: the
+  sample docs of the fictional *tidepool* project in ``reference_arch/samples/docs``). A document per
+  file; ``source`` is its path relative to the folder.
+- **Docstrings**: packages named in ``REFERENCE_ARCH_DOCS_PACKAGES`` (default ``pandas:Series``): a
+  document per public top-level function and class, and per public member (method, property,
+  accessor) of the classes named after the colon; ``source`` is the dotted name
+  (``pandas.Series.rename``). Members that share one docstring (``Series.rename_axis`` and
+  ``DataFrame.rename_axis``) become one document that lists its other names. Several packages are
+  separated by ``;`` (``pandas:Series,DataFrame;numpy``).
+
+Documents are grouped in partitions: ``package:<name>`` per package and ``dir:<folder>`` per top-level
+folder of the docs folder (``dir:.`` for the files at its root). One table, ``pages``, is loaded with
+``delete-insert`` on the ``partition`` column: loading a partition replaces everything it held, so a
+deleted file disappears from the table (an empty partition still clears itself through a tombstone
+row, which ``hard_delete`` removes rather than stores).
+
+Unreadable, non-UTF-8 and empty files are skipped and counted in ``source.skipped`` (a ``SkipStats``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from reference_arch.common.export_files import SkipStats, existing_dir
+from reference_arch.common.settings import SAMPLES_DIR
+
+DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
+PACKAGES_ENV = "REFERENCE_ARCH_DOCS_PACKAGES"
+EXAMPLES_ENV = "REFERENCE_ARCH_DOCS_EXAMPLES"
+BASE_URL_ENV = "REFERENCE_ARCH_DOCS_BASE_URL"
+DEFAULT_PACKAGES = "pandas:Series"
+FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text"}
+# Where a package's API reference lives online, by package: {name} is the dotted name.
+API_URLS = {"pandas": "https://pandas.pydata.org/docs/reference/api/{name}.html"}
+ROOT_FOLDER = "."
+
+PAGE_COLUMNS = {
+    "id": {"data_type": "text", "nullable": False},
+    "partition": {"data_type": "text", "nullable": False},
+    "kind": {"data_type": "text"},  # file | docstring
+    "format": {"data_type": "text"},  # markdown | rst | text | docstring
+    "title": {"data_type": "text"},
+    "source": {"data_type": "text"},
+    "url": {"data_type": "text"},
+    "text": {"data_type": "text"},
+    "created_at": {"data_type": "timestamp"},
+    "updated_at": {"data_type": "timestamp"},
+    "content_hash": {"data_type": "text"},
+    "deleted": {"data_type": "bool", "hard_delete": True},
+}
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """A package whose docstrings are documents; ``classes`` get one document per public member."""
+
+    name: str
+    classes: tuple[str, ...] = field(default=())
+
+    @property
+    def partition(self) -> str:
+        return f"package:{self.name}"
+
+
+def parse_packages(value: str | None = None) -> list[PackageSpec]:
+    """``"pandas:Series,DataFrame;numpy"`` -> specs; default from ``REFERENCE_ARCH_DOCS_PACKAGES``."""
+    text = os.environ.get(PACKAGES_ENV, DEFAULT_PACKAGES) if value is None else value
+    specs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, classes = part.partition(":")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name.strip()):
+            raise ValueError(f"invalid package name {name!r} in {PACKAGES_ENV}={text!r}")
+        specs.append(PackageSpec(name.strip(), tuple(c.strip() for c in classes.split(",") if c.strip())))
+    return specs
+
+
+def default_docs_dir() -> Path:
+    return Path(os.environ.get(DOCS_DIR_ENV) or SAMPLES_DIR / "docs")
+
+
+def docs_dir(path: str | Path | None = None) -> Path:
+    """The docs folder, or ``FileNotFoundError`` naming it and the variable that sets it."""
+    return existing_dir(path or default_docs_dir(), "docs folder", DOCS_DIR_ENV)
+
+
+def include_examples() -> bool:
+    return os.environ.get(EXAMPLES_ENV, "0").lower() in ("1", "true", "yes")
+
+
+def sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+# -- files ------------------------------------------------------------------------------------
+
+def doc_files(folder: Path) -> list[Path]:
+    """The documentation files under ``folder``, hidden files and folders left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in FORMATS]
+    return found
+
+
+def file_partition(relative: str) -> str:
+    """``guides/io.md`` -> ``dir:guides``; a file at the root -> ``dir:.``."""
+    head, sep, _ = relative.partition("/")
+    return f"dir:{head if sep else ROOT_FOLDER}"
+
+
+def file_hashes(folder: str | Path | None = None) -> dict[str, str]:
+    """``{relative path: sha256 of the bytes}`` of every documentation file: what changed, not when."""
+    root = docs_dir(folder)
+    hashes = {}
+    for path in doc_files(root):
+        try:
+            hashes[path.relative_to(root).as_posix()] = sha256(path.read_bytes())
+        except OSError:
+            continue  # vanished or unreadable between listing and reading: the next scan sees it
+    return hashes
+
+
+def package_fingerprint(spec: PackageSpec, examples: bool) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version(spec.name.split(".")[0])
+    except PackageNotFoundError:
+        found = "not-installed"
+    return f"{spec.name}=={found};classes={','.join(spec.classes)};examples={int(examples)}"
+
+
+def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[PackageSpec] | None = None,
+                           examples: bool | None = None) -> dict[str, str]:
+    """``{partition key: fingerprint}``: a fingerprint changes exactly when the partition's content does."""
+    examples = include_examples() if examples is None else examples
+    prints = {spec.partition: package_fingerprint(spec, examples)
+              for spec in (parse_packages() if packages is None else packages)}
+    by_folder: dict[str, list[str]] = {}
+    for relative, digest in sorted(file_hashes(folder).items()):
+        by_folder.setdefault(file_partition(relative), []).append(f"{relative}={digest}")
+    prints.update({key: sha256("\n".join(lines)) for key, lines in by_folder.items()})
+    return prints
+
+
+def _title(text: str, fmt: str, fallback: str) -> str:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if fmt == "markdown" and re.match(r"^#{1,6}\s+\S", stripped):
+            return stripped.lstrip("#").strip()
+        if fmt == "rst" and stripped and i + 1 < len(lines) and re.fullmatch(r"([=\-~^*#])\1{2,}", lines[i + 1].strip()):
+            return stripped
+    return fallback
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
+
+
+def _file_rows(root: Path, partition: str, stats: SkipStats) -> Iterator[dict]:
+    base_url = os.environ.get(BASE_URL_ENV, "")
+    for path in doc_files(root):
+        relative = path.relative_to(root).as_posix()
+        if file_partition(relative) != partition:
+            continue
+        try:
+            raw = path.read_bytes()
+            mtime = path.stat().st_mtime
+        except OSError as err:
+            stats.skip("unreadable_file", str(path), type(err).__name__)
+            continue
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            stats.skip("not_utf8", str(path), f"byte {err.start}")
+            continue
+        if not text.strip():
+            stats.skip("empty_file", str(path))
+            continue
+        fmt = FORMATS[path.suffix.lower()]
+        title = _title(text, fmt, path.stem.replace("-", " ").replace("_", " "))
+        yield _row(f"docs:{relative}", partition, "file", fmt, title, relative,
+                   base_url.rstrip("/") + "/" + relative if base_url else "", text, _iso(mtime), _iso(mtime))
+
+
+def _row(doc_id, partition, kind, fmt, title, source, url, text, created_at, updated_at) -> dict:
+    return {"id": doc_id, "partition": partition, "kind": kind, "format": fmt, "title": title, "source": source,
+            "url": url, "text": text, "created_at": created_at, "updated_at": updated_at,
+            "content_hash": sha256(f"{title}\n{text}"), "deleted": False}
+
+
+# -- docstrings -------------------------------------------------------------------------------
+
+def _signature(obj: Any) -> str:
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return ""
+
+
+def _public(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
+    """``(dotted name, object)`` for the package's public functions and classes, then the public
+    members of ``spec.classes``; in a stable order."""
+    import importlib
+
+    try:
+        module = importlib.import_module(spec.name)
+    except ImportError as err:
+        raise ValueError(f"package {spec.name!r} named in {PACKAGES_ENV} cannot be imported: {err}") from None
+    names = getattr(module, "__all__", None) or dir(module)
+    for name in _public(names):
+        obj = getattr(module, name, None)
+        if inspect.isfunction(obj) or inspect.isbuiltin(obj) or inspect.isclass(obj):
+            yield f"{spec.name}.{name}", obj
+    for class_name in spec.classes:
+        cls = getattr(module, class_name, None)
+        if not inspect.isclass(cls):
+            raise ValueError(f"{spec.name}.{class_name} (named in {PACKAGES_ENV}) is not a class")
+        for name in _public(dir(cls)):
+            try:
+                static = inspect.getattr_static(cls, name)
+                obj = getattr(cls, name)
+            except AttributeError:
+                continue
+            if isinstance(static, (property, staticmethod, classmethod)) or callable(obj) or inspect.isclass(obj):
+                yield f"{spec.name}.{class_name}.{name}", obj
+
+
+def _strip_examples(doc: str) -> str:
+    """numpydoc's ``Examples`` section is long and code-only; without it a docstring is about half as long."""
+    return re.split(r"\n(?:Examples|Example)\n-{3,}\n", doc)[0].rstrip()
+
+
+def docstring_documents(spec: PackageSpec, examples: bool = False) -> list[dict]:
+    """One document per distinct docstring of the package's API (see the module docstring)."""
+    import importlib
+
+    module = importlib.import_module(spec.name)
+    stamp = _iso(Path(module.__file__).stat().st_mtime) if getattr(module, "__file__", None) else _iso(0)
+    url_template = API_URLS.get(spec.name.split(".")[0], "")
+    by_doc: dict[str, list[tuple[str, Any]]] = {}
+    for dotted, obj in api_objects(spec):
+        doc = inspect.getdoc(obj)
+        if doc and doc.strip():
+            by_doc.setdefault(doc.strip(), []).append((dotted, obj))
+    rows = []
+    for doc, owners in by_doc.items():
+        dotted, obj = owners[0]
+        text = doc if examples else _strip_examples(doc)
+        body = f"{dotted}{_signature(obj)}\n\n{text}"
+        if len(owners) > 1:
+            body += "\n\nAlso documented as: " + ", ".join(name for name, _ in owners[1:])
+        rows.append(_row(f"docs:{dotted}", spec.partition, "docstring", "docstring", dotted, dotted,
+                         url_template.format(name=dotted) if url_template else "", body, stamp, stamp))
+    return rows
+
+
+# -- the dlt source ---------------------------------------------------------------------------
+
+def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | None = None,
+                packages: Iterable[PackageSpec] | str | None = None, examples: bool | None = None,
+                stats: SkipStats | None = None):
+    """The ``docs`` dlt source with one resource, ``pages``, over ``partitions`` (default: all of them).
+
+    ``folder`` defaults to ``REFERENCE_ARCH_DOCS_DIR``, ``packages`` to ``REFERENCE_ARCH_DOCS_PACKAGES``,
+    ``examples`` (keep numpydoc Examples sections) to ``REFERENCE_ARCH_DOCS_EXAMPLES``. A missing folder
+    raises ``FileNotFoundError`` naming it; an unknown package, ``ValueError``.
+    """
+    import dlt
+
+    specs = parse_packages(packages) if isinstance(packages, str) or packages is None else list(packages)
+    examples = include_examples() if examples is None else examples
+    stats = stats if stats is not None else SkipStats()
+    folder_path = folder
+
+    def wanted() -> list[str]:
+        if partitions is not None:
+            return list(partitions)
+        return sorted(partition_fingerprints(folder_path, specs, examples))
+
+    def pages():
+        yield dlt.mark.materialize_table_schema()
+        by_name = {spec.partition: spec for spec in specs}
+        for partition in wanted():
+            # Always a tombstone: the partition is replaced even when it has no documents left.
+            yield {**_row(f"{partition}#tombstone", partition, "", "", "", "", "", "", _iso(0), _iso(0)),
+                   "deleted": True}
+            if partition.startswith("package:"):
+                spec = by_name.get(partition) or PackageSpec(partition.split(":", 1)[1])
+                yield docstring_documents(spec, examples)
+            elif partition.startswith("dir:"):
+                yield list(_file_rows(docs_dir(folder_path), partition, stats))
+            else:
+                raise ValueError(f"unknown docs partition {partition!r}: expected package:<name> or dir:<folder>")
+
+    resource = dlt.resource(pages, name="pages", primary_key="id", merge_key="partition",
+                            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+                            columns=PAGE_COLUMNS)
+
+    @dlt.source(name="docs", max_table_nesting=0)
+    def docs():
+        return resource
+
+    source = docs()
+    source.skipped = stats
+    return source
