@@ -125,8 +125,9 @@ def location_statuses(url: str) -> dict[str, dict]:
 
 
 class Webserver:
-    def __init__(self, url: str, process: subprocess.Popen, log: Path, reference_arch_home: Path):
-        self.url, self.process, self.log, self.reference_arch_home = url, process, log, reference_arch_home
+    def __init__(self, url: str, process: subprocess.Popen, log: Path, dagster_home: Path, reference_arch_home: Path):
+        self.url, self.process, self.log = url, process, log
+        self.dagster_home, self.reference_arch_home = dagster_home, reference_arch_home
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -187,7 +188,7 @@ def webserver(tmp_path_factory, tiny_model_dir):
             [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    server = Webserver(f"http://127.0.0.1:{port}", process, log, reference_arch_home)
+    server = Webserver(f"http://127.0.0.1:{port}", process, log, dagster_home, reference_arch_home)
     try:
         server.wait_until_loaded()
         yield server

@@ -1,0 +1,161 @@
+"""Kubernetes scale-out, tested where no cluster runs: the Helm values and manifests load into the
+Kubernetes client's own models, the executor switch builds jobs that accept k8s run config, and the
+trainer's remote mode builds the pod that PipesK8sClient would create."""
+
+from __future__ import annotations
+
+import sys
+
+import dagster as dg
+import kubernetes
+import pytest
+import yaml
+from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
+from dagster_k8s.pipes import build_pod_body
+
+from reference_arch.common.executors import executor_from_env
+from reference_arch.common.remote_trainer import HOME_MOUNT, K8sTrainerPod, pod_command, trainer_pod_spec
+from reference_arch.common.settings import PROJECT_ROOT
+from reference_arch.common.trainer import TrainerResource
+
+ENTRY_POINT = "reference_arch.pretrain.train_entry"  # any module name: the pod runs `python -m` it
+
+
+def k8s_model(model_class, value: dict):
+    """Kubernetes' own model of ``value`` (camelCase as in manifests); unknown keys raise."""
+    return k8s_model_from_dict(model_class, k8s_snake_case_dict(model_class, value))
+
+
+def load(path: str):
+    return yaml.safe_load((PROJECT_ROOT / path).read_text())
+
+
+@pytest.fixture(scope="module")
+def values() -> dict:
+    return load("deploy/k8s/values.yaml")
+
+
+def test_helm_values_deploy_one_code_server_per_location(values):
+    local = {e["python_module"]["location_name"]: e["python_module"]["module_name"]
+             for e in load("workspace.yaml")["load_from"]}
+    deployments = {d["name"]: d for d in values["dagster-user-deployments"]["deployments"]}
+    assert set(deployments) == set(local)
+    for name, deployment in deployments.items():
+        assert deployment["dagsterApiGrpcArgs"] == ["--module-name", local[name]]
+        env = {e["name"]: e["value"] for e in deployment["env"]}
+        assert env["REFERENCE_ARCH_HOME"] == HOME_MOUNT and env["REFERENCE_ARCH_EXECUTOR"] == "k8s"
+        assert {"name": "reference-arch-secrets"} in deployment["envSecrets"]
+        for volume in deployment["volumes"]:
+            k8s_model(kubernetes.client.V1Volume, volume)
+        for mount in deployment["volumeMounts"]:
+            k8s_model(kubernetes.client.V1VolumeMount, mount)
+        assert deployment["includeConfigInLaunchedRuns"]["enabled"]
+
+
+def test_helm_values_launch_runs_as_kubernetes_jobs_on_postgres(values):
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    run_config = launcher["runK8sConfig"]
+    # The same models dagster-k8s builds the run's pod from.
+    k8s_model(kubernetes.client.V1Container, {"name": "run", **run_config["containerConfig"]})
+    k8s_model(kubernetes.client.V1PodSpec, {"containers": [], **run_config["podSpecConfig"]})
+    for volume in launcher["volumes"]:
+        k8s_model(kubernetes.client.V1Volume, volume)
+    claim = load("deploy/k8s/storage.yaml")
+    pvc = k8s_model(kubernetes.client.V1PersistentVolumeClaim, claim)
+    assert pvc.spec.access_modes == ["ReadWriteMany"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in launcher["volumes"]}
+    assert claims == {pvc.metadata.name} == {K8sTrainerPod(image="x").home_claim}
+    assert values["postgresql"]["enabled"] is False and values["global"]["postgresqlSecretName"]
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    pools = values["concurrency"]["pools"]
+    assert pools["defaultLimit"] == 1 and pools["granularity"] == "op"
+
+
+def test_the_pool_settings_render_to_a_valid_instance_config(values, tmp_path):
+    """The chart writes ``concurrency.pools`` into dagster.yaml in snake case: Dagster accepts it."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    pools = values["concurrency"]["pools"]
+    rendered = {"concurrency": {"pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]},
+                                "runs": {"max_concurrent_runs": values["concurrency"]["runs"]["maxConcurrentRuns"]}}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_executor_switch(monkeypatch):
+    from dagster_k8s import k8s_job_executor
+
+    monkeypatch.delenv("REFERENCE_ARCH_EXECUTOR", raising=False)
+    assert executor_from_env() is None
+    monkeypatch.setenv("REFERENCE_ARCH_EXECUTOR", "k8s")
+    assert executor_from_env() is k8s_job_executor
+    monkeypatch.setenv("REFERENCE_ARCH_EXECUTOR", "ray")
+    with pytest.raises(ValueError, match="REFERENCE_ARCH_EXECUTOR"):
+        executor_from_env()
+
+
+def test_a_question_job_on_the_k8s_executor_accepts_step_pod_config(monkeypatch):
+    from reference_arch.common.questions import question_run_config
+    from reference_arch.prompt import assets
+    from reference_arch.prompt.jobs import prompt_question_job
+
+    monkeypatch.setenv("REFERENCE_ARCH_EXECUTOR", "k8s")
+    defs = dg.Definitions(assets=[assets.question, assets.prompt, assets.answer], jobs=[prompt_question_job],
+                          executor=executor_from_env(), resources={"llm": dg.ResourceDefinition.none_resource()})
+    job = defs.resolve_job_def("prompt_question_job")
+    assert job.executor_def.name == "k8s"
+    run_config = {
+        **question_run_config("prompt", "What is a series?"),
+        "execution": {"config": {
+            "max_concurrent": 4,
+            "step_k8s_config": {"container_config": {"resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}}},
+        }},
+    }
+    assert dg.validate_run_config(job, run_config)
+
+
+def built_pod(trainer: TrainerResource, pod: K8sTrainerPod) -> kubernetes.client.V1Pod:
+    """The pod PipesK8sClient.run would create (its own builder), Pipes bootstrap env included."""
+    return build_pod_body(
+        pod_name="dagster-train", image=None, command=None,
+        env_vars={"DAGSTER_PIPES_CONTEXT": "ctx", "DAGSTER_PIPES_MESSAGES": "msgs"},
+        base_pod_meta=None, base_pod_spec=trainer_pod_spec(trainer, ENTRY_POINT, pod),
+    )
+
+
+def test_remote_trainer_pod_runs_the_entry_point_on_one_gpu():
+    trainer = TrainerResource(device="auto")
+    pod = built_pod(trainer, K8sTrainerPod(image="registry.example.com/reference-arch:cuda"))
+    container = pod.spec.containers[0]
+    assert container.command == ["python", "-m", ENTRY_POINT]
+    assert container.image == "registry.example.com/reference-arch:cuda"
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert pod.spec.node_selector == {"reference-arch/pool": "gpu"}
+    assert pod.spec.tolerations[0].key == "nvidia.com/gpu" and pod.spec.restart_policy == "Never"
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    assert mounts[HOME_MOUNT] == "home" and mounts["/dev/shm"] == "dshm"
+    assert container.env_from[0].secret_ref.name == "reference-arch-secrets"
+    assert {e.name for e in container.env} >= {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"}
+
+
+def test_remote_trainer_pod_runs_torchrun_across_the_pods_gpus():
+    trainer = TrainerResource(launcher="torchrun", nproc_per_node=4)
+    pod = built_pod(trainer, K8sTrainerPod(image="img"))
+    container = pod.spec.containers[0]
+    assert container.command[0] == "torchrun"
+    assert container.command[1:] == ["--standalone", "--nproc_per_node=4", "-m", ENTRY_POINT]
+    assert container.resources.limits["nvidia.com/gpu"] == "4"
+
+
+def test_remote_trainer_pod_on_cpu_asks_for_no_gpu_node():
+    trainer = TrainerResource(device="cpu")
+    pod = built_pod(trainer, K8sTrainerPod(image="img", gpus=0))
+    assert "nvidia.com/gpu" not in pod.spec.containers[0].resources.limits
+    assert not pod.spec.node_selector and not pod.spec.tolerations
+
+
+def test_pod_command_replaces_this_machines_interpreter():
+    assert pod_command(TrainerResource(), "m")[0] == "python"
+    assert sys.executable not in pod_command(TrainerResource(launcher="torchrun", nproc_per_node=2), "m")
