@@ -1,9 +1,10 @@
 """The fine-tuning settings every finetune asset reads: one resource, so the prompts, the training,
 the evaluation and the publishing always agree on the backend and the base model.
 
-``backend`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local`` (LoRA on the
-newest pretrain model in the registry). ``REFERENCE_ARCH_FINETUNE_BACKEND`` and
-``REFERENCE_ARCH_FINETUNE_BASE_MODEL`` set them from the environment.
+``backend`` is ``local`` (LoRA on the newest pretrain model in the registry) unless set to ``openai``:
+an OpenAI fine-tuning job is billed and takes minutes to hours, so an exported ``OPENAI_API_KEY``
+alone does not start one. ``REFERENCE_ARCH_FINETUNE_BACKEND`` and ``REFERENCE_ARCH_FINETUNE_BASE_MODEL``
+set them from the environment.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ DEFAULT_OPENAI_BASE_MODEL = "gpt-4o-mini-2024-07-18"
 class FineTuningResource(dg.ConfigurableResource):
     """How the finetune location fine-tunes: backend, base model, LoRA and job settings."""
 
-    backend: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    backend: Optional[str] = None  # "local" (unset) | "openai" (needs OPENAI_API_KEY)
     base_model: Optional[str] = None  # local: registry spec or HF path; openai: a fine-tunable model
     output_name: str = FINETUNED_MODEL
     system_prompt: str = SYSTEM_PROMPT
@@ -52,7 +53,7 @@ class FineTuningResource(dg.ConfigurableResource):
     def resolved_backend(self) -> str:
         if self.backend not in (None, "local", "openai"):
             raise dg.Failure(f"unknown fine-tuning backend {self.backend!r}: use 'local' or 'openai'")
-        return self.backend or ("openai" if os.environ.get("OPENAI_API_KEY") else "local")
+        return self.backend or "local"
 
     def resolved_base_model(self) -> str:
         """The base model: a registry spec or path (local), or an OpenAI model name."""

@@ -32,6 +32,13 @@ def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResou
         if not path.exists():
             raise dg.Failure("no fine-tuned OpenAI model is published yet: `reference-arch materialize finetune`")
         return LLMResource(provider="openai", model=json.loads(path.read_text())["name"], **settings)
+    from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
+
+    try:
+        ModelRegistry().get(fine_tuning.output_name)
+    except ModelNotFoundError:
+        raise dg.Failure(f"no fine-tuned model {fine_tuning.output_name!r} in the registry yet: "
+                         "`reference-arch materialize finetune` (after pretrain)") from None
     return LLMResource(provider="local", model=f"registry:{fine_tuning.output_name}@latest", **settings)
 
 

@@ -10,7 +10,7 @@ from reference_arch.common.llm import LLMResource
 from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE
 from reference_arch.common.registry import ModelRegistry
 from reference_arch.common.trainer import TrainerResource
-from reference_arch.finetune import evaluation, inference, training
+from reference_arch.finetune import evaluation, training
 from reference_arch.finetune.config import FineTuningResource
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch_tests.finetune.test_data import DATA_ASSETS, RANGE, metadata
@@ -50,14 +50,15 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
     chat_template = tokenizer_config.get("chat_template") or (published.path / "chat_template.jinja").read_text()
     assert chat_template == DEFAULT_CHAT_TEMPLATE  # the format it was trained in, for inference
 
-    # The question job answers with the published model ...
-    job = dg.Definitions(assets=[inference.question, inference.answer], jobs=[inference.finetuned_question_job],
-                         resources={**resources(), "llm": LLMResource(max_tokens=8)}
-                         ).resolve_job_def("finetuned_question_job")
-    answered = job.execute_in_process(
-        run_config={"ops": {"finetune__question": {"config": {"question": "How to set cache?"}}}}, instance=instance)
-    record = answered.asset_value(dg.AssetKey(["finetune", "answer"]))
-    assert record["model"] == "registry:code-lm-github@1" and isinstance(record["answer"], str)
+    # A re-run with the same data and settings resumes from the last checkpoint: nothing to train again.
+    again = dg.materialize(ASSETS, selection=[training.fine_tuned_model], resources=resources(), instance=instance)
+    assert metadata(again, "fine_tuned_model")["train/steps_this_run"] == 0
+
+    # `reference-arch ask finetuned` answers with the published model ...
+    from reference_arch import cli
+
+    answered = cli.ask("finetuned", "How to set cache?", instance)
+    assert answered["model"] == "registry:code-lm-github@1" and isinstance(answered["answer"], str)
 
     # ... and so does any location pointed at it by configuration (the seed's RAG + fine-tuned model).
     llm = LLMResource(provider="local", model="registry:code-lm-github@latest", max_tokens=8)
