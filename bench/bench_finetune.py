@@ -122,8 +122,9 @@ def _demo_finetune(model_dir: str, workdir: Path) -> dict:
         [tuned] = [e for e in result.get_asset_materialization_events()
                    if e.asset_key == dg.AssetKey(["finetune", "fine_tuned_model"])]
         meta = {k: v.value for k, v in tuned.materialization.metadata.items()}
-        return {"ingest_s": ingested - started, "finetune_s": finished - ingested, "steps": meta.get("steps"),
-                "examples": meta.get("train_examples"), "train_runtime_s": meta.get("runtime_s")}
+        return {"ingest_s": ingested - started, "finetune_s": finished - ingested,
+                "steps": meta.get("train/global_step"), "examples": meta.get("train_examples"),
+                "train_runtime_s": meta.get("train/runtime_s")}
     finally:
         for key, value in saved.items():
             if value is None:

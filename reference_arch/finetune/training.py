@@ -90,7 +90,8 @@ def fine_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
               "train_examples": reports[TRAIN].examples, "validation_examples": reports[VALIDATION].examples,
               **trained}
     _write_record(record)
-    numbers = {k: v for k, v in trained.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    # The trainer's own figures (steps, losses, tokens/s, the loss curve) come in `extra` as train/*.
+    numbers = {k: trained[k] for k in ("trainable_fraction", "seq_len", "answer_tokens") if k in trained}
     return dg.MaterializeResult(metadata={
         "backend": backend,
         "base_model": base,

@@ -81,3 +81,26 @@ def test_broken_files_are_never_uploaded(github_export, tmp_home, instance):
         assert not result.success
         assert "no_assistant_message" in failure_message(result)
         assert not server.requests
+
+
+def test_cancelled_job_fails_and_a_rerun_resumes_instead_of_paying_twice(tmp_path):
+    import openai
+
+    from reference_arch.finetune.chat_format import chat_example
+    from reference_arch.finetune.jsonl import write_jsonl
+    from reference_arch.finetune.openai_backend import FineTuningJobFailed, JobSettings, fine_tune
+
+    train = write_jsonl(tmp_path / "train.jsonl", [chat_example(f"q{i}", f"a{i}") for i in range(10)])
+    validation = write_jsonl(tmp_path / "validation.jsonl", [chat_example("q", "a")])
+    settings = JobSettings(model="gpt-4o-mini-2024-07-18", poll_interval_s=0.01)
+    with FakeOpenAI(statuses=["queued", "cancelled"]) as server:
+        client = openai.OpenAI(api_key="sk-test", base_url=server.base_url)
+        with pytest.raises(FineTuningJobFailed, match="cancelled"):
+            fine_tune(client, train, validation, settings, tmp_path / "state.json", print)
+    with FakeOpenAI() as server:
+        client = openai.OpenAI(api_key="sk-test", base_url=server.base_url)
+        state = tmp_path / "state2.json"
+        first = fine_tune(client, train, validation, settings, state, print)
+        uploads = len(server.files)
+        again = fine_tune(client, train, validation, settings, state, print)  # e.g. after a crash while polling
+        assert again.id == first.id and len(server.files) == uploads == 2 and len(server.jobs) == 1
