@@ -1,6 +1,6 @@
 """The trainer's remote mode: the same training entry point, in a Kubernetes pod on a GPU node pool.
 
-``TrainerResource`` runs an entry point module locally through ``PipesSubprocessClient``. Here the
+``TrainerResource`` runs an entry point module in a local process through Dagster Pipes. Here the
 same module and the same Pipes extras go to ``PipesK8sClient`` instead: the asset's step stays on a
 small CPU pod while the training runs in its own pod with GPUs (``torchrun`` across them when the
 trainer's launcher is ``torchrun``), and its metrics and checkpoints come back through the pod's
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dagster as dg
 
-from reference_arch.common.trainer import TrainerResource
+from reference_arch.common.trainer import DEFAULT_ENTRY_POINT, TrainerResource, TrainingRun
 
 HOME_MOUNT = "/data/reference_arch"
 
@@ -96,18 +96,25 @@ def trainer_pod_spec(trainer: TrainerResource, entry_point: str, pod: K8sTrainer
 
 
 def pipes_extras(trainer: TrainerResource, config: dict[str, Any], gpus: int) -> dict[str, Any]:
-    """The same extras ``TrainerResource.run`` sends, with the device the pod really has."""
-    return {**config, "device": pod_env(trainer, gpus)["REFERENCE_ARCH_DEVICE"], "compile": trainer.compile}
+    """The extras ``TrainerResource.run`` sends, with the device the pod really has."""
+    device = pod_env(trainer, gpus)["REFERENCE_ARCH_DEVICE"]
+    return {"device": device, "compile": trainer.compile, "precision": trainer.precision, **config}
 
 
-def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResource, entry_point: str,
-                      config: dict[str, Any], pod: K8sTrainerPod, client=None):
-    """Run the entry point in a pod to completion; returns the Pipes invocation (``get_results()``)."""
+def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResource, config: dict[str, Any],
+                      pod: K8sTrainerPod, *, on_message: Optional[Callable[[dict[str, Any]], None]] = None,
+                      entry_point: str = DEFAULT_ENTRY_POINT, client=None) -> TrainingRun:
+    """``TrainerResource.run`` in a pod: same config, same messages, same ``TrainingRun`` back.
+
+    Paths in ``config`` must be under the home (the pod mounts it at the same place as the code
+    servers do). The pod's messages arrive through its logs when it ends, so ``on_message`` (a
+    ``CheckpointRecorder``) sees the checkpoints then rather than as they are written.
+    """
     from dagster_k8s import PipesK8sClient
 
     gpus = pod_gpus(trainer, pod)
     client = client or PipesK8sClient()  # in-cluster config inside a pod, ~/.kube/config elsewhere
-    return client.run(
+    invocation = client.run(
         context=context,
         namespace=pod.namespace,
         base_pod_spec=trainer_pod_spec(trainer, entry_point, pod),
@@ -115,3 +122,8 @@ def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResourc
         env=pod_env(trainer, gpus),
         extras=pipes_extras(trainer, config, gpus),
     )
+    messages = invocation.get_custom_messages()
+    for message in messages:
+        if on_message is not None and isinstance(message, dict):
+            on_message(message)
+    return TrainerResource._result(0, messages)  # a failed pod already raised; a missing "done" raises here

@@ -159,3 +159,45 @@ def test_remote_trainer_pod_on_cpu_asks_for_no_gpu_node():
 def test_pod_command_replaces_this_machines_interpreter():
     assert pod_command(TrainerResource(), "m")[0] == "python"
     assert sys.executable not in pod_command(TrainerResource(launcher="torchrun", nproc_per_node=2), "m")
+
+
+def test_remote_trainer_runs_the_entry_point_in_a_pod_and_reports_back(tmp_path, instance):
+    """The whole remote mode through PipesK8sClient, against a local Kubernetes API stand-in that
+    runs the pod's container here: pod spec, command, Pipes bootstrap, secrets, the shared home,
+    messages read back from the pod's log, and the pod deleted afterwards."""
+    from dagster_k8s import PipesK8sClient
+
+    from reference_arch.common.remote_trainer import run_on_kubernetes
+    from reference_arch_tests.production.fake_kubernetes import FakeKubernetes
+
+    pod_home = tmp_path / "shared-home"
+    pod_home.mkdir()
+    received: list[dict] = []
+    with FakeKubernetes(tmp_path, secrets={"reference-arch-secrets": {"OPENAI_API_KEY": "sk-test"}},
+                        mounts={HOME_MOUNT: str(pod_home)}) as k8s:
+
+        @dg.asset
+        def trained_model(context) -> dg.MaterializeResult:
+            client = PipesK8sClient(kubeconfig_file=str(k8s.kubeconfig), poll_interval=0.1)
+            run = run_on_kubernetes(context, TrainerResource(), {"run_name": "r1"}, K8sTrainerPod(image="img:cuda"),
+                                    on_message=received.append,
+                                    entry_point="reference_arch_tests.production.pipes_trainer_stub", client=client)
+            return dg.MaterializeResult(metadata={"summary": run.summary, **run.metadata()})
+
+        result = dg.materialize([trained_model], instance=instance)
+
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("trained_model")
+    summary = materialization.metadata["summary"].value
+    assert materialization.metadata["train/global_step"].value == 1  # what the UI plots
+    assert summary["device"] == "cuda" and summary["precision"] == "auto" and summary["global_step"] == 1
+    assert summary["home"] == str(pod_home) and summary["secret_present"]
+    assert [m["event"] for m in received] == ["start", "metrics", "checkpoint", "done"]
+    assert (pod_home / "runs" / "r1" / "checkpoint-1" / "checkpoint.json").is_file()
+    (created,) = k8s.created
+    container = created["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "reference_arch_tests.production.pipes_trainer_stub"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert k8s.deleted == [created["metadata"]["name"]]
+    logs = [e.message for e in instance.all_logs(result.run_id)]
+    assert any("stub trainer on cuda" in message for message in logs)
