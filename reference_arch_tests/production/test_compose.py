@@ -13,6 +13,10 @@ from reference_arch.common.settings import OFFLINE_ENV, PROJECT_ROOT
 LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 CODE_SERVICES = {f"code-{name}": name for name in LOCATIONS}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# The switches to production backends (README), passed to the code servers by name.
+SWITCHES = {"OPENAI_API_KEY", "OPENAI_BASE_URL", "REFERENCE_ARCH_LLM_MODEL", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER",
+            "WEAVIATE_URL", "WEAVIATE_API_KEY", "GITHUB_TOKEN", "SLACK_BOT_TOKEN"}
+SECRET = re.compile(r"_(KEY|TOKEN|PASSWORD|SECRET)$")
 # Variables the project reads that are not deployment settings.
 NOT_DEPLOYMENT_SETTINGS = {"DAGSTER_HOME", *OFFLINE_ENV}
 
@@ -110,13 +114,17 @@ def project_env_vars() -> set[str]:
     return names - NOT_DEPLOYMENT_SETTINGS
 
 
-def test_code_servers_receive_every_setting_the_project_reads(compose):
+def test_code_servers_receive_the_backend_switches_and_every_secret_the_project_reads(compose):
     read = project_env_vars()
-    assert {"OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL"} <= read  # the scan finds them
+    assert SWITCHES <= read  # the scan finds what the code reads
+    required = SWITCHES | {name for name in read if SECRET.search(name)}
     for service_name in CODE_SERVICES:
-        env = compose["services"][service_name]["environment"]
-        missing = read - set(env)
+        service = compose["services"][service_name]
+        missing = required - set(service["environment"])
         assert not missing, f"{service_name} does not pass {sorted(missing)} (add them to x-code-env)"
+        # Every other setting reaches the code servers through the optional .env file.
+        assert service["env_file"] == [{"path": ".env", "required": False}]
+    assert ".env" in (PROJECT_ROOT / ".dockerignore").read_text().split()  # never baked into the image
 
 
 def test_instance_config_points_at_postgres_and_reads_env_the_stack_sets(compose, tmp_path):
