@@ -72,20 +72,29 @@ class Step:
 
 
 def plan(defs) -> list[Step]:
-    """Topologically ordered steps: consecutive assets sharing a partitions definition."""
+    """Ordered steps, each one run (or one run per partition) of assets sharing a partitions
+    definition: an asset joins the earliest step of its kind that comes after all its parents."""
     graph = defs.resolve_asset_graph()
     steps: list[Step] = []
+    step_of: dict = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
         if not node.is_materializable:
             continue
+        earliest = max(
+            (step_of[p] + (steps[step_of[p]].partitions_def != node.partitions_def)
+             for p in node.parent_keys if p in step_of),
+            default=0,
+        )
+        index = next((i for i in range(earliest, len(steps)) if steps[i].partitions_def == node.partitions_def), None)
+        if index is None:
+            steps.append(Step([], node.partitions_def))
+            index = len(steps) - 1
         # BackfillPolicy.single_run() is the policy with no per-run partition limit.
         single = node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
-        if steps and steps[-1].partitions_def == node.partitions_def:
-            steps[-1].keys.append(key)
-            steps[-1].single_run &= single
-        else:
-            steps.append(Step([key], node.partitions_def, single))
+        steps[index].keys.append(key)
+        steps[index].single_run &= single
+        step_of[key] = index
     return steps
 
 
