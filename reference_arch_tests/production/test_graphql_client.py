@@ -16,7 +16,7 @@ import pytest
 
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch_tests.production.conftest import graphql
+from reference_arch_tests.production.webserver import graphql
 
 # location -> (job, what must be materialized before it can answer)
 QUESTION_JOBS = {"prompt": ("prompt_question_job", ()), "rag": ("rag_question_job", ("rag",))}

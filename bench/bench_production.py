@@ -1,0 +1,121 @@
+"""The production shape, measured: how long ``dagster dev`` takes to load the four locations, the
+latency of a synchronous answer through the GraphQL client (one process vs a process per step), and
+a run's overhead on Postgres vs SQLite instance storage (when ``DAGSTER_PG_URL`` is set)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+
+from reference_arch.common.questions import question_run_config
+from reference_arch.common.settings import PROJECT_ROOT
+
+
+def graphql_answer_seconds(server, in_process: bool) -> float:
+    from dagster_graphql import DagsterGraphQLClient
+
+    url = urlsplit(server.url)
+    client = DagsterGraphQLClient(url.hostname, port_number=url.port, timeout=60)
+    run_config = question_run_config("prompt", "What is a series?")
+    if in_process:
+        run_config["execution"] = {"config": {"in_process": {}}}
+    started = time.perf_counter()
+    run_id = client.submit_job_execution("prompt_question_job", repository_location_name="prompt",
+                                         run_config=run_config, tags={"dagster/partition": "pandas"})
+    while client.get_run_status(run_id) not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+        time.sleep(0.2)
+    assert client.get_run_status(run_id) == dg.DagsterRunStatus.SUCCESS, run_id
+    return time.perf_counter() - started
+
+
+def run_overhead_ms(instance: dg.DagsterInstance, repeats: int = 3) -> float:
+    """Median wall time of a small partitioned run (two cheap assets) on ``instance``."""
+    from reference_arch.prompt import assets
+
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = dg.materialize([assets.question, assets.prompt], partition_key="pandas", instance=instance,
+                                run_config=question_run_config("prompt", "What is a DataFrame?"))
+        assert result.success
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def storage_rows(root: Path) -> list[dict]:
+    from reference_arch_tests.production.conftest import postgres_server_url, with_database
+
+    os.environ["DAGSTER_HOME"] = str(root / "sqlite_home")
+    (root / "sqlite_home").mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "sqlite_home" / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        sqlite_ms = run_overhead_ms(instance)
+    rows = [{"metric": "small run, SQLite instance", "value": round(sqlite_ms), "unit": "ms", "target": "", "ok": None}]
+    server = postgres_server_url()
+    if not server:
+        return rows
+    import psycopg2
+
+    name = f"reference_arch_bench_{os.getpid()}"
+    url = with_database(server.replace("postgresql+psycopg2://", "postgresql://"), name)
+    admin = psycopg2.connect(server.replace("postgresql+psycopg2://", "postgresql://"))
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url.replace(
+                "postgresql://", "postgresql+psycopg2://")}}}) as instance:
+            pg_ms = run_overhead_ms(instance)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    rows += [
+        {"metric": "small run, Postgres instance", "value": round(pg_ms), "unit": "ms", "target": "", "ok": None},
+        {"metric": "Postgres / SQLite run time", "value": round(pg_ms / sqlite_ms, 2), "unit": "x",
+         "target": "<= 2", "ok": pg_ms / sqlite_ms <= 2},
+    ]
+    return rows
+
+
+def run() -> dict:
+    import reference_arch  # noqa: F401
+    from reference_arch_tests.conftest import build_tiny_model
+    from reference_arch_tests.production.webserver import start_webserver
+
+    root = Path(tempfile.mkdtemp(prefix="bench-production-"))
+    saved_env = dict(os.environ)
+    try:
+        os.environ["REFERENCE_ARCH_HOME"] = str(root / "home")
+        rows = storage_rows(root)
+        server = start_webserver(root / "webserver", build_tiny_model(root / "tiny-model"))
+        started = time.perf_counter()
+        try:
+            server.wait_until_loaded()
+            ready = time.perf_counter() - started
+            graphql_answer_seconds(server, in_process=True)  # warm the model cache and the code servers
+            one = graphql_answer_seconds(server, in_process=True)
+            many = graphql_answer_seconds(server, in_process=False)
+        finally:
+            server.stop()
+        rows = [
+            {"metric": "dagster dev: four locations loaded", "value": round(ready, 1), "unit": "s", "target": "<= 60",
+             "ok": ready <= 60},
+            {"metric": "GraphQL answer (prompt), in-process run", "value": round(one, 1), "unit": "s",
+             "target": "<= 15", "ok": one <= 15},
+            {"metric": "GraphQL answer (prompt), process per step", "value": round(many, 1), "unit": "s",
+             "target": "", "ok": None},
+            {"metric": "process per step / in-process", "value": round(many / one, 2), "unit": "x", "target": "",
+             "ok": None},
+            *rows,
+        ]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        shutil.rmtree(root, ignore_errors=True)
+    return {"title": "Production shape: webserver, GraphQL answers, instance storage", "rows": rows}
