@@ -4,11 +4,15 @@
   sample docs of the fictional *tidepool* project in ``reference_arch/samples/docs``). A document per
   file; ``source`` is its path relative to the folder.
 - **Docstrings**: packages named in ``REFERENCE_ARCH_DOCS_PACKAGES`` (default ``pandas:Series``): a
-  document per public top-level function and class, and per public member (method, property,
-  accessor) of the classes named after the colon; ``source`` is the dotted name
-  (``pandas.Series.rename``). Members that share one docstring (``Series.rename_axis`` and
-  ``DataFrame.rename_axis``) become one document that lists its other names. Several packages are
-  separated by ``;`` (``pandas:Series,DataFrame;numpy``).
+  document per public top-level function, and per class named after the colon and each of its public
+  members (methods, properties, accessors); ``source`` is the dotted name (``pandas.Series.rename``).
+  Members that share one docstring (``Series.rename_axis`` and ``DataFrame.rename_axis``) become one
+  document that lists its other names. Several packages are separated by ``;``
+  (``pandas:Series,DataFrame,Index;numpy``). Embedding is the slow step of the whole pipeline (a few
+  thousand tokens a second on a laptop CPU), so docstrings are capped by default: numpydoc
+  ``Examples`` sections are left out (``REFERENCE_ARCH_DOCS_EXAMPLES=1`` keeps them) and each
+  docstring is cut after ``REFERENCE_ARCH_DOCS_MAX_CHARS`` characters (default 800: the summary and
+  the first parameters; ``0`` keeps everything).
 
 Documents are grouped in partitions: ``package:<name>`` per package and ``dir:<folder>`` per top-level
 folder of the docs folder (``dir:.`` for the files at its root). One table, ``pages``, is loaded with
@@ -36,6 +40,8 @@ from reference_arch.common.settings import SAMPLES_DIR
 DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
 PACKAGES_ENV = "REFERENCE_ARCH_DOCS_PACKAGES"
 EXAMPLES_ENV = "REFERENCE_ARCH_DOCS_EXAMPLES"
+MAX_CHARS_ENV = "REFERENCE_ARCH_DOCS_MAX_CHARS"
+DEFAULT_MAX_CHARS = 800
 BASE_URL_ENV = "REFERENCE_ARCH_DOCS_BASE_URL"
 DEFAULT_PACKAGES = "pandas:Series"
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text"}
@@ -96,6 +102,14 @@ def include_examples() -> bool:
     return os.environ.get(EXAMPLES_ENV, "0").lower() in ("1", "true", "yes")
 
 
+def max_chars() -> int:
+    value = os.environ.get(MAX_CHARS_ENV, str(DEFAULT_MAX_CHARS))
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ValueError(f"{MAX_CHARS_ENV} must be a number of characters (0: no limit), not {value!r}") from None
+
+
 def sha256(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
@@ -136,7 +150,7 @@ def package_fingerprint(spec: PackageSpec, examples: bool) -> str:
         found = version(spec.name.split(".")[0])
     except PackageNotFoundError:
         found = "not-installed"
-    return f"{spec.name}=={found};classes={','.join(spec.classes)};examples={int(examples)}"
+    return f"{spec.name}=={found};classes={','.join(spec.classes)};examples={int(examples)};max_chars={max_chars()}"
 
 
 def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[PackageSpec] | None = None,
@@ -202,10 +216,14 @@ def _row(doc_id, partition, kind, fmt, title, source, url, text, created_at, upd
 # -- docstrings -------------------------------------------------------------------------------
 
 def _signature(obj: Any) -> str:
+    """The call signature without type annotations or ``self`` (names and defaults are what readers need)."""
     try:
-        return str(inspect.signature(obj))
+        signature = inspect.signature(obj)
     except (TypeError, ValueError):
         return ""
+    parameters = [p.replace(annotation=inspect.Parameter.empty) for name, p in signature.parameters.items()
+                  if name != "self"]
+    return str(signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
 
 
 def _public(names: Iterable[str]) -> list[str]:
@@ -213,8 +231,8 @@ def _public(names: Iterable[str]) -> list[str]:
 
 
 def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
-    """``(dotted name, object)`` for the package's public functions and classes, then the public
-    members of ``spec.classes``; in a stable order."""
+    """``(dotted name, object)`` for the package's public functions, then each class in
+    ``spec.classes`` and its public members; in a stable order."""
     import importlib
 
     try:
@@ -224,12 +242,13 @@ def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
     names = getattr(module, "__all__", None) or dir(module)
     for name in _public(names):
         obj = getattr(module, name, None)
-        if inspect.isfunction(obj) or inspect.isbuiltin(obj) or inspect.isclass(obj):
+        if inspect.isfunction(obj) or inspect.isbuiltin(obj):
             yield f"{spec.name}.{name}", obj
     for class_name in spec.classes:
         cls = getattr(module, class_name, None)
         if not inspect.isclass(cls):
             raise ValueError(f"{spec.name}.{class_name} (named in {PACKAGES_ENV}) is not a class")
+        yield f"{spec.name}.{class_name}", cls
         for name in _public(dir(cls)):
             try:
                 static = inspect.getattr_static(cls, name)
@@ -245,13 +264,20 @@ def _strip_examples(doc: str) -> str:
     return re.split(r"\n(?:Examples|Example)\n-{3,}\n", doc)[0].rstrip()
 
 
-def docstring_documents(spec: PackageSpec, examples: bool = False) -> list[dict]:
+def _cap(text: str, limit: int) -> str:
+    if not limit or len(text) <= limit:
+        return text
+    return text[:limit].rsplit("\n", 1)[0].rstrip() + "\n[...]"
+
+
+def docstring_documents(spec: PackageSpec, examples: bool = False, limit: int | None = None) -> list[dict]:
     """One document per distinct docstring of the package's API (see the module docstring)."""
     import importlib
 
     module = importlib.import_module(spec.name)
     stamp = _iso(Path(module.__file__).stat().st_mtime) if getattr(module, "__file__", None) else _iso(0)
     url_template = API_URLS.get(spec.name.split(".")[0], "")
+    limit = max_chars() if limit is None else limit
     by_doc: dict[str, list[tuple[str, Any]]] = {}
     for dotted, obj in api_objects(spec):
         doc = inspect.getdoc(obj)
@@ -260,7 +286,7 @@ def docstring_documents(spec: PackageSpec, examples: bool = False) -> list[dict]
     rows = []
     for doc, owners in by_doc.items():
         dotted, obj = owners[0]
-        text = doc if examples else _strip_examples(doc)
+        text = _cap(doc if examples else _strip_examples(doc), limit)
         body = f"{dotted}{_signature(obj)}\n\n{text}"
         if len(owners) > 1:
             body += "\n\nAlso documented as: " + ", ".join(name for name, _ in owners[1:])

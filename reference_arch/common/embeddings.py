@@ -74,6 +74,14 @@ class EmbeddingsResource(dg.ConfigurableResource):
         """The longest input the model embeds without truncating."""
         if self.resolved_provider() == "openai":
             return 8191
+        config = os.path.join(self.resolved_model(), "sentence_bert_config.json")
+        if os.path.isfile(config):  # read it without loading torch
+            import json
+
+            with open(config) as f:
+                length = json.load(f).get("max_seq_length")
+            if length:
+                return int(length)
         return int(load_sentence_transformer(self.resolved_model(), self.device).max_seq_length)
 
     def tokenizer(self):

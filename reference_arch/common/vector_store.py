@@ -79,6 +79,15 @@ class VectorStoreResource(dg.ConfigurableResource):
         return url
 
 
+def vector_store_resource(**overrides) -> VectorStoreResource:
+    """The resource configured from the environment: Weaviate when ``WEAVIATE_URL`` is set (its key,
+    ``WEAVIATE_API_KEY``, passed as an ``EnvVar``), else LanceDB under the home."""
+    settings: dict[str, Any] = {}
+    if os.environ.get("WEAVIATE_API_KEY"):
+        settings["api_key"] = dg.EnvVar("WEAVIATE_API_KEY")
+    return VectorStoreResource(**{**settings, **overrides})
+
+
 class VectorCollection:
     """One collection of chunks; the operations both backends provide."""
 
@@ -131,7 +140,9 @@ class VectorCollection:
 
     def _check(self, records: Sequence[dict]) -> None:
         for record in records:
-            missing = [f for f in ("id", "document_id", "vector") if not record.get(f)]
+            missing = [f for f in ("id", "document_id") if not record.get(f)]
+            if record.get("vector") is None:
+                missing.append("vector")
             if missing:
                 raise VectorStoreError(f"record {record.get('id')!r} lacks {', '.join(missing)}")
             if len(record["vector"]) != self.dimension:

@@ -1,0 +1,102 @@
+"""Vectors by the hash of the text they embed, one Parquet file per embedding model under the home.
+
+Embedding is the slow step: a text is embedded once per model, whatever document or chunking it
+comes from, so re-materializing unchanged data, switching the vector store backend or rebuilding the
+index costs no model call. The file is rewritten atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from reference_arch.rag.config import rag_dir
+
+
+def cache_path(model_label: str, name: str = "chunks") -> Path:
+    slug = re.sub(r"[^0-9a-zA-Z]+", "_", model_label.rsplit("/", 1)[-1]).strip("_").lower()
+    return rag_dir("embeddings", slug) / f"{name}.parquet"
+
+
+class EmbeddingCache:
+    def __init__(self, path: Path):
+        import numpy as np
+
+        self.path = path
+        self.index: dict[str, int] = {}
+        self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.changed = False
+        if path.exists():
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            keys = table.column("key").to_pylist()
+            if keys:
+                flat = table.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
+                self.matrix = flat.astype(np.float32).reshape(len(keys), -1)
+            self.index = {k: i for i, k in enumerate(keys)}
+
+    @property
+    def dimension(self) -> int | None:
+        return self.matrix.shape[1] if len(self.index) else None
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        return list(dict.fromkeys(k for k in keys if k not in self.index))
+
+    def add(self, keys: Sequence[str], vectors) -> None:
+        import numpy as np
+
+        if not len(keys):
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(self.index) and vectors.shape[1] != self.matrix.shape[1]:
+            raise ValueError(f"{self.path}: {vectors.shape[1]}-dimensional vectors added to a cache of "
+                             f"{self.matrix.shape[1]}-dimensional ones")
+        start = len(self.index)
+        self.matrix = vectors if not start else np.vstack([self.matrix, vectors])
+        self.index.update({k: start + i for i, k in enumerate(keys)})
+        self.changed = True
+
+    def vectors(self, keys: Sequence[str]):
+        return self.matrix[[self.index[k] for k in keys]]
+
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget vectors no current text needs (the file would otherwise only grow)."""
+        wanted = [k for k in dict.fromkeys(keys) if k in self.index]
+        if len(wanted) != len(self.index):
+            self.matrix = self.vectors(wanted)
+            self.index = {k: i for i, k in enumerate(wanted)}
+            self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        dim = self.matrix.shape[1] if len(self.index) else 0
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(self.matrix.reshape(-1), type=pa.float32()), dim) \
+            if dim else pa.array([], type=pa.list_(pa.float32(), 1))
+        table = pa.table({"key": list(self.index), "vector": vectors})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.path)
+        self.changed = False
+
+
+def cached_embed(cache: EmbeddingCache, keys: Sequence[str], texts: Sequence[str], embed, batch: int = 512,
+                 log=None) -> int:
+    """Embed the texts whose keys the cache lacks (``embed``: list of texts -> array); returns how many.
+    The cache is saved after every batch, so an interrupted run keeps what it paid for."""
+    todo = dict(zip(keys, texts))
+    missing = cache.missing(keys)
+    for start in range(0, len(missing), batch):
+        part = missing[start:start + batch]
+        cache.add(part, embed([todo[k] for k in part]))
+        cache.save()
+        if log and len(missing) > batch:
+            log(f"embedded {min(start + batch, len(missing))}/{len(missing)}")
+    return len(missing)

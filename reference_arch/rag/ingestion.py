@@ -1,0 +1,177 @@
+"""Ingestion with dlt: GitHub and Slack by day, docs by package or folder, into the rag warehouse.
+
+Each source is one multi-asset whose assets are the source's dlt resources (``rag/github_issues``,
+``rag/github_comments``, ``rag/slack_messages``...). The assets are declared from the resource names
+below and run through ``dagster_dlt.DagsterDltResource`` with a translator that gives the same keys,
+which is what ``@dlt_assets`` does; declaring them here keeps dlt (0.6 s to import) out of the
+location's import. ``test_ingestion.py`` builds the ``@dlt_assets`` version from the real sources and
+checks the two agree. The dlt source is built inside the run, from the partition's window.
+
+- GitHub and Slack: daily partitions on update time; a backfill of many days is one run
+  (``BackfillPolicy.single_run``) that loads the whole window at once.
+- Docs: one dynamic partition per package and per top-level docs folder. ``rag/docs_partitions``
+  registers them on the instance (so ``reference-arch materialize rag`` finds them) and the
+  ``rag_docs_sensor`` keeps them current as files change.
+"""
+
+import warnings
+from typing import Iterator
+
+import dagster as dg
+
+from reference_arch.common.locations import OWNERS
+from reference_arch.rag import config
+
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+# end_offset=1: today is a partition too, so the GitHub sensor can load today's updates as they come.
+DAILY = dg.DailyPartitionsDefinition(start_date=config.start_date(), end_offset=1)
+DOCS_PARTITIONS = dg.DynamicPartitionsDefinition(name="rag_docs")
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+# The resources each dlt source yields (see common/github_source.py, slack_source.py, docs_source.py).
+DLT_RESOURCES = {"github": ("issues", "comments"), "slack": ("channels", "users", "messages"), "docs": ("pages",)}
+DESCRIPTIONS = {
+    ("github", "issues"): "GitHub issues and pull requests (flagged is_pull_request) updated in the partition's "
+                          "days, merged on id: the REST API with GITHUB_TOKEN, else the export "
+                          "(REFERENCE_ARCH_GITHUB_EXPORT, default: the tidepool sample).",
+    ("github", "comments"): "Comments of the issues loaded in the same window, merged on id.",
+    ("slack", "channels"): "Slack channels (id, name, topic, purpose), merged on id.",
+    ("slack", "users"): "Slack users (names for message authors), merged on id.",
+    ("slack", "messages"): "Slack messages and thread replies posted in the partition's days, merged on "
+                           "(channel, ts): the Web API with SLACK_BOT_TOKEN, else the workspace export "
+                           "(REFERENCE_ARCH_SLACK_EXPORT, default: the tidepool sample).",
+    ("docs", "pages"): "Documentation pages of the partition (a package's docstrings or a docs folder's "
+                       "Markdown/rst/txt files); loading a partition replaces it, so deleted files disappear.",
+}
+KINDS = {"github": {"dlt", "duckdb", "github"}, "slack": {"dlt", "duckdb", "slack"}, "docs": {"dlt", "duckdb", "python"}}
+DOCS_PARTITIONS_KEY = dg.AssetKey(["rag", "docs_partitions"])
+
+
+def dlt_asset_key(source: str, resource: str) -> dg.AssetKey:
+    return dg.AssetKey(["rag", f"{source}_{resource}"])
+
+
+def dlt_spec(source: str, resource: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        dlt_asset_key(source, resource), description=DESCRIPTIONS[(source, resource)], group_name="rag",
+        owners=OWNERS, kinds=KINDS[source], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
+        metadata={"dlt_source": source, "dlt_resource": resource},
+    )
+
+
+def dlt_specs(source: str) -> list[dg.AssetSpec]:
+    return [dlt_spec(source, resource) for resource in DLT_RESOURCES[source]]
+
+
+def translator():
+    """A ``DagsterDltTranslator`` giving each dlt resource the spec declared above."""
+    from dagster_dlt import DagsterDltTranslator
+
+    class RagDltTranslator(DagsterDltTranslator):
+        def get_asset_spec(self, data):
+            default = super().get_asset_spec(data)
+            spec = dlt_spec(data.resource.source_name, data.resource.name)
+            return spec.replace_attributes(metadata={**default.metadata, **spec.metadata})
+
+    return RagDltTranslator()
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> Iterator[dg.MaterializeResult]:
+    """Load ``dlt_source`` with dagster-dlt under the warehouse lock; one result per resource, with the
+    counts of what the source skipped as bad input."""
+    from dagster_dlt import DagsterDltResource
+
+    from reference_arch.common.http_client import ApiError
+    from reference_arch.rag import warehouse
+
+    try:
+        with warehouse.locked():
+            results = list(DagsterDltResource().run(context=context, dlt_source=dlt_source,
+                                                    dlt_pipeline=warehouse.pipeline(source_name),
+                                                    dagster_dlt_translator=translator()))
+    except Exception as err:  # dlt wraps the source's errors: report the root cause in one line
+        cause = _root_cause(err)
+        if isinstance(cause, (FileNotFoundError, ValueError, ApiError)):
+            raise dg.Failure(description=f"cannot load {source_name}: {cause}") from err
+        raise
+    stats = dlt_source.skipped
+    if stats.total:
+        context.log.warning(f"{source_name}: skipped {stats.total} bad records or files: "
+                            + "; ".join(stats.examples[:5]))
+    for result in results:
+        yield dg.MaterializeResult(asset_key=result.asset_key, metadata={
+            **(result.metadata or {}), **stats.as_metadata(), "warehouse": warehouse.warehouse_path()
+            if warehouse.destination_name() == "duckdb" else warehouse.destination_name()})
+
+
+@dg.multi_asset(name="rag_github", specs=dlt_specs("github"), partitions_def=DAILY, backfill_policy=SINGLE_RUN,
+                description="GitHub issues and comments of the partition's days, loaded with dlt.")
+def github_assets(context: dg.AssetExecutionContext):
+    from reference_arch.common.github_source import github_source
+
+    token, repos = config.github_token(), config.github_repos()
+    if token and not repos:
+        raise dg.Failure(description=f"GITHUB_TOKEN is set but no repository is named: set "
+                                     f"{config.REPOS_ENV}=owner/name[,owner/name] (or unset GITHUB_TOKEN to read "
+                                     "the local export)")
+    window = context.partition_time_window  # the whole range in a single-run backfill
+    source = github_source(repos or None, since=window.start, until=window.end, token=token)
+    yield from run_dlt(context, "github", source)
+
+
+@dg.multi_asset(name="rag_slack", specs=dlt_specs("slack"), partitions_def=DAILY, backfill_policy=SINGLE_RUN,
+                description="Slack channels, users and the partition's messages with their threads, loaded with dlt.")
+def slack_assets(context: dg.AssetExecutionContext):
+    from reference_arch.common.slack_source import slack_source
+
+    window = context.partition_time_window
+    source = slack_source(config.slack_channels() or None, token=config.slack_token(), oldest=window.start,
+                          latest=window.end)
+    yield from run_dlt(context, "slack", source)
+
+
+@dg.multi_asset(name="rag_docs", specs=dlt_specs("docs"), partitions_def=DOCS_PARTITIONS, backfill_policy=SINGLE_RUN,
+                description="Documentation pages of the partitions (packages' docstrings, docs folders), loaded with dlt.")
+def docs_assets(context: dg.AssetExecutionContext):
+    from reference_arch.common.docs_source import docs_source
+
+    yield from run_dlt(context, "docs", docs_source(partitions=context.partition_keys))
+
+
+def docs_partition_changes(instance: dg.DagsterInstance) -> tuple[dict[str, str], list[str]]:
+    """The docs partitions as they are now (``{key: fingerprint}``) and those the instance lacks."""
+    from reference_arch.common.docs_source import partition_fingerprints
+
+    try:
+        prints = partition_fingerprints()
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=f"cannot list the docs partitions: {err}") from None
+    known = set(instance.get_dynamic_partitions(DOCS_PARTITIONS.name))
+    return prints, sorted(set(prints) - known)
+
+
+@dg.asset(
+    key=DOCS_PARTITIONS_KEY, group_name="rag", owners=OWNERS, kinds={"python"},
+    description="The docs partitions: one per package in REFERENCE_ARCH_DOCS_PACKAGES and per top-level folder "
+                "of REFERENCE_ARCH_DOCS_DIR, each with a fingerprint of its content; new ones are added to the "
+                "instance (the rag_docs_sensor does the same on every tick).",
+)
+def docs_partitions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    prints, new = docs_partition_changes(context.instance)
+    if new:
+        context.instance.add_dynamic_partitions(DOCS_PARTITIONS.name, new)
+    return dg.MaterializeResult(metadata={
+        "partitions": len(prints),
+        "added": dg.MetadataValue.text(", ".join(new) or "none"),
+        "fingerprints": dg.MetadataValue.table(
+            records=[dg.TableRecord({"partition": k, "fingerprint": v[:80]}) for k, v in sorted(prints.items())],
+            schema=dg.TableSchema(columns=[dg.TableColumn("partition", "string"),
+                                           dg.TableColumn("fingerprint", "string")])),
+    })

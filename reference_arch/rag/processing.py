@@ -1,0 +1,241 @@
+"""Processing: documents -> chunks -> embeddings -> vector index, each step skipping what did not change.
+
+- ``rag/documents``: every ingested record in one document shape (``documents.py``), a Parquet file.
+- ``rag/chunks``: documents cut into chunks that fit the embedding model (``chunking.py``); documents
+  whose content hash and chunk settings are unchanged keep their previous chunks without re-chunking.
+- ``rag/embeddings``: a vector per chunk text, cached by text hash (``embedding_cache.py``): only new
+  texts are embedded.
+- ``rag/vector_index``: the vector store made to hold exactly the current chunks. Documents whose chunk
+  ids changed are replaced atomically (new chunks in, stale chunks out, in one commit on LanceDB);
+  documents that disappeared are deleted; unchanged documents are not touched.
+
+These assets are unpartitioned and follow the ingestion assets through declarative automation
+(``AFTER_INGESTION``); ``rag_index_job`` runs them explicitly.
+"""
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+
+from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.common.locations import OWNERS
+from reference_arch.common.vector_store import FIELDS, VectorStoreResource
+from reference_arch.rag.config import rag_dir
+from reference_arch.rag.ingestion import DLT_RESOURCES, dlt_asset_key
+
+# Run after any upstream update, once the upstream runs are done; partitions never materialized
+# (most days have no GitHub activity) do not block it, unlike AutomationCondition.eager().
+AFTER_INGESTION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after upstream updates")
+COLLECTION = "chunks"
+REPLACE_BATCH = 200  # documents per atomic replace
+
+
+def documents_path() -> Path:
+    return rag_dir() / "documents.parquet"
+
+
+def chunks_path() -> Path:
+    return rag_dir() / "chunks.parquet"
+
+
+def write_rows(path: Path, rows: list[dict], fields) -> None:
+    """Rows as a Parquet file, replaced atomically (readers see the old file or the new one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
+        {f: pa.array([], type=pa.string()) for f in fields})
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path, columns: list[str] | None = None) -> list[dict]:
+    if not path.exists():
+        return []
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=columns).to_pylist()
+
+
+def _table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: str(r.get(c, ""))[:200] for c in columns}) for r in rows[:limit]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]))
+
+
+def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
+    return {f"{field}/{k}": v for k, v in sorted(Counter(r[field] for r in rows).items())}
+
+
+@dg.asset(
+    key=["rag", "documents"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    deps=[dlt_asset_key(s, r) for s, resources in DLT_RESOURCES.items() for r in resources],
+    automation_condition=AFTER_INGESTION,
+    description="Every ingested GitHub issue (with its human comments), Slack thread and docs page as one "
+                "document shape: id, source_type, title, source, url, text, timestamps, content hash.",
+)
+def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from reference_arch.rag.documents import DOCUMENT_FIELDS, load_documents
+
+    docs = load_documents()
+    if not docs:
+        raise dg.Failure(description="no documents in the warehouse yet: materialize the ingestion assets "
+                                     "(rag/github_*, rag/slack_*, rag/docs_pages) first")
+    before = {r["id"]: r["content_hash"] for r in read_rows(documents_path(), ["id", "content_hash"])}
+    now = {d["id"]: d["content_hash"] for d in docs}
+    write_rows(documents_path(), docs, DOCUMENT_FIELDS)
+    return dg.MaterializeResult(metadata={
+        "documents": len(docs), **_counts(docs),
+        "new": sum(1 for k in now if k not in before),
+        "changed": sum(1 for k, h in now.items() if k in before and before[k] != h),
+        "removed": sum(1 for k in before if k not in now),
+        "path": dg.MetadataValue.path(str(documents_path())),
+        "sample": _table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"]),
+    })
+
+
+class ChunksConfig(dg.Config):
+    chunk_tokens: int = 192  # a chunk's body; context line and special tokens come on top, within the limit
+    overlap_tokens: int = 24
+
+
+@dg.asset(
+    key=["rag", "chunks"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    deps=[documents], automation_condition=AFTER_INGESTION,
+    description="Documents cut with langchain-text-splitters into chunks sized in the embedding model's own "
+                "tokens (Markdown headings, numpydoc and rst sections, code fences respected); each chunk "
+                "starts with its document's title and section. Id: document id + content hash.",
+)
+def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: EmbeddingsResource):
+    from reference_arch.rag.chunking import CHUNK_FIELDS, ChunkSettings, chunk_document
+
+    docs = read_rows(documents_path())
+    limit = embeddings.max_tokens()
+    if config.chunk_tokens < 16 or config.overlap_tokens < 0 or config.overlap_tokens >= config.chunk_tokens:
+        raise dg.Failure(description=f"chunk_tokens must be at least 16 and overlap_tokens between 0 and "
+                                     f"chunk_tokens (got {config.chunk_tokens}, {config.overlap_tokens})")
+    settings = ChunkSettings(max_tokens=limit, chunk_tokens=config.chunk_tokens, overlap_tokens=config.overlap_tokens)
+    chunker = settings.fingerprint(embeddings.model_label())
+    previous: dict[str, list[dict]] = {}
+    for row in read_rows(chunks_path()):
+        previous.setdefault(row["document_id"], []).append(row)
+    count = embeddings.token_counter()
+    rows, rechunked = [], 0
+    for doc in docs:
+        old = previous.get(doc["id"])
+        if old and old[0]["document_hash"] == doc["content_hash"] and old[0]["chunker"] == chunker:
+            rows += sorted(old, key=lambda r: r["position"])
+        else:
+            rows += chunk_document(doc, count, settings, chunker)
+            rechunked += 1
+    write_rows(chunks_path(), rows, CHUNK_FIELDS)
+    tokens = [r["tokens"] for r in rows]
+    return dg.MaterializeResult(metadata={
+        "chunks": len(rows), **_counts(rows), "documents_rechunked": rechunked,
+        "documents_unchanged": len(docs) - rechunked, "token_limit": limit,
+        "max_tokens": max(tokens, default=0), "mean_tokens": round(sum(tokens) / max(1, len(tokens)), 1),
+        "total_tokens": sum(tokens), "chunker": chunker, "path": dg.MetadataValue.path(str(chunks_path())),
+        "sample": _table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"]),
+    })
+
+
+def embedding_cache(embeddings: EmbeddingsResource, name: str = "chunks"):
+    from reference_arch.rag.embedding_cache import EmbeddingCache, cache_path
+
+    return EmbeddingCache(cache_path(embeddings.model_label(), name))
+
+
+@dg.asset(
+    key=["rag", "embeddings"], group_name="rag", owners=OWNERS, kinds={"python", "huggingface", "openai"},
+    deps=[chunks], automation_condition=AFTER_INGESTION,
+    description="A normalised vector per chunk from the embeddings resource (local all-MiniLM-L6-v2 or OpenAI), "
+                "cached by text hash: texts already embedded with this model are not embedded again.",
+)
+def chunk_embeddings(context: dg.AssetExecutionContext, embeddings: EmbeddingsResource) -> dg.MaterializeResult:
+    from reference_arch.rag.embedding_cache import cached_embed
+
+    rows = read_rows(chunks_path(), ["text_hash", "text"])
+    cache = embedding_cache(embeddings)
+    keys = [r["text_hash"] for r in rows]
+    started = time.perf_counter()
+    embedded = cached_embed(cache, keys, [r["text"] for r in rows], embeddings.embed_array, log=context.log.info)
+    seconds = time.perf_counter() - started
+    cache.keep_only(keys)
+    cache.save()
+    return dg.MaterializeResult(metadata={
+        "chunks": len(rows), "embedded": embedded, "reused": len(set(keys)) - embedded,
+        "embedding_seconds": round(seconds, 2),
+        "chunks_per_second": round(embedded / seconds, 1) if embedded and seconds else 0.0,
+        "model": embeddings.model_label(), "dimension": cache.dimension or 0,
+        "cache": dg.MetadataValue.path(str(cache.path)),
+    })
+
+
+def open_collection(embeddings: EmbeddingsResource, vector_store: VectorStoreResource, dimension: int | None = None):
+    dimension = dimension or embedding_cache(embeddings).dimension or embeddings.dimension()
+    return vector_store.collection(COLLECTION, embeddings.model_label(), dimension)
+
+
+def sync_index(collection, rows: list[dict], vectors_for, log=None) -> dict[str, int]:
+    """Make ``collection`` hold exactly ``rows`` (chunks): replace changed documents, delete vanished ones."""
+    stored: dict[str, set[str]] = {}
+    for chunk_id, doc_id in collection.chunk_ids().items():
+        stored.setdefault(doc_id, set()).add(chunk_id)
+    wanted: dict[str, list[dict]] = {}
+    for row in rows:
+        wanted.setdefault(row["document_id"], []).append(row)
+    changed = [d for d, chunk_rows in wanted.items() if {r["id"] for r in chunk_rows} != stored.get(d, set())]
+    inserted = 0
+    for start in range(0, len(changed), REPLACE_BATCH):
+        batch = changed[start:start + REPLACE_BATCH]
+        new = [r for d in batch for r in wanted[d] if r["id"] not in stored.get(d, set())]
+        keep = [r["id"] for d in batch for r in wanted[d] if r["id"] in stored.get(d, set())]
+        vectors = vectors_for([r["text_hash"] for r in new])
+        records = [{**{f: r.get(f) for f in FIELDS}, "vector": v} for r, v in zip(new, vectors)]
+        collection.replace_documents(batch, records, keep_ids=keep)
+        inserted += len(records)
+        if log:
+            log(f"replaced {min(start + REPLACE_BATCH, len(changed))}/{len(changed)} documents")
+    vanished = sorted(set(stored) - set(wanted))
+    deleted_chunks = sum(len(stored[d]) for d in vanished)
+    collection.delete_documents(vanished)
+    return {"documents_replaced": len(changed), "documents_deleted": len(vanished),
+            "documents_unchanged": len(wanted) - len(changed), "chunks_inserted": inserted,
+            "chunks_deleted": deleted_chunks + sum(len(stored.get(d, set()) - {r["id"] for r in wanted[d]})
+                                                   for d in changed)}
+
+
+@dg.asset(
+    key=["rag", "vector_index"], group_name="rag", owners=OWNERS, kinds={"lancedb", "weaviate"},
+    deps=[chunk_embeddings], automation_condition=AFTER_INGESTION,
+    description="The chunks and their vectors in the vector store (LanceDB under the home, or Weaviate with "
+                "WEAVIATE_URL), exactly as in rag/chunks: changed documents replaced atomically, vanished "
+                "ones deleted; keyword index for hybrid search, ANN index once the table is large.",
+)
+def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResource,
+                 vector_store: VectorStoreResource) -> dg.MaterializeResult:
+    rows = read_rows(chunks_path())
+    cache = embedding_cache(embeddings)
+    missing = cache.missing(r["text_hash"] for r in rows)
+    if missing:
+        raise dg.Failure(description=f"{len(missing)} chunks have no embedding yet: materialize rag/embeddings "
+                                     "first (the index is left as it was)")
+    collection = open_collection(embeddings, vector_store, cache.dimension)
+    changes = sync_index(collection, rows, cache.vectors, log=context.log.info)
+    indexes = collection.optimize()
+    counts = collection.count_by("source_type")
+    return dg.MaterializeResult(metadata={
+        **changes, "rows": collection.count(), **{f"source_type/{k}": v for k, v in sorted(counts.items())},
+        "backend": vector_store.resolved_backend(), "collection": collection.name,
+        "location": dg.MetadataValue.path(vector_store.location()),
+        "indexes": dg.MetadataValue.text(", ".join(f"{c}: {t}" for c, t in indexes.get("index_types", {}).items())
+                                         or "none (exact search)"),
+    })

@@ -1,0 +1,68 @@
+"""Where the rag location's dlt pipelines load: DuckDB under the home, or any dlt destination.
+
+DuckDB lets one process write a database file at a time, and a dlt pipeline's working folder is
+not safe to share either, so loads and reads take one file lock per warehouse: two partitions
+materialized at once (multiprocess executor, or two runs) wait for each other instead of failing
+or losing writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+from reference_arch.common.settings import dlt_pipelines_dir
+from reference_arch.rag.config import DESTINATION_ENV, rag_dir
+
+DATASETS = {"github": "rag_github", "slack": "rag_slack", "docs": "rag_docs"}
+
+
+def destination_name() -> str:
+    return os.environ.get(DESTINATION_ENV) or "duckdb"
+
+
+def warehouse_path() -> str:
+    # Not "github.duckdb": a DuckDB catalog named like one of its schemas makes names ambiguous.
+    return str(rag_dir() / "warehouse.duckdb")
+
+
+def destination():
+    import dlt
+
+    if destination_name() == "duckdb":
+        return dlt.destinations.duckdb(warehouse_path())
+    return destination_name()  # credentials come from dlt's own config (env vars, secrets.toml)
+
+
+def pipeline(source_name: str):
+    """The dlt pipeline of one source (``github``, ``slack`` or ``docs``), working under the home."""
+    import dlt
+
+    return dlt.pipeline(pipeline_name=f"rag_{source_name}", pipelines_dir=dlt_pipelines_dir(),
+                        destination=destination(), dataset_name=DATASETS[source_name])
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Serialise loads and reads of the warehouse across processes."""
+    from filelock import FileLock
+
+    with FileLock(str(rag_dir() / "warehouse.lock"), timeout=3600):
+        yield
+
+
+def read_table(source_name: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of a loaded table as dicts; ``[]`` when the source was never loaded."""
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    with locked(), pipeline(source_name).sql_client() as client:
+        if not client.has_dataset():
+            return []
+        selected = ", ".join(client.escape_column_name(c) for c in columns) if columns else "*"
+        try:
+            with client.execute_query(f"SELECT {selected} FROM {client.make_qualified_table_name(table)}") as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
+        except DatabaseUndefinedRelation:
+            return []
