@@ -1,0 +1,109 @@
+"""Corpus cleaning: exact and near-duplicate removal, a language filter, length and generated-file rules.
+
+Order matters for cost, not for the result's meaning: exact duplicates go first (a hash), then the
+per-file rules, then near-duplicates (MinHash LSH, the costliest) among what is left. Files are
+visited in path order, so the first of a group of duplicates is the one kept, run after run.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+GENERATED = re.compile(r"auto-?generated|generated (?:by|from|with)|do not edit|@generated", re.IGNORECASE)
+_CODE_TOKENS = re.compile(r"\w+|[^\w\s]")
+REASONS = ("exact_duplicate", "not_python", "too_short", "too_long", "generated", "minified", "near_duplicate")
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_bytes: int = 200
+    max_bytes: int = 100_000
+    max_line_length: int = 1000  # a longer line means minified or embedded data
+    max_mean_line_length: float = 100.0
+    generated_header_chars: int = 2000  # where generators leave their "do not edit" notes
+    near_duplicate_threshold: float = 0.85  # estimated Jaccard similarity of token shingles
+    num_perm: int = 128
+    shingle_size: int = 5
+
+
+def parses(text: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences etc. in old code
+        try:
+            ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def rule_violation(text: str, rules: Rules) -> Optional[str]:
+    """Why a file is not kept by the per-file rules, or None."""
+    size = len(text.encode())
+    if size < rules.min_bytes:
+        return "too_short"
+    if size > rules.max_bytes:
+        return "too_long"
+    if GENERATED.search(text[: rules.generated_header_chars]):
+        return "generated"
+    lengths = [len(line) for line in text.splitlines()] or [0]
+    if max(lengths) > rules.max_line_length or sum(lengths) / len(lengths) > rules.max_mean_line_length:
+        return "minified"
+    if not parses(text):
+        return "not_python"
+    return None
+
+
+def minhash(text: str, rules: Rules):
+    from datasketch import MinHash
+
+    tokens = _CODE_TOKENS.findall(text)
+    k = rules.shingle_size
+    shingles = {" ".join(tokens[i:i + k]).encode() for i in range(max(1, len(tokens) - k + 1))}
+    m = MinHash(num_perm=rules.num_perm, seed=1)
+    m.update_batch(list(shingles))
+    return m
+
+
+def near_duplicates(files: Iterable[dict], rules: Rules) -> tuple[list[dict], list[tuple[str, str, float]]]:
+    """(kept, [(removed path, kept path it duplicates, estimated Jaccard)]), first come first kept."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=rules.near_duplicate_threshold, num_perm=rules.num_perm)
+    signatures, kept, pairs = {}, [], []
+    for f in files:
+        m = minhash(f["text"], rules)
+        # LSH returns candidates; keep only those whose estimated similarity clears the threshold.
+        matches = sorted(((m.jaccard(signatures[c]), c) for c in lsh.query(m)), reverse=True)
+        if matches and matches[0][0] >= rules.near_duplicate_threshold:
+            pairs.append((f["path"], matches[0][1], matches[0][0]))
+            continue
+        lsh.insert(f["path"], m)
+        signatures[f["path"]] = m
+        kept.append(f)
+    return kept, pairs
+
+
+def clean(files: list[dict], rules: Rules) -> tuple[list[dict], list[dict], collections.Counter]:
+    """(kept files, removed [{"path", "reason", "detail"}], counts by reason)."""
+    removed: list[dict] = []
+    seen: dict[str, str] = {}
+    survivors = []
+    for f in sorted(files, key=lambda f: f["path"]):
+        if f["sha256"] in seen:
+            removed.append({"path": f["path"], "reason": "exact_duplicate", "detail": seen[f["sha256"]]})
+            continue
+        seen[f["sha256"]] = f["path"]
+        reason = rule_violation(f["text"], rules)
+        if reason:
+            removed.append({"path": f["path"], "reason": reason, "detail": ""})
+        else:
+            survivors.append(f)
+    kept, pairs = near_duplicates(survivors, rules)
+    removed += [{"path": a, "reason": "near_duplicate", "detail": f"{b} (Jaccard ~{j:.2f})"} for a, b, j in pairs]
+    counts = collections.Counter(r["reason"] for r in removed)
+    return kept, removed, counts

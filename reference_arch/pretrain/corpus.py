@@ -1,0 +1,186 @@
+"""Corpus ingestion: source files from a local directory, a git checkout or a GitHub repository.
+
+Files are taken in the order of a stable hash of their relative path until the byte budget is
+spent, so a small budget samples the whole tree evenly (not just its first directories) and
+the same budget always picks the same files. Junk is skipped and counted, never fatal:
+symlinks (so symlink loops cannot trap the walk), other extensions, empty, binary (a NUL byte),
+non-UTF-8, unreadable and over-large files.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import shutil
+import subprocess
+import sysconfig
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_EXCLUDE = ("site-packages", "dist-packages", "__pycache__", ".git", ".venv", "venv", "node_modules", ".tox")
+SKIP_REASONS = ("symlink", "other_extension", "empty", "too_large", "binary", "non_utf8", "unreadable", "over_budget")
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be read as configured."""
+
+
+def default_corpus_dir() -> str:
+    """``REFERENCE_ARCH_CORPUS_DIR``, else the standard library of the running interpreter."""
+    return os.environ.get("REFERENCE_ARCH_CORPUS_DIR") or sysconfig.get_paths()["stdlib"]
+
+
+def stable_hash(text: str, salt: str = "") -> int:
+    """A hash of ``text`` that is the same in every process and on every machine."""
+    return int.from_bytes(hashlib.sha1(f"{salt}{text}".encode()).digest()[:8], "big")
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Scan:
+    files: list[dict] = field(default_factory=list)  # {"path", "text", "sha256", "bytes"}
+    skipped: collections.Counter = field(default_factory=collections.Counter)
+    seen: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f["bytes"] for f in self.files)
+
+    def corpus_hash(self) -> str:
+        digest = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f["path"]):
+            digest.update(f"{f['path']}\0{f['sha256']}\n".encode())
+        return digest.hexdigest()
+
+
+def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), max_bytes: int = 2_000_000,
+                   max_file_bytes: int = 1_000_000, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> Scan:
+    """Read the source files under ``root`` (see the module docstring for what is skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"the corpus directory {root} does not exist or is not a directory "
+                          "(set REFERENCE_ARCH_CORPUS_DIR or the asset's source_dir)")
+    scan = Scan()
+    candidates: list[tuple[int, str, Path]] = []
+    excluded = set(exclude)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        for name in list(dirnames):
+            if name in excluded:
+                dirnames.remove(name)
+            elif (here / name).is_symlink():  # not walked; counted
+                scan.seen += 1
+                scan.skipped["symlink"] += 1
+        dirnames.sort()
+        for name in filenames:
+            path = here / name
+            scan.seen += 1
+            if path.is_symlink():
+                scan.skipped["symlink"] += 1
+            elif extensions and path.suffix not in extensions:
+                scan.skipped["other_extension"] += 1
+            else:
+                rel = path.relative_to(root).as_posix()
+                candidates.append((stable_hash(rel), rel, path))
+    candidates.sort()
+    total = 0
+    for _, rel, path in candidates:
+        reason = None
+        try:
+            size = path.stat().st_size
+            if size == 0:
+                reason = "empty"
+            elif size > max_file_bytes:
+                reason = "too_large"
+            elif total + size > max_bytes:
+                reason = "over_budget"
+            else:
+                data = path.read_bytes()
+        except OSError:
+            reason = "unreadable"
+        if reason is None:
+            if b"\0" in data:
+                reason = "binary"
+            else:
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    reason = "non_utf8"
+                else:
+                    if not text.strip():
+                        reason = "empty"
+        if reason:
+            scan.skipped[reason] += 1
+            continue
+        total += len(data)
+        scan.files.append({"path": rel, "text": text, "sha256": content_hash(text), "bytes": len(data)})
+    return scan
+
+
+def git_checkout(url: str, target: Path, ref: str | None = None) -> Path:
+    """A shallow clone of ``url`` (any URL or path git understands) at ``target``, replaced atomically."""
+    staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
+    try:
+        command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []), url, str(staging / "repo")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise CorpusError(f"git clone of {url} failed: {done.stderr.strip() or done.returncode}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging / "repo", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def github_tarball(repo: str, target: Path, ref: str | None = None, token: str | None = None,
+                   api_url: str = "https://api.github.com") -> Path:
+    """Download ``owner/name`` at ``ref`` through the GitHub API's tarball endpoint into ``target``."""
+    if repo.count("/") != 1:
+        raise CorpusError(f"github_repo must look like 'owner/name', got {repo!r}")
+    url = f"{api_url.rstrip('/')}/repos/{repo}/tarball" + (f"/{ref}" if ref else "")
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json",
+                                                   **({"Authorization": f"Bearer {token}"} if token else {})})
+    staging = Path(tempfile.mkdtemp(prefix=".github-", dir=target.parent))
+    try:
+        archive = staging / "repo.tar.gz"
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as err:  # URLError and HTTPError are OSErrors
+            raise CorpusError(f"cannot download {repo} from {api_url}: {err}") from None
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging / "x", filter="data")  # refuses absolute paths and links outside
+        tops = list((staging / "x").iterdir())
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tops[0] if len(tops) == 1 and tops[0].is_dir() else staging / "x", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def write_parquet(files: list[dict], path: Path) -> Path:
+    """Write records atomically (a reader never sees half a file, a failure keeps the old one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    columns = ("path", "text", "sha256", "bytes")
+    table = pa.table({c: [f[c] for f in files] for c in columns}, schema=pa.schema(
+        [("path", pa.string()), ("text", pa.large_string()), ("sha256", pa.string()), ("bytes", pa.int64())]))
+    pq.write_table(table, staging)
+    os.replace(staging, path)
+    return path
+
+
+def read_parquet(path: str | Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

@@ -1,0 +1,111 @@
+"""Corpus ingestion: junk skipped and counted, clear errors, git and GitHub sources."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import subprocess
+import tarfile
+import threading
+
+import dagster as dg
+import pytest
+
+from reference_arch.pretrain.corpus import CorpusError, github_tarball, git_checkout, scan_directory
+from reference_arch_tests.pretrain.conftest import metadata, materialize, run_config, write_corpus
+
+
+def test_scan_skips_and_counts_junk(tmp_path):
+    planted = write_corpus(tmp_path / "c")
+    scan = scan_directory(tmp_path / "c", max_file_bytes=50_000)
+    for reason in ("binary", "non_utf8", "empty", "too_large", "other_extension", "symlink"):
+        assert scan.skipped[reason] == planted[reason], reason
+    paths = {f["path"] for f in scan.files}
+    assert "copies/dupe.py" in paths and "junk/py2.py" in paths  # cleaning's job, not ingestion's
+    assert not any(p.startswith("junk/loop") for p in paths)
+
+
+def test_budget_samples_by_stable_hash(tmp_path):
+    write_corpus(tmp_path / "c")
+    small = scan_directory(tmp_path / "c", max_bytes=10_000, max_file_bytes=50_000)
+    again = scan_directory(tmp_path / "c", max_bytes=10_000, max_file_bytes=50_000)
+    assert small.total_bytes <= 10_000 and small.skipped["over_budget"] > 0
+    assert [f["path"] for f in small.files] == [f["path"] for f in again.files]
+    assert len({f["path"].split("/")[0] for f in small.files}) > 1  # spread over the tree, not one directory
+
+
+def test_missing_directory_is_a_clear_failure(tmp_home, instance, tmp_path):
+    config = run_config(tmp_path / "nowhere")
+    result = materialize(instance, ["raw_corpus"], config, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "does not exist" in str(failure.event_specific_data.error)
+
+
+def test_raw_corpus_asset_metadata(tmp_home, instance, corpus_dir):
+    result = materialize(instance, ["raw_corpus"], run_config(corpus_dir))
+    meta = metadata(result, "raw_corpus")
+    assert meta["skipped/binary"].value == 1 and meta["skipped/symlink"].value == 2
+    assert meta["files"].value > 40
+
+
+def test_git_checkout_of_a_local_repository(tmp_path):
+    repo = tmp_path / "repo"
+    write_corpus(repo, n_files=4)
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "pkg0", "pkg1"], check=True)
+    subprocess.run([*git, "commit", "-qm", "corpus"], check=True)
+    (tmp_path / "sources").mkdir()
+    checkout = git_checkout(f"file://{repo}", tmp_path / "sources" / "git")
+    assert (checkout / "pkg0" / "mod_000.py").read_text() == (repo / "pkg0" / "mod_000.py").read_text()
+    with pytest.raises(CorpusError, match="git clone"):
+        git_checkout(f"file://{tmp_path}/missing", tmp_path / "sources" / "other")
+
+
+def test_github_tarball_through_a_local_api(tmp_path):
+    """A local server speaking GitHub's tarball endpoint (a redirect-free 200 with a gzip tar)."""
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w:gz") as tar:
+        data = b"def f():\n    return 1\n"
+        info = tarfile.TarInfo("owner-repo-abc123/src/f.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    seen = {}
+
+    class API(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["path"], seen["auth"] = self.path, self.headers.get("Authorization")
+            if self.path != "/repos/owner/repo/tarball/main":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-gzip")
+            self.end_headers()
+            self.wfile.write(payload.getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), API)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        target = github_tarball("owner/repo", tmp_path / "gh", "main", token="t0ken", api_url=url)
+        assert (target / "src" / "f.py").read_bytes() == data
+        assert seen["auth"] == "Bearer t0ken"
+        with pytest.raises(CorpusError, match="404"):
+            github_tarball("owner/missing", tmp_path / "gh2", api_url=url)
+    finally:
+        server.shutdown()
+
+
+def test_failure_keeps_the_stored_corpus(tmp_home, instance, corpus_dir, tmp_path):
+    materialize(instance, ["raw_corpus"], run_config(corpus_dir))
+    from reference_arch.pretrain import store
+
+    before = store.read_manifest("raw_corpus")
+    result = materialize(instance, ["raw_corpus"], run_config(tmp_path / "nowhere"), raise_on_error=False)
+    assert not result.success
+    assert store.read_manifest("raw_corpus") == before
+    assert isinstance(dg.AssetKey(["pretrain", "raw_corpus"]), dg.AssetKey)
