@@ -55,10 +55,9 @@ def github_updates_since(cursor: str) -> list[str]:
     token, repos = config.github_token(), config.github_repos()
     found: list[str] = []
     if token and repos:
-        from reference_arch.common.github_source import GITHUB_API
         from reference_arch.common.http_client import rest_client
 
-        client = rest_client(GITHUB_API, "GitHub", token=token, max_attempts=3)
+        client = rest_client(config.github_api_url(), "GitHub", token=token, max_attempts=3)
         for repo in repos:
             params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": 100}
             if cursor:

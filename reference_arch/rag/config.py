@@ -6,6 +6,9 @@
 | ``REFERENCE_ARCH_GITHUB_REPOS`` | every repo in the export | ``owner/name[,owner/name]`` (required with ``GITHUB_TOKEN``) |
 | ``REFERENCE_ARCH_SLACK_CHANNELS`` | every channel | names or ids, comma-separated |
 | ``REFERENCE_ARCH_RAG_DESTINATION`` | ``duckdb`` (``home/rag/warehouse.duckdb``) | any dlt destination name, configured the dlt way |
+| ``REFERENCE_ARCH_GITHUB_API_URL`` | ``https://api.github.com`` | GitHub Enterprise: ``https://HOST/api/v3`` |
+| ``REFERENCE_ARCH_SLACK_API_URL`` | ``https://slack.com/api`` | |
+| ``REFERENCE_ARCH_RAG_EVAL_SET`` | ``rag/eval_set.yaml`` | questions with the ids of the documents that answer them |
 | ``REFERENCE_ARCH_DOCS_DIR``, ``REFERENCE_ARCH_DOCS_PACKAGES`` | see ``common/docs_source.py`` | |
 """
 
@@ -21,6 +24,7 @@ REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"
 CHANNELS_ENV = "REFERENCE_ARCH_SLACK_CHANNELS"
 DESTINATION_ENV = "REFERENCE_ARCH_RAG_DESTINATION"
 DEFAULT_START = "2026-05-01"  # the sample exports start in May 2026
+EVAL_SET_ENV = "REFERENCE_ARCH_RAG_EVAL_SET"
 EVAL_SET = Path(__file__).with_name("eval_set.yaml")
 
 
@@ -44,9 +48,21 @@ def slack_channels() -> list[str]:
     return _listed(CHANNELS_ENV)
 
 
+def github_api_url() -> str:
+    return os.environ.get("REFERENCE_ARCH_GITHUB_API_URL") or "https://api.github.com"
+
+
+def slack_api_url() -> str:
+    return os.environ.get("REFERENCE_ARCH_SLACK_API_URL") or "https://slack.com/api"
+
+
 def github_token() -> str | None:
     return os.environ.get("GITHUB_TOKEN") or None
 
 
 def slack_token() -> str | None:
     return os.environ.get("SLACK_BOT_TOKEN") or None
+
+
+def eval_set_path() -> Path:
+    return Path(os.environ.get(EVAL_SET_ENV) or EVAL_SET)

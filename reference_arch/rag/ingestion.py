@@ -122,7 +122,8 @@ def github_assets(context: dg.AssetExecutionContext):
                                      f"{config.REPOS_ENV}=owner/name[,owner/name] (or unset GITHUB_TOKEN to read "
                                      "the local export)")
     window = context.partition_time_window  # the whole range in a single-run backfill
-    source = github_source(repos or None, since=window.start, until=window.end, token=token)
+    source = github_source(repos or None, since=window.start, until=window.end, token=token,
+                           base_url=config.github_api_url())
     yield from run_dlt(context, "github", source)
 
 
@@ -133,7 +134,7 @@ def slack_assets(context: dg.AssetExecutionContext):
 
     window = context.partition_time_window
     source = slack_source(config.slack_channels() or None, token=config.slack_token(), oldest=window.start,
-                          latest=window.end)
+                          latest=window.end, base_url=config.slack_api_url())
     yield from run_dlt(context, "slack", source)
 
 
