@@ -230,15 +230,19 @@ def _public(names: Iterable[str]) -> list[str]:
     return sorted(n for n in names if not n.startswith("_"))
 
 
-def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
-    """``(dotted name, object)`` for the package's public functions, then each class in
-    ``spec.classes`` and its public members; in a stable order."""
+def _import(spec: PackageSpec):
     import importlib
 
     try:
-        module = importlib.import_module(spec.name)
+        return importlib.import_module(spec.name)
     except ImportError as err:
         raise ValueError(f"package {spec.name!r} named in {PACKAGES_ENV} cannot be imported: {err}") from None
+
+
+def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
+    """``(dotted name, object)`` for the package's public functions, then each class in
+    ``spec.classes`` and its public members; in a stable order."""
+    module = _import(spec)
     names = getattr(module, "__all__", None) or dir(module)
     for name in _public(names):
         obj = getattr(module, name, None)
@@ -272,9 +276,7 @@ def _cap(text: str, limit: int) -> str:
 
 def docstring_documents(spec: PackageSpec, examples: bool = False, limit: int | None = None) -> list[dict]:
     """One document per distinct docstring of the package's API (see the module docstring)."""
-    import importlib
-
-    module = importlib.import_module(spec.name)
+    module = _import(spec)
     stamp = _iso(Path(module.__file__).stat().st_mtime) if getattr(module, "__file__", None) else _iso(0)
     url_template = API_URLS.get(spec.name.split(".")[0], "")
     limit = max_chars() if limit is None else limit

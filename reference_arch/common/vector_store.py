@@ -446,6 +446,8 @@ class WeaviateCollection(VectorCollection):
     def keyword_search(self, text, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
+        if not text.strip():
+            return []
         result = self.collection().query.bm25(query=text, limit=k, query_properties=["text", "title"],
                                               return_metadata=MetadataQuery(score=True))
         return self._rows(result.objects, lambda m: m.score or 0.0)
@@ -453,6 +455,8 @@ class WeaviateCollection(VectorCollection):
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from weaviate.classes.query import HybridFusion, MetadataQuery
 
+        if not text.strip():
+            return self.search(vector, k)
         result = self.collection().query.hybrid(query=text, vector=list(map(float, vector)), alpha=0.5, limit=k,
                                                 query_properties=["text", "title"],
                                                 fusion_type=HybridFusion.RELATIVE_SCORE,

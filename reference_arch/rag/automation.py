@@ -55,14 +55,18 @@ def github_updates_since(cursor: str) -> list[str]:
     token, repos = config.github_token(), config.github_repos()
     found: list[str] = []
     if token and repos:
+        from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
+
         from reference_arch.common.http_client import rest_client
 
-        client = rest_client(config.github_api_url(), "GitHub", token=token, max_attempts=3)
+        client = rest_client(config.github_api_url(), "GitHub", token=token, paginator=HeaderLinkPaginator(),
+                             data_selector="$", max_attempts=3)
         for repo in repos:
-            params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": 100}
+            params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": 100}
             if cursor:
-                params["since"] = cursor
-            found += [to_iso(issue["updated_at"]) for issue in client.get(f"/repos/{repo}/issues", params=params).json()]
+                params["since"] = cursor  # only what changed: usually one short page
+            for page in client.paginate(f"/repos/{repo}/issues", params=params):
+                found += [to_iso(issue["updated_at"]) for issue in page if issue.get("updated_at")]
     else:
         stats = SkipStats()
         for path in sorted(github_export_path().glob("*/*/issues*.json*")):

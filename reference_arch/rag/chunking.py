@@ -86,7 +86,8 @@ def chunk_document(doc: dict, count: Callable[[str], int], settings: ChunkSettin
     for path, body in sections(doc):
         if not body.strip():
             continue
-        context = _fit(doc["title"] + (f" > {path}" if path else ""), room // 4, count)
+        # a long title or heading is cut so the body keeps most of the room
+        context = _fit(doc["title"], room // 6, count) + (f" > {_fit(path, room // 8, count)}" if path else "")
         budget = room - count(context + "\n\n")
         size = max(16, min(settings.chunk_tokens, budget))
         pending = [body]

@@ -1,0 +1,141 @@
+"""The vector store: the real LanceDB under a temporary home (and Weaviate when WEAVIATE_URL is set).
+
+The same contract runs against both backends: atomic per-document replace, delete by document,
+dense/keyword/hybrid search, counts, and a collection per embedding model and dimension.
+"""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from reference_arch.common.vector_store import VectorStoreError, VectorStoreResource, collection_name
+
+DIM = 8
+TEXTS = {
+    "a": ["rename the index labels of a series", "apples and oranges in a fruit basket"],
+    "b": ["banana bread recipe with walnuts"],
+    "c": ["configure the cache directory with an environment variable"],
+}
+
+
+def vector(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).normal(size=DIM)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def record(doc: str, i: int, text: str, seed: int | None = None) -> dict:
+    return {"id": f"{doc}#{i}", "document_id": doc, "source_type": "docs" if doc != "c" else "slack",
+            "source": f"{doc}.md", "title": doc.upper(), "url": "", "text": text, "created_at": "", "updated_at": "",
+            "vector": vector(seed if seed is not None else hash((doc, i)) % 1000)}
+
+
+def fill(collection) -> None:
+    for doc, texts in TEXTS.items():
+        collection.replace_documents([doc], [record(doc, i, t, seed=10 * ord(doc) + i) for i, t in enumerate(texts)])
+
+
+def contract(collection) -> None:
+    fill(collection)
+    assert collection.count() == 4
+    assert collection.count_by("source_type") == {"docs": 3, "slack": 1}
+    assert collection.chunk_ids() == {"a#0": "a", "a#1": "a", "b#0": "b", "c#0": "c"}
+
+    # Dense: a document's own vector ranks it first, with cosine similarity ~1.
+    hits = collection.search(vector(10 * ord("b")), k=2)
+    assert hits[0]["id"] == "b#0" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hits[0]["text"] == TEXTS["b"][0] and hits[0]["title"] == "B"
+    # Keyword and hybrid find the words.
+    assert collection.keyword_search("banana walnuts", k=2)[0]["id"] == "b#0"
+    assert collection.hybrid_search("cache directory", vector(10 * ord("c")), k=3)[0]["id"] == "c#0"
+    assert collection.query("keyword", "", None, 3) == []
+
+    # Replace: a#0 kept (unchanged), a#1 dropped, a#2 added; other documents untouched.
+    collection.replace_documents(["a"], [record("a", 2, "a new paragraph about labels")], keep_ids=["a#0"])
+    assert collection.chunk_ids() == {"a#0": "a", "a#2": "a", "b#0": "b", "c#0": "c"}
+    # Idempotent: the same replace again changes nothing.
+    collection.replace_documents(["a"], [record("a", 2, "a new paragraph about labels")], keep_ids=["a#0"])
+    assert collection.count() == 4
+    # A document whose chunks all went stale, and deletion by document.
+    collection.replace_documents(["b"], [])
+    assert "b#0" not in collection.chunk_ids()
+    assert collection.delete_documents(["c"]) in (0, 1)  # LanceDB may not report the count
+    assert collection.chunk_ids() == {"a#0": "a", "a#2": "a"}
+
+    with pytest.raises(VectorStoreError, match="dimensional"):
+        collection.replace_documents(["x"], [{**record("x", 0, "x"), "vector": [0.1] * (DIM + 1)}])
+    with pytest.raises(VectorStoreError, match="unknown search mode"):
+        collection.query("fuzzy", "x", vector(1), 3)
+
+
+def test_lancedb_contract(tmp_home):
+    store = VectorStoreResource()
+    assert store.resolved_backend() == "lancedb" and store.location().startswith(str(tmp_home))
+    contract(store.collection("chunks", "sentence-transformers/all-MiniLM-L6-v2", DIM))
+
+
+def test_collection_name_depends_on_model_and_dimension(tmp_home):
+    assert collection_name("chunks", "sentence-transformers/all-MiniLM-L6-v2", 384) == "chunks_all_minilm_l6_v2_384"
+    assert collection_name("chunks", "text-embedding-3-small", 1536) == "chunks_text_embedding_3_small_1536"
+    store = VectorStoreResource()
+    small, large = store.collection("chunks", "m", DIM), store.collection("chunks", "m", DIM * 2)
+    small.replace_documents(["a"], [record("a", 0, "hello")])
+    assert small.name != large.name and large.count() == 0 and small.count() == 1
+
+
+def test_backend_selection(tmp_home, monkeypatch):
+    assert VectorStoreResource(backend="weaviate", url="http://localhost:1").resolved_backend() == "weaviate"
+    monkeypatch.setenv("WEAVIATE_URL", "http://localhost:1")
+    assert VectorStoreResource().resolved_backend() == "weaviate"
+    with pytest.raises(VectorStoreError, match="unknown vector store backend"):
+        VectorStoreResource(backend="faiss").resolved_backend()
+
+
+def test_ann_index_is_built_only_when_the_table_is_large(tmp_home):
+    store = VectorStoreResource(ann_min_rows=300, ann_index_type="IVF_PQ")
+    collection = store.collection("chunks", "m", DIM)
+    rng = np.random.default_rng(0)
+    rows = [{**record(f"d{i}", 0, f"text {i}"), "vector": (v / np.linalg.norm(v)).tolist()}
+            for i, v in enumerate(rng.normal(size=(299, DIM)))]
+    collection.replace_documents([r["document_id"] for r in rows], rows)
+    assert "vector" not in collection.optimize()["index_types"]  # 299 rows: exact search
+    extra = {**record("d299", 0, "text 299"), "vector": vector(299)}
+    collection.replace_documents(["d299"], [extra])
+    done = collection.optimize()
+    assert done["ann_index"] == "IVF_PQ" and "vector" in done["index_types"]
+    assert collection.search(vector(299), k=1)[0]["id"] == "d299#0"  # refined by exact distances
+
+
+def _write_documents(uri: str, docs: list[str]) -> None:
+    store = VectorStoreResource(uri=uri)
+    collection = store.collection("chunks", "m", DIM)
+    for doc in docs:
+        collection.replace_documents([doc], [record(doc, i, f"{doc} {i}") for i in range(3)])
+
+
+def test_concurrent_writers_lose_nothing(tmp_home):
+    """Two processes replacing different documents at once: every chunk of both lands."""
+    uri = str(tmp_home / "lancedb")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_documents, args=(uri, [f"{w}-{i}" for i in range(8)])) for w in "xy"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    collection = VectorStoreResource(uri=uri).collection("chunks", "m", DIM)
+    assert collection.count() == 2 * 8 * 3 == len(collection.chunk_ids())
+
+
+@pytest.mark.skipif(not os.environ.get("WEAVIATE_URL"), reason="WEAVIATE_URL is not set: no Weaviate to test against")
+def test_weaviate_contract():
+    import uuid
+
+    store = VectorStoreResource(backend="weaviate", url=os.environ["WEAVIATE_URL"])
+    collection = store.collection(f"test_{uuid.uuid4().hex[:8]}", "m", DIM)
+    try:
+        contract(collection)
+    finally:
+        collection._connect().collections.delete(collection.name)
+        collection.close()

@@ -1,0 +1,85 @@
+"""Chunking in the model's tokens, and the document shapes of GitHub and Slack records."""
+
+from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.rag.chunking import ChunkSettings, chunk_document
+from reference_arch.rag.documents import document, github_documents, slack_documents
+
+SETTINGS = ChunkSettings(max_tokens=256, chunk_tokens=192, overlap_tokens=24)
+
+
+def counters():
+    embeddings = EmbeddingsResource(provider="local")
+    return embeddings.token_counter(), embeddings.token_counter(special_tokens=True)
+
+
+def test_no_chunk_exceeds_the_model_limit_whatever_the_text():
+    count, full = counters()
+    code = "```python\n" + "\n".join(f"value_{i} = compute_something(alpha={i}, beta='{i * 7}')" for i in range(120)) + "\n```"
+    long_word = "x" * 5000  # no separator inside at all
+    markdown = (f"# Guide\n\nIntro paragraph.\n\n## Section one\n\n{'A sentence about caching. ' * 200}\n\n"
+                f"## Code\n\n{code}\n\n## Oddities\n\n{long_word}\n")
+    docs = [
+        document("docs:guide.md", "docs", "markdown", "A very long guide title " * 30, "guide.md", "", markdown, 0, 0),
+        document("docs:x.rst", "docs", "rst", "X", "x.rst", "", "Title\n=====\n\n" + "word " * 3000, 0, 0),
+        document("docs:pkg.f", "docs", "docstring", "pkg.f", "pkg.f", "",
+                 "pkg.f(a)\n\nSummary.\n\nParameters\n----------\na : int\n    " + "Detail. " * 600, 0, 0),
+        document("slack:C1:1", "slack", "markdown", "#help: q", "u", "u", "**Ana** (2026-01-01 10:00): " + "hm " * 900,
+                 0, 0),
+    ]
+    for doc in docs:
+        chunks = chunk_document(doc, count, SETTINGS, "test")
+        assert chunks, doc["id"]
+        for chunk in chunks:
+            assert full(chunk["text"]) <= 256 and chunk["tokens"] == full(chunk["text"])
+            assert chunk["text"].split("\n\n", 1)[1].strip()  # a body, not just the context line
+        assert len({c["id"] for c in chunks}) == len(chunks)
+    guide = chunk_document(docs[0], count, SETTINGS, "test")
+    assert any("> Code" in c["text"].split("\n\n", 1)[0] for c in guide)  # the section path leads the chunk
+    assert all(c["text"].startswith("A very long guide title") for c in guide)
+
+
+def test_chunk_ids_are_deterministic_and_follow_the_content():
+    count, _ = counters()
+    doc = document("docs:a.md", "docs", "markdown", "A", "a.md", "", "# A\n\n## One\n\nFirst.\n\n## Two\n\nSecond.", 0, 0)
+    first = chunk_document(doc, count, SETTINGS, "test")
+    assert [c["id"] for c in first] == [c["id"] for c in chunk_document(doc, count, SETTINGS, "test")]
+    assert all(c["id"].startswith("docs:a.md#") for c in first)
+    changed = document("docs:a.md", "docs", "markdown", "A", "a.md", "", "# A\n\n## One\n\nFirst.\n\n## Two\n\nNew.", 0, 0)
+    second = chunk_document(changed, count, SETTINGS, "test")
+    assert first[0]["id"] == second[0]["id"] and first[1]["id"] != second[1]["id"]
+    assert first[0]["document_hash"] != second[0]["document_hash"]
+    # a repeated identical section is one chunk (ids stay unique)
+    twice = document("docs:b.md", "docs", "markdown", "B", "b.md", "", "## S\n\nSame.\n\n## S\n\nSame.", 0, 0)
+    assert len(chunk_document(twice, count, SETTINGS, "test")) == 1
+
+
+def test_github_and_slack_documents():
+    issues = [{"id": 1, "number": 7, "repo": "o/r", "title": "Crash on start", "body": "Boom.", "state": "closed",
+               "user_login": "ana", "labels": '["bug"]', "is_pull_request": False, "html_url": "https://gh/o/r/issues/7",
+               "created_at": "2026-06-01T10:00:00+00:00", "updated_at": "2026-06-01T12:00:00+00:00"}]
+    comments = [
+        {"id": 11, "issue_id": 1, "body": "Fixed in 1.2.", "user_login": "maya", "author_association": "OWNER",
+         "is_bot": False, "created_at": "2026-06-01T11:00:00+00:00", "updated_at": "2026-06-02T09:00:00+00:00"},
+        {"id": 12, "issue_id": 1, "body": "Coverage 90%", "user_login": "ci[bot]", "is_bot": True,
+         "created_at": "2026-06-01T11:30:00+00:00"},
+    ]
+    [doc] = github_documents(issues, comments)
+    assert doc["id"] == "github:o/r#7" and doc["title"] == "o/r#7: Crash on start" and doc["source"] == doc["url"]
+    assert "labels: bug" in doc["text"] and "## maya (owner) replied on 2026-06-01" in doc["text"]
+    assert "Coverage" not in doc["text"] and doc["updated_at"].startswith("2026-06-02T09:00")
+
+    messages = [
+        {"channel": "C1", "channel_name": "help", "ts": "1780304400.000100", "thread_ts": "1780304400.000100",
+         "user": "U1", "text": "Where is the cache? See <https://x.dev/cache|the docs>"},
+        {"channel": "C1", "channel_name": "help", "ts": "1780304500.000200", "thread_ts": "1780304400.000100",
+         "user": "U2", "text": "<@U1> in ~/.cache, ask in <#C2|dev>"},
+        {"channel": "C1", "channel_name": "help", "ts": "1780305000.000000", "thread_ts": None, "user": None,
+         "bot_id": "B1", "text": "Release 1.0 is out"},
+    ]
+    users = [{"id": "U1", "real_name": "Ana Silva"}, {"id": "U2", "name": "maya"}]
+    thread, bot = slack_documents(messages, users, [{"id": "C1", "name": "help"}])
+    assert thread["id"] == "slack:C1:1780304400.000100" and thread["title"].startswith("#help: Where is the cache?")
+    assert "**maya**" in thread["text"] and "@Ana Silva in ~/.cache, ask in #dev" in thread["text"]
+    assert "the docs (https://x.dev/cache)" in thread["text"]
+    assert thread["url"] == "https://slack.com/archives/C1/p1780304400000100"
+    assert bot["text"].startswith("**release bot**")

@@ -1,0 +1,89 @@
+"""The docs dlt source: files and docstrings as documents, partitions, bad files, deletions through dlt."""
+
+import dlt
+import pytest
+
+from reference_arch.common.docs_source import (PackageSpec, docs_source, docstring_documents, file_partition,
+                                               parse_packages, partition_fingerprints)
+from reference_arch.common.export_files import SkipStats
+
+
+def load(tmp_path, partitions, folder, packages="json") -> tuple[list[dict], SkipStats]:
+    import duckdb
+
+    stats = SkipStats()
+    pipeline = dlt.pipeline("docs_test", pipelines_dir=str(tmp_path / "dlt"),
+                            destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="docs")
+    pipeline.run(docs_source(partitions, folder=folder, packages=packages, stats=stats))
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        rows = con.execute("select id, partition, title, source, format from docs.pages order by id").fetchall()
+    return [dict(zip(("id", "partition", "title", "source", "format"), r)) for r in rows], stats
+
+
+def test_partitions_and_specs(tmp_path):
+    assert parse_packages("pandas:Series, DataFrame;json") == [PackageSpec("pandas", ("Series", "DataFrame")),
+                                                              PackageSpec("json")]
+    assert parse_packages("") == []
+    with pytest.raises(ValueError, match="invalid package name"):
+        parse_packages("not a package")
+    assert file_partition("guides/io.md") == "dir:guides" and file_partition("index.md") == "dir:."
+    (tmp_path / "guides").mkdir()
+    (tmp_path / "guides" / "a.md").write_text("# A\n\ntext")
+    (tmp_path / "b.rst").write_text("B\n=\n\ntext")
+    (tmp_path / ".hidden.md").write_text("# secret")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    prints = partition_fingerprints(tmp_path, parse_packages("json"), examples=False)
+    assert set(prints) == {"package:json", "dir:guides", "dir:."}
+    # a touched file with the same content keeps the fingerprint; new content changes it
+    (tmp_path / "guides" / "a.md").write_text("# A\n\ntext")
+    assert partition_fingerprints(tmp_path, [], examples=False)["dir:guides"] == prints["dir:guides"]
+    (tmp_path / "guides" / "a.md").write_text("# A\n\nnew text")
+    assert partition_fingerprints(tmp_path, [], examples=False)["dir:guides"] != prints["dir:guides"]
+
+
+def test_docstrings_are_documents_named_by_dotted_name():
+    docs = {d["id"]: d for d in docstring_documents(PackageSpec("json", ("JSONDecoder",)), examples=False, limit=0)}
+    assert {"docs:json.dumps", "docs:json.loads", "docs:json.JSONDecoder", "docs:json.JSONDecoder.decode"} <= set(docs)
+    dumps = docs["docs:json.dumps"]
+    assert dumps["source"] == dumps["title"] == "json.dumps" and dumps["text"].startswith("json.dumps(obj")
+    assert dumps["partition"] == "package:json" and dumps["kind"] == "docstring" and dumps["updated_at"]
+    pandas = {d["id"]: d for d in docstring_documents(PackageSpec("pandas", ("Series",)), examples=False)}
+    rename = pandas["docs:pandas.Series.rename"]
+    assert rename["url"] == "https://pandas.pydata.org/docs/reference/api/pandas.Series.rename.html"
+    assert "Examples\n--------" not in rename["text"] and len(rename["text"]) < 1100  # capped, examples left out
+    assert "self" not in rename["text"].split("\n", 1)[0]  # signature without annotations or self
+    with pytest.raises(ValueError, match="cannot be imported"):
+        docstring_documents(PackageSpec("no_such_package_xyz"))
+
+
+def test_load_replaces_a_partition_and_counts_bad_files(tmp_path):
+    folder = tmp_path / "docs"
+    (folder / "guides").mkdir(parents=True)
+    (folder / "guides" / "keep.md").write_text("# Keep\n\nStays.")
+    (folder / "guides" / "drop.md").write_text("# Drop\n\nGoes away.")
+    (folder / "guides" / "bad.md").write_bytes(b"# Bad\n\n\xff\xfe not utf-8")
+    (folder / "guides" / "empty.txt").write_text("")
+    (folder / "index.md").write_text("# Home\n\nWelcome.")
+    rows, stats = load(tmp_path, ["dir:guides", "dir:.", "package:json"], folder)
+    ids = {r["id"] for r in rows}
+    assert {"docs:guides/keep.md", "docs:guides/drop.md", "docs:index.md", "docs:json.dumps"} <= ids
+    assert not any(i.endswith("#tombstone") for i in ids)
+    assert stats.counts == {"not_utf8": 1, "empty_file": 1}
+    assert next(r for r in rows if r["id"] == "docs:guides/keep.md")["title"] == "Keep"
+
+    (folder / "guides" / "drop.md").unlink()
+    rows, _ = load(tmp_path, ["dir:guides"], folder)
+    ids = {r["id"] for r in rows}
+    assert "docs:guides/drop.md" not in ids and {"docs:guides/keep.md", "docs:index.md", "docs:json.dumps"} <= ids
+
+    # A folder that vanished: loading its partition empties it (the tombstone), others stay.
+    for path in (folder / "guides").iterdir():
+        path.unlink()
+    (folder / "guides").rmdir()
+    rows, _ = load(tmp_path, ["dir:guides"], folder)
+    assert not any(r["partition"] == "dir:guides" for r in rows) and any(r["id"] == "docs:index.md" for r in rows)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="REFERENCE_ARCH_DOCS_DIR"):
+        partition_fingerprints(tmp_path / "nope", [])
