@@ -121,3 +121,37 @@ def chromium(tmp_path_factory):
             yield context
         finally:
             context.close()
+
+
+# -- a small RAG index ---------------------------------------------------------------------------
+def tiny_rag_exports(root: Path) -> dict[str, str]:
+    """Settings pointing the rag sources at the rag tests' tiny exports, written under ``root``."""
+    from reference_arch_tests.rag.conftest import write_exports
+
+    paths = write_exports(root)
+    return {"REFERENCE_ARCH_GITHUB_EXPORT": str(paths["github"]), "REFERENCE_ARCH_SLACK_EXPORT": str(paths["slack"]),
+            "REFERENCE_ARCH_DOCS_DIR": str(paths["docs"]), "REFERENCE_ARCH_DOCS_PACKAGES": "json",
+            "REFERENCE_ARCH_RAG_EVAL_SET": str(paths["eval_set"])}
+
+
+def build_rag_index(instance) -> None:
+    """What ``rag_question_job`` reads, built on ``instance`` under the current home: two days of
+    the tiny exports ingested (daily partitions), then documents, chunks, embeddings and the index."""
+    import dagster as dg
+
+    from reference_arch.rag import processing
+    from reference_arch_tests.rag.conftest import resources, run_ingestion
+
+    for result in run_ingestion(instance):
+        assert result.success
+    index = dg.materialize([processing.documents, processing.chunks, processing.chunk_embeddings,
+                            processing.vector_index], instance=instance, resources=resources())
+    assert index.success
+
+
+@pytest.fixture
+def rag_exports(tmp_path, monkeypatch) -> dict[str, str]:
+    settings = tiny_rag_exports(tmp_path / "rag-exports")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return settings

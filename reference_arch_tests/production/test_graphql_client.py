@@ -5,9 +5,6 @@ materialization's metadata."""
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -15,11 +12,10 @@ import dagster as dg
 import pytest
 
 from reference_arch.common.questions import question_run_config
-from reference_arch.common.settings import PROJECT_ROOT
+from reference_arch_tests.production.conftest import build_rag_index, tiny_rag_exports
 from reference_arch_tests.production.webserver import graphql
 
-# location -> (job, what must be materialized before it can answer)
-QUESTION_JOBS = {"prompt": ("prompt_question_job", ()), "rag": ("rag_question_job", ("rag",))}
+QUESTION_JOBS = {"prompt": "prompt_question_job", "rag": "rag_question_job"}
 QUESTIONS = {"prompt": "What is a series?", "rag": "How do I rename the index of a Series?"}
 
 MATERIALIZATIONS = """
@@ -62,25 +58,26 @@ def wait_for_run(client, run_id: str, timeout: float = 420) -> dg.DagsterRunStat
     raise AssertionError(f"run {run_id} still {status} after {timeout}s")
 
 
-def materialize_with_the_cli(location: str, webserver) -> None:
-    """``reference-arch materialize LOCATION`` against the webserver's instance and home."""
-    env = {**os.environ, "REFERENCE_ARCH_HOME": str(webserver.reference_arch_home),
-           "DAGSTER_HOME": str(webserver.dagster_home)}
-    done = subprocess.run([sys.executable, "-m", "reference_arch.cli", "materialize", location], cwd=PROJECT_ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def build_rag_index_for(webserver, folder, monkeypatch) -> None:
+    """The index ``rag_question_job`` reads, built in the webserver's home and on its instance (as
+    ``reference-arch materialize rag`` would, from tiny exports)."""
+    monkeypatch.setenv("REFERENCE_ARCH_HOME", str(webserver.reference_arch_home))
+    for name, value in tiny_rag_exports(folder).items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.from_config(str(webserver.dagster_home)) as instance:
+        build_rag_index(instance)
 
 
 @pytest.mark.parametrize("location", list(QUESTION_JOBS))
-def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, webserver):
+def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, webserver, tmp_path, monkeypatch):
     from dagster_graphql import DagsterGraphQLClient
 
-    job_name, prerequisites = QUESTION_JOBS[location]
+    job_name = QUESTION_JOBS[location]
     job = question_job(location, job_name)
     if job is None:
         pytest.skip(f"the {location} location has no {job_name} yet")
-    for needed in prerequisites:
-        materialize_with_the_cli(needed, webserver)
+    if location == "rag":
+        build_rag_index_for(webserver, tmp_path / "rag-exports", monkeypatch)
 
     url = urlsplit(webserver.url)
     client = DagsterGraphQLClient(url.hostname, port_number=url.port, timeout=60)
@@ -101,3 +98,5 @@ def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, w
     assert isinstance(entries["answer"]["mdStr"], str)
     assert entries["llm/prompt_tokens"]["__typename"] == "IntMetadataEntry"
     assert entries["llm/prompt_tokens"]["intValue"] > 0
+    if location == "rag":  # the sources it cites, as a table
+        assert entries["sources"]["__typename"] == "TableMetadataEntry" and entries["sources"]["table"]["records"]
