@@ -362,11 +362,15 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     eval_loss = None
     if eval_data is not None:
         eval_loss = float(trainer.evaluate()["eval_loss"])
+    steps_this_run = trainer.state.global_step - resumed_step
+    last_loss = streamer.latest.get("loss")
+    if last_loss is None and resume_from is not None:  # nothing left to train: report where it stopped
+        last_loss = checkpoint_info(resume_from).get("loss")
     result: dict[str, Any] = {
         "event": "done", "global_step": trainer.state.global_step, "resumed_from_step": resumed_step,
-        "steps_this_run": trainer.state.global_step - resumed_step,
-        "tokens_seen": trainer.state.global_step * tokens_per_step, "train_loss": float(output.training_loss),
-        "last_loss": streamer.latest.get("loss"), "eval_loss": eval_loss,
+        "steps_this_run": steps_this_run, "tokens_seen": trainer.state.global_step * tokens_per_step,
+        "train_loss": float(output.training_loss) if steps_this_run else last_loss,
+        "last_loss": last_loss, "eval_loss": eval_loss,
         "tokens_per_s": streamer.tokens_per_s(trainer.state.global_step), "runtime_s": elapsed,
         "total_params": total_params, "trainable_params": trainable, "flop_params": n_flop_params,
         "peak_flops": peak, "block_size": block, "tokens_per_step": tokens_per_step, "curve": streamer.curve,

@@ -192,30 +192,20 @@ def token_shards(context: dg.AssetExecutionContext, config: ShardConfig) -> dg.M
     from transformers import AutoTokenizer
 
     from reference_arch.pretrain.corpus import read_parquet
-    from reference_arch.pretrain.tokenization import blocks_dataset, encode, is_validation, pack, save_dataset, \
-        shard_of
+    from reference_arch.pretrain.tokenization import save_dataset, shard_of, tokenize_files
 
     key = context.partition_key
     index = SHARDS.get_partition_keys().index(key)
     tok_manifest = store.read_manifest("tokenizer")
     tok = AutoTokenizer.from_pretrained(tok_manifest["path"])
     files = [f for f in read_parquet(store.path("corpus") / "clean.parquet") if shard_of(f["path"], N_SHARDS) == index]
-    validation = [f for f in files if is_validation(f["path"], config.validation_fraction)]
-    train = [f for f in files if not is_validation(f["path"], config.validation_fraction)]
-    train_seqs, val_seqs = encode(tok, [f["text"] for f in train]), encode(tok, [f["text"] for f in validation])
-    train_blocks, train_dropped = pack(train_seqs, config.block_size)
-    val_blocks, val_dropped = pack(val_seqs, config.block_size)
-    target = save_dataset(blocks_dataset(train_blocks, val_blocks), store.path("shards") / key)
-    tokens = sum(map(len, train_seqs)) + sum(map(len, val_seqs))
+    dataset, stats = tokenize_files(tok, files, config.block_size, config.validation_fraction)
+    target = save_dataset(dataset, store.path("shards") / key)
     manifest = store.write_manifest(f"shards/{key}", {
-        "path": str(target), "files": len(files), "tokens": tokens, "train_blocks": len(train_blocks),
-        "validation_blocks": len(val_blocks), "dropped_tokens": train_dropped + val_dropped,
-        "block_size": config.block_size, "validation_fraction": config.validation_fraction,
-        "validation_paths": sorted(f["path"] for f in validation),
-        "tokenizer_fingerprint": tok_manifest["fingerprint"]})
+        "path": str(target), **stats, "block_size": config.block_size,
+        "validation_fraction": config.validation_fraction, "tokenizer_fingerprint": tok_manifest["fingerprint"]})
     return dg.MaterializeResult(metadata={
-        "files": len(files), "tokens": tokens, "train_blocks": len(train_blocks),
-        "validation_blocks": len(val_blocks), "dropped_tokens": manifest["dropped_tokens"],
+        **{k: manifest[k] for k in ("files", "tokens", "train_blocks", "validation_blocks", "dropped_tokens")},
         "block_size": config.block_size, "path": dg.MetadataValue.path(str(target))})
 
 

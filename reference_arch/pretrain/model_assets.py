@@ -113,8 +113,11 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
     schedule = config.model_dump(exclude={"fresh", "log_every", "checkpoint_every"})
     run_id = store.fingerprint(init["fingerprint"], data["fingerprint"], schedule)[:12]
     run_dir = store.path("runs") / run_id
-    if config.fresh:
+    if config.fresh:  # its checkpoints go, and so do their partitions
         shutil.rmtree(run_dir, ignore_errors=True)
+        for key in context.instance.get_dynamic_partitions(CHECKPOINTS.name):
+            if key.startswith(f"{run_id}-"):
+                context.instance.delete_dynamic_partition(CHECKPOINTS.name, key)
     recorder = CheckpointRecorder(context, checkpoints.key, CHECKPOINTS.name, run_id)
     spec = {
         "model_dir": init["path"], "train_data": [data["train_path"]], "output_dir": str(run_dir),
@@ -129,6 +132,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
         "path": summary["model_dir"], "run_id": run_id, "run_dir": str(run_dir), "steps": summary["global_step"],
         "tokens_seen": summary["tokens_seen"], "train_loss": summary["train_loss"], "last_loss": summary["last_loss"],
         "tokens_per_s": summary["tokens_per_s"], "mfu": summary["mfu"], "params": summary["total_params"],
+        "flop_params": summary["flop_params"],
         "resumed_from_step": summary["resumed_from_step"], "init": init["how"],
         "trained_at": datetime.now(timezone.utc).isoformat(), "config": config.model_dump(),
         "checkpoint_partitions": [recorder.partition_key(int(p.rsplit("-", 1)[1])) for p in summary["checkpoints"]]})

@@ -10,6 +10,7 @@ block is dropped (and counted).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from pathlib import Path
 from typing import Iterator
@@ -79,20 +80,31 @@ def pack(sequences: list[list[int]], block_size: int):
     """(blocks as an (n, block_size) int32 array, dropped tail token count)."""
     import numpy as np
 
-    flat = np.concatenate([np.asarray(s, dtype=np.int32) for s in sequences]) if sequences else np.zeros(0, np.int32)
+    flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int32)
     n = len(flat) // block_size
     return flat[: n * block_size].reshape(n, block_size), int(len(flat) - n * block_size)
 
 
-def blocks_dataset(train, validation):
+def tokenize_files(tokenizer, files: list[dict], block_size: int, validation_fraction: float):
+    """(a ``datasets.Dataset`` of blocks with a ``split`` column, counts) for ``files`` of one shard."""
+    held_out = [is_validation(f["path"], validation_fraction) for f in files]
+    sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
+    train, train_dropped = pack([s for s, v in zip(sequences, held_out) if not v], block_size)
+    validation, val_dropped = pack([s for s, v in zip(sequences, held_out) if v], block_size)
+    stats = {"files": len(files), "tokens": sum(map(len, sequences)), "train_blocks": len(train),
+             "validation_blocks": len(validation), "dropped_tokens": train_dropped + val_dropped,
+             "validation_paths": sorted(f["path"] for f, v in zip(files, held_out) if v)}
+    return blocks_dataset(train, validation, block_size), stats
+
+
+def blocks_dataset(train, validation, block_size: int):
     """A ``datasets.Dataset`` of ``input_ids`` blocks with a ``split`` column."""
     import datasets
     import numpy as np
     import pyarrow as pa
 
-    block = train.shape[1] if len(train) else validation.shape[1]
     both = np.concatenate([train, validation]).reshape(-1)
-    ids = pa.FixedSizeListArray.from_arrays(pa.array(both, type=pa.int32()), block)
+    ids = pa.FixedSizeListArray.from_arrays(pa.array(both, type=pa.int32()), block_size)
     split = pa.array(["train"] * len(train) + ["validation"] * len(validation))
     return datasets.Dataset(pa.table({"input_ids": ids, "split": split}))
 
