@@ -79,6 +79,7 @@ def expand_all_groups(page) -> None:
 
 def test_asset_graph_renders_every_location(webserver, page, artifacts_dir):
     expected = {location: defined_keys(location) for location in LOCATIONS}
+    page.set_viewport_size({"width": 1920, "height": 1200})  # the picture in the README
     open_page(page, f"{webserver.url}/asset-groups")
     groups = [location for location, keys in expected.items() if keys]  # a group is drawn once it has assets
     page.get_by_text(groups[0], exact=True).first.wait_for()
@@ -95,7 +96,7 @@ def test_asset_graph_renders_every_location(webserver, page, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "asset-graph.png"))
 
     # Every asset of every location, in the location's own catalog (keys are prefixed with it).
-    page.set_viewport_size({"width": 1600, "height": 4000})  # the catalog draws only rows in view
+    page.set_viewport_size({"width": 1920, "height": 4000})  # the catalog draws only rows in view
     try:
         for location, keys in expected.items():
             open_page(page, f"{webserver.url}/assets/{location}")
