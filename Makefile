@@ -26,6 +26,7 @@ test: $(STAMP)
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m reference_arch.common.pools
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

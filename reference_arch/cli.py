@@ -41,10 +41,13 @@ def load_defs(location: str):
 def instance():
     import dagster as dg
 
+    from reference_arch.common.pools import apply_pool_limits
     from reference_arch.common.settings import dagster_home
 
     dagster_home()
-    return dg.DagsterInstance.get()
+    inst = dg.DagsterInstance.get()
+    apply_pool_limits(inst)  # gpu: 1, openai: 4 (dagster.yaml holds only the default limit)
+    return inst
 
 
 def first_failure(result) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.executors import executor_from_env
 from reference_arch.common.settings import PROJECT_ROOT
 
 OWNERS = ["team:ml-platform"]
@@ -28,5 +29,8 @@ def location_definitions(*, assets=(), asset_checks=(), jobs=(), schedules=(), s
             file_path_mapping=dg.AnchorBasedFilePathMapping(
                 local_file_anchor=Path(PROJECT_ROOT), file_anchor_path_in_repository=""),
         )
+    executor = executor_from_env()  # k8s_job_executor on Kubernetes, Dagster's default elsewhere
+    if executor is not None:
+        kwargs.setdefault("executor", executor)
     return dg.Definitions(assets=linked, asset_checks=list(asset_checks), jobs=list(jobs),
                           schedules=list(schedules), sensors=list(sensors), resources=resources or {}, **kwargs)
