@@ -251,8 +251,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_warnings() -> None:
+    """Dagster's beta/preview notices are for library authors, not for the CLI's reader."""
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet_warnings()
     try:
         inst = instance()
         if args.command == "materialize":
