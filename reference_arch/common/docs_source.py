@@ -17,8 +17,10 @@
 Documents are grouped in partitions: ``package:<name>`` per package and ``dir:<folder>`` per top-level
 folder of the docs folder (``dir:.`` for the files at its root). One table, ``pages``, is loaded with
 ``delete-insert`` on the ``partition`` column: loading a partition replaces everything it held, so a
-deleted file disappears from the table (an empty partition still clears itself through a tombstone
-row, which ``hard_delete`` removes rather than stores).
+deleted file disappears from the table. Each loaded partition also gets a marker row (``kind`` =
+``partition``) holding the partition's fingerprint as it was before reading: it makes an emptied
+partition replace its old rows too, and lets a loader skip a partition whose content has not changed
+since (``loaded_fingerprints``).
 
 Unreadable, non-UTF-8 and empty files are skipped and counted in ``source.skipped`` (a ``SkipStats``).
 """
@@ -60,9 +62,9 @@ PAGE_COLUMNS = {
     "text": {"data_type": "text"},
     "created_at": {"data_type": "timestamp"},
     "updated_at": {"data_type": "timestamp"},
-    "content_hash": {"data_type": "text"},
-    "deleted": {"data_type": "bool", "hard_delete": True},
+    "content_hash": {"data_type": "text"},  # a document's hash; a marker row's partition fingerprint
 }
+VANISHED = "vanished"  # the fingerprint of a folder partition whose folder is gone
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def _file_rows(root: Path, partition: str, stats: SkipStats) -> Iterator[dict]:
 def _row(doc_id, partition, kind, fmt, title, source, url, text, created_at, updated_at) -> dict:
     return {"id": doc_id, "partition": partition, "kind": kind, "format": fmt, "title": title, "source": source,
             "url": url, "text": text, "created_at": created_at, "updated_at": updated_at,
-            "content_hash": sha256(f"{title}\n{text}"), "deleted": False}
+            "content_hash": sha256(f"{title}\n{text}")}
 
 
 # -- docstrings -------------------------------------------------------------------------------
@@ -323,10 +325,12 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
     def pages():
         yield dlt.mark.materialize_table_schema()
         by_name = {spec.partition: spec for spec in specs}
+        # Taken before reading: a file changed during the load shows as a change next time.
+        prints = partition_fingerprints(folder_path, specs, examples)
         for partition in wanted():
-            # Always a tombstone: the partition is replaced even when it has no documents left.
-            yield {**_row(f"{partition}#tombstone", partition, "", "", "", "", "", "", _iso(0), _iso(0)),
-                   "deleted": True}
+            # Always a marker row: the partition is replaced even when it has no documents left.
+            yield {**_row(f"{partition}#partition", partition, "partition", "", "", "", "", "", _iso(0), _iso(0)),
+                   "content_hash": prints.get(partition, VANISHED)}
             if partition.startswith("package:"):
                 spec = by_name.get(partition) or PackageSpec(partition.split(":", 1)[1])
                 yield docstring_documents(spec, examples)
@@ -346,3 +350,14 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
     source = docs()
     source.skipped = stats
     return source
+
+
+def loaded_fingerprints(rows: Iterable[dict]) -> dict[str, str]:
+    """``{partition: fingerprint}`` from the marker rows of a loaded ``pages`` table."""
+    return {r["partition"]: r["content_hash"] for r in rows if r.get("kind") == "partition"}
+
+
+def current_fingerprints(partitions: Iterable[str], folder: str | Path | None = None) -> dict[str, str]:
+    """The fingerprints ``partitions`` would be loaded with now (``VANISHED`` for a folder that is gone)."""
+    prints = partition_fingerprints(folder)
+    return {p: prints.get(p, VANISHED) for p in partitions}

@@ -50,9 +50,9 @@ class VectorStoreResource(dg.ConfigurableResource):
     grpc_port: Optional[int] = None  # Weaviate gRPC port; default: WEAVIATE_GRPC_PORT or 50051
     ann_min_rows: int = 20_000  # below this many rows, exact search (faster to keep, and exact)
     ann_index_type: str = "IVF_HNSW_SQ"  # or "IVF_PQ" (refined by re-ranking with exact distances)
-    nprobes: int = 8
-    ef: int = 96
-    refine_factor: int = 10
+    nprobes: int = 8  # IVF partitions searched
+    ef: int = 400  # HNSW candidate list size: recall, not latency, moves with it
+    refine_factor: int = 3  # re-rank refine_factor * k ANN candidates with exact distances (IVF_PQ wants ~10)
 
     def resolved_backend(self) -> str:
         backend = self.backend or ("weaviate" if (self.url or os.environ.get("WEAVIATE_URL")) else "lancedb")
@@ -106,6 +106,10 @@ class VectorCollection:
 
     def optimize(self) -> dict[str, Any]:
         """Keep indexes current (ANN once large enough, keyword); returns what it did."""
+        return {}
+
+    def index_types(self) -> dict[str, str]:
+        """``{column: index type}`` of the indexes the collection has (the backend's own otherwise)."""
         return {}
 
     # reads
@@ -163,6 +167,7 @@ class LanceCollection(VectorCollection):
         self._db = lancedb.connect(self.uri)
         self._table = None
         self._lock = None
+        self._index_cache: tuple[int, dict[str, str]] | None = None
 
     def _schema(self):
         import pyarrow as pa
@@ -195,10 +200,14 @@ class LanceCollection(VectorCollection):
         return self._table
 
     def _arrow(self, records: Sequence[dict]):
+        import numpy as np
         import pyarrow as pa
 
-        columns = {f: [None if r.get(f) is None else str(r[f]) for r in records] for f in FIELDS}
-        columns["vector"] = [list(map(float, r["vector"])) for r in records]
+        columns = {f: pa.array([None if r.get(f) is None else str(r[f]) for r in records], type=pa.string())
+                   for f in FIELDS}
+        # One float32 buffer for all vectors: no Python float per component.
+        flat = np.asarray([r["vector"] for r in records], dtype=np.float32).reshape(-1)
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), self.dimension)
         return pa.Table.from_pydict(columns, schema=self._schema())
 
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
@@ -223,14 +232,21 @@ class LanceCollection(VectorCollection):
             result = self.table().delete(f"document_id IN ({_sql_list(document_ids)})")
         return int(getattr(result, "num_deleted_rows", 0) or 0)
 
-    def _indices(self) -> dict[str, str]:
-        return {index.columns[0]: index.index_type for index in self.table().list_indices()}
+    def _indices(self, table=None) -> dict[str, str]:
+        table = table or self.table()
+        if self._index_cache is None or self._index_cache[0] != table.version:  # listing costs a read per query
+            self._index_cache = (table.version, {i.columns[0]: i.index_type for i in table.list_indices()})
+        return self._index_cache[1]
+
+    def index_types(self) -> dict[str, str]:
+        return self._indices()
 
     def optimize(self) -> dict[str, Any]:
         from lancedb.index import FTS, HnswSq, IvfPq
 
         with self._write_lock():
             table = self.table()
+            table.optimize()  # compact the small files each commit leaves; fold new rows into existing indexes
             rows = table.count_rows()
             indices = self._indices()
             done: dict[str, Any] = {"rows": rows}
@@ -243,15 +259,12 @@ class LanceCollection(VectorCollection):
                     config = IvfPq(distance_type="cosine", num_partitions=max(1, int(rows ** 0.5)),
                                    num_sub_vectors=max(1, self.dimension // 8))
                 elif kind == "IVF_HNSW_SQ":
-                    config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 100_000))
+                    config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // 200_000), ef_construction=150)
                 else:
                     raise VectorStoreError(f"unsupported ANN index {kind!r}: use IVF_HNSW_SQ or IVF_PQ")
                 table.create_index("vector", config=config, replace=True)
                 done["ann_index"] = kind
-            elif indices:
-                table.optimize()  # folds new rows into the existing indexes, compacts small files
-                done["optimized"] = True
-            done["index_types"] = {**indices, **self._indices()}
+            done["index_types"] = self._indices()
         return done
 
     def _columns(self, columns: list[str]):
@@ -275,12 +288,16 @@ class LanceCollection(VectorCollection):
         return [{**{f: r.get(f) for f in FIELDS}, "score": convert(float(r[score_column]))} for r in rows]
 
     def search(self, vector, k=5) -> list[dict]:
-        query = (self.table().search(list(map(float, vector)), vector_column_name="vector")
-                 .distance_type("cosine").limit(k))
-        if "vector" in self._indices():
-            index = self._indices()["vector"].upper()
-            query = query.nprobes(self.store.nprobes)
-            query = query.ef(self.store.ef) if "HNSW" in index else query.refine_factor(self.store.refine_factor)
+        import numpy as np
+
+        table = self.table()
+        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").distance_type(
+            "cosine").limit(k)
+        index = self._indices(table).get("vector", "").upper()
+        if index:
+            query = query.nprobes(self.store.nprobes).refine_factor(self.store.refine_factor)
+            if "HNSW" in index:
+                query = query.ef(self.store.ef)
         return self._rows(query, "_distance", lambda d: 1.0 - d)
 
     def keyword_search(self, text, k=5) -> list[dict]:

@@ -125,7 +125,7 @@ def slack_documents(messages: Iterable[dict], users: Iterable[dict], channels: I
 def docs_documents(pages: Iterable[dict]) -> list[dict]:
     return [document(p["id"], "docs", p.get("format") or "text", p.get("title") or p["source"], p.get("source") or "",
                      p.get("url") or "", p.get("text") or "", p.get("created_at"), p.get("updated_at"))
-            for p in pages if not p.get("deleted") and p.get("text")]
+            for p in pages if p.get("kind") != "partition" and p.get("text")]
 
 
 def load_documents() -> list[dict]:

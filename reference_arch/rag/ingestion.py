@@ -141,9 +141,22 @@ def slack_assets(context: dg.AssetExecutionContext):
 @dg.multi_asset(name="rag_docs", specs=dlt_specs("docs"), partitions_def=DOCS_PARTITIONS, backfill_policy=SINGLE_RUN,
                 description="Documentation pages of the partitions (packages' docstrings, docs folders), loaded with dlt.")
 def docs_assets(context: dg.AssetExecutionContext):
-    from reference_arch.common.docs_source import docs_source
+    from reference_arch.common.docs_source import current_fingerprints, docs_source, loaded_fingerprints
+    from reference_arch.rag import warehouse
 
-    yield from run_dlt(context, "docs", docs_source(partitions=context.partition_keys))
+    keys = context.partition_keys
+    try:
+        now = current_fingerprints(keys)
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=f"cannot load docs: {err}") from None
+    loaded = loaded_fingerprints(warehouse.read_table("docs", "pages", ["partition", "kind", "content_hash"]))
+    if all(loaded.get(k) == now[k] for k in keys):
+        # Nothing changed since these partitions were loaded: the warehouse already holds them.
+        context.log.info(f"docs partitions unchanged since their last load: {', '.join(keys)}")
+        for key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata={"unchanged": True, "rows_loaded": 0})
+        return
+    yield from run_dlt(context, "docs", docs_source(partitions=keys))
 
 
 def docs_partition_changes(instance: dg.DagsterInstance) -> tuple[dict[str, str], list[str]]:

@@ -230,12 +230,14 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
                                      "first (the index is left as it was)")
     collection = open_collection(embeddings, vector_store, cache.dimension)
     changes = sync_index(collection, rows, cache.vectors, log=context.log.info)
-    indexes = collection.optimize()
+    if changes["chunks_inserted"] or changes["chunks_deleted"] or not collection.index_types():
+        collection.optimize()  # unchanged data needs no index maintenance
+    indexes = collection.index_types()
     counts = collection.count_by("source_type")
     return dg.MaterializeResult(metadata={
         **changes, "rows": collection.count(), **{f"source_type/{k}": v for k, v in sorted(counts.items())},
         "backend": vector_store.resolved_backend(), "collection": collection.name,
         "location": dg.MetadataValue.path(vector_store.location()),
-        "indexes": dg.MetadataValue.text(", ".join(f"{c}: {t}" for c, t in indexes.get("index_types", {}).items())
-                                         or "none (exact search)"),
+        "indexes": dg.MetadataValue.text(", ".join(f"{c}: {t}" for c, t in indexes.items()) or "none"),
+        "ann_index": "vector" in indexes,
     })

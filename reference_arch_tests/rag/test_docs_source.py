@@ -3,7 +3,8 @@
 import dlt
 import pytest
 
-from reference_arch.common.docs_source import (PackageSpec, docs_source, docstring_documents, file_partition,
+from reference_arch.common.docs_source import (VANISHED, PackageSpec, current_fingerprints, docs_source,
+                                               docstring_documents, file_partition, loaded_fingerprints,
                                                parse_packages, partition_fingerprints)
 from reference_arch.common.export_files import SkipStats
 
@@ -16,8 +17,8 @@ def load(tmp_path, partitions, folder, packages="json") -> tuple[list[dict], Ski
                             destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="docs")
     pipeline.run(docs_source(partitions, folder=folder, packages=packages, stats=stats))
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
-        rows = con.execute("select id, partition, title, source, format from docs.pages order by id").fetchall()
-    return [dict(zip(("id", "partition", "title", "source", "format"), r)) for r in rows], stats
+        rows = con.execute("select id, partition, kind, title, content_hash from docs.pages order by id").fetchall()
+    return [dict(zip(("id", "partition", "kind", "title", "content_hash"), r)) for r in rows], stats
 
 
 def test_partitions_and_specs(tmp_path):
@@ -67,7 +68,8 @@ def test_load_replaces_a_partition_and_counts_bad_files(tmp_path):
     rows, stats = load(tmp_path, ["dir:guides", "dir:.", "package:json"], folder)
     ids = {r["id"] for r in rows}
     assert {"docs:guides/keep.md", "docs:guides/drop.md", "docs:index.md", "docs:json.dumps"} <= ids
-    assert not any(i.endswith("#tombstone") for i in ids)
+    markers = loaded_fingerprints(rows)  # one marker row per loaded partition, with its fingerprint
+    assert markers == partition_fingerprints(folder, parse_packages("json"), examples=False)
     assert stats.counts == {"not_utf8": 1, "empty_file": 1}
     assert next(r for r in rows if r["id"] == "docs:guides/keep.md")["title"] == "Keep"
 
@@ -76,12 +78,14 @@ def test_load_replaces_a_partition_and_counts_bad_files(tmp_path):
     ids = {r["id"] for r in rows}
     assert "docs:guides/drop.md" not in ids and {"docs:guides/keep.md", "docs:index.md", "docs:json.dumps"} <= ids
 
-    # A folder that vanished: loading its partition empties it (the tombstone), others stay.
+    # A folder that vanished: loading its partition empties it (all but its marker), others stay.
     for path in (folder / "guides").iterdir():
         path.unlink()
     (folder / "guides").rmdir()
     rows, _ = load(tmp_path, ["dir:guides"], folder)
-    assert not any(r["partition"] == "dir:guides" for r in rows) and any(r["id"] == "docs:index.md" for r in rows)
+    assert [r["id"] for r in rows if r["partition"] == "dir:guides"] == ["dir:guides#partition"]
+    assert loaded_fingerprints(rows)["dir:guides"] == VANISHED == current_fingerprints(["dir:guides"], folder)["dir:guides"]
+    assert any(r["id"] == "docs:index.md" for r in rows)
 
 
 def test_missing_folder_is_named(tmp_path):

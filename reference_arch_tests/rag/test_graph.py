@@ -53,6 +53,7 @@ def test_graph_ingests_indexes_evaluates_and_stays_consistent(rag_data, instance
     # Re-materializing unchanged data: same ids, nothing embedded or written again.
     again = run_ingestion(instance)
     assert all(r.success for r in again)
+    assert metadata(again[1], "docs_pages")["unchanged"] is True  # docs not even re-read
     second = run_processing(instance)
     assert second.success and all(checks_passed(second).values())
     assert metadata(second, "chunks")["documents_rechunked"] == 0
