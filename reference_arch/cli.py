@@ -51,7 +51,14 @@ def instance():
 
 
 def first_failure(result) -> str:
-    """The first step failure's message, without the traceback wall."""
+    """The first failed blocking check or step failure, as one line without the traceback wall."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            if not data.passed and data.severity.value == "ERROR":
+                why = data.description or ", ".join(
+                    f"{k}={v.value}" for k, v in data.metadata.items() if isinstance(v.value, (int, float, str)))
+                return f"check {data.asset_key.to_user_string()}:{data.check_name} failed: {why}"
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
