@@ -357,6 +357,12 @@ class WeaviateCollection(VectorCollection):
             self._client.close()
             self._client = None
 
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to tell
+            pass
+
     def collection(self):
         from weaviate.classes.config import Configure, DataType, Property, Tokenization
 

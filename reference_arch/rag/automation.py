@@ -9,8 +9,9 @@ declarative automation for everything downstream of ingestion.
   requests a run for each partition whose fingerprint moved, including a folder that vanished
   (re-loading it empty removes its documents).
 - ``rag_automation_sensor`` evaluates the processing assets' ``AutomationCondition`` (documents ->
-  chunks -> embeddings -> vector index: each runs after its upstream updates), so ingestion runs from
-  any of the above flow into the index. ``rag_index_job`` runs the same assets explicitly.
+  chunks -> embeddings -> vector index -> retrieval evaluation: each runs after its upstream updates),
+  so ingestion runs from any of the above flow into the index and its metrics. ``rag_index_job`` runs
+  the same assets explicitly.
 All start stopped; turn them on in the UI (Automation tab).
 """
 
@@ -24,7 +25,7 @@ from reference_arch.rag.evaluation import retrieval_evaluation
 from reference_arch.rag.ingestion import DAILY, DOCS_PARTITIONS, docs_assets, github_assets, slack_assets
 from reference_arch.rag.processing import chunk_embeddings, chunks, documents, vector_index
 
-PROCESSING = dg.AssetSelection.assets(documents, chunks, chunk_embeddings, vector_index)
+PROCESSING = dg.AssetSelection.assets(documents, chunks, chunk_embeddings, vector_index, retrieval_evaluation)
 
 rag_daily_ingestion_job = dg.define_asset_job(
     "rag_daily_ingestion_job", selection=dg.AssetSelection.assets(github_assets, slack_assets), partitions_def=DAILY,
@@ -36,7 +37,7 @@ rag_docs_job = dg.define_asset_job(
     "rag_docs_job", selection=dg.AssetSelection.assets(docs_assets), partitions_def=DOCS_PARTITIONS,
     description="Load a docs partition (a package's docstrings or a docs folder).")
 rag_index_job = dg.define_asset_job(
-    "rag_index_job", selection=PROCESSING | dg.AssetSelection.assets(retrieval_evaluation),
+    "rag_index_job", selection=PROCESSING,
     description="Documents -> chunks -> embeddings -> vector index -> retrieval evaluation, explicitly.")
 
 
@@ -127,4 +128,5 @@ def rag_docs_sensor(context: dg.SensorEvaluationContext):
 
 rag_automation_sensor = dg.AutomationConditionSensorDefinition(
     "rag_automation_sensor", target=PROCESSING, minimum_interval_seconds=60,
-    description="Runs documents -> chunks -> embeddings -> vector index after ingestion updates them.")
+    description="Runs documents -> chunks -> embeddings -> vector index -> retrieval evaluation after "
+                "ingestion updates them.")

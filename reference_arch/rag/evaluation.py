@@ -19,7 +19,7 @@ from reference_arch.common.embeddings import EmbeddingsResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import eval_set_path
-from reference_arch.rag.processing import documents_path, open_collection, read_rows, vector_index
+from reference_arch.rag.processing import AFTER_INGESTION, documents_path, open_collection, read_rows, vector_index
 from reference_arch.rag.retrieval import CHUNKS_PER_SOURCE, best_mode_path, retrieve
 
 MRR_DEPTH = 10
@@ -107,7 +107,7 @@ class EvaluationConfig(dg.Config):
 
 @dg.asset(
     key=["rag", "retrieval_evaluation"], group_name="rag", owners=OWNERS, kinds={"python", "langchain"},
-    deps=[vector_index],
+    deps=[vector_index], automation_condition=AFTER_INGESTION,
     check_specs=[dg.AssetCheckSpec("retrieval_quality", asset=dg.AssetKey(["rag", "retrieval_evaluation"]),
                                    description="The best retrieval mode reaches the recall@k and MRR thresholds "
                                                "and beats the plain LangChain baseline.")],

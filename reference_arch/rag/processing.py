@@ -237,7 +237,8 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
     return dg.MaterializeResult(metadata={
         **changes, "rows": collection.count(), **{f"source_type/{k}": v for k, v in sorted(counts.items())},
         "backend": vector_store.resolved_backend(), "collection": collection.name,
-        "location": dg.MetadataValue.path(vector_store.location()),
+        "location": dg.MetadataValue.path(vector_store.location()) if vector_store.resolved_backend() == "lancedb"
+        else dg.MetadataValue.url(vector_store.location()),
         "indexes": dg.MetadataValue.text(", ".join(f"{c}: {t}" for c, t in indexes.items()) or "none"),
         "ann_index": "vector" in indexes,
     })
