@@ -21,7 +21,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-from reference_arch.rag.documents import DOCUMENT_FIELDS  # noqa: F401  (the shape chunked here)
 
 # Where each format is best cut, most meaningful boundary first (regular expressions).
 DOCSTRING_SEPARATORS = [r"\n\n(?=[A-Z][A-Za-z ]+\n-{3,}\n)", r"\n\n", r"\n", r" ", r""]

@@ -11,7 +11,6 @@ the thresholds or does not beat the baseline. The best mode becomes the question
 
 import hashlib
 import json
-from typing import Optional
 
 import dagster as dg
 
@@ -182,9 +181,3 @@ def _beats(ours: dict, baseline: dict) -> bool:
 def _first_rank(ranked: list[str], relevant: list[str]) -> int:
     """Rank of the first answering document (0: not in the top ``MRR_DEPTH``)."""
     return next((i for i, doc in enumerate(ranked[:MRR_DEPTH], 1) if doc in set(relevant)), 0)
-
-
-def mode_or_default(mode: Optional[str]) -> str:
-    from reference_arch.rag.retrieval import default_mode
-
-    return mode or default_mode()
