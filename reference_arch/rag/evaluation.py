@@ -99,8 +99,8 @@ def baseline_rankings(docs: list[dict], questions: list[str], embeddings: Embedd
 
 class EvaluationConfig(dg.Config):
     k: int = 5
-    min_recall: float = 0.6  # recall@k of the best mode
-    min_mrr: float = 0.5
+    min_recall: float = 0.8  # recall@k of the best mode (0.97 on the shipped set with MiniLM)
+    min_mrr: float = 0.7  # (0.95 on the shipped set)
     baseline: bool = True  # also score the plain LangChain recipe (embeds the corpus a second time, once)
 
 
