@@ -253,7 +253,8 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     tokens_per_step = spec.batch_size * spec.grad_accum * world * block
     if len(train_data) < spec.batch_size * world:
         raise ValueError(f"{len(train_data)} training blocks cannot fill one batch of {spec.batch_size * world}")
-    peak = spec.peak_flops or measure_peak_flops(device, "bfloat16" if bf16 else "float32", seconds=0.3)
+    peak = spec.peak_flops or measure_peak_flops(device, "bfloat16" if bf16 else "float32",
+                                                 size=8192 if device.startswith("cuda") else 2048, seconds=0.3)
 
     resume_from = latest_checkpoint(output_dir) if spec.resume else None
     if not spec.resume:

@@ -89,14 +89,15 @@ def token_counts_add_up() -> dg.AssetCheckResult:
         "tokens_in_blocks": in_blocks, "dropped_tokens": data["dropped_tokens"]})
 
 
-@dg.asset_check(asset=evaluation, blocking=True, description="The publishing gate: held-out perplexity at most "
-                "max_perplexity and at least min_parse_rate of completions parse. Blocking: a failing model "
-                "is not published.")
+@dg.asset_check(asset=evaluation, blocking=True, description="The publishing gate: held-out perplexity below the "
+                "initial model's and at most max_perplexity, and at least min_parse_rate of completions parse. "
+                "Blocking: a failing model is not published.")
 def evaluation_gate() -> dg.AssetCheckResult:
     result = store.read_manifest("evaluation")
     failures = evaluation_failures(result)
     return dg.AssetCheckResult(passed=not failures, description="; ".join(failures) or "passed", metadata={
-        "perplexity": result["perplexity"], "max_perplexity": result["max_perplexity"],
+        "perplexity": result["perplexity"], "initial_perplexity": result["initial_perplexity"],
+        "max_perplexity": result["max_perplexity"],
         "parse_rate": result["parse_rate"], "min_parse_rate": result["min_parse_rate"]})
 
 

@@ -13,7 +13,7 @@ from reference_arch.pretrain.corpus import DEFAULT_EXCLUDE, SKIP_REASONS, Corpus
 
 N_SHARDS = int(os.environ.get("REFERENCE_ARCH_PRETRAIN_SHARDS", "8"))
 # The demo's budget: enough Python for a few hundred steps of the tiny model (see trained_model).
-DEMO_CORPUS_BYTES = 2_000_000
+DEMO_CORPUS_BYTES = 3_000_000
 DEFAULT_BLOCK_SIZE = 256
 
 COMMON = dict(key_prefix=["pretrain"], group_name="pretrain", owners=OWNERS)

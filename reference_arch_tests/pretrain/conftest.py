@@ -83,7 +83,7 @@ def run_config(corpus: Path, **overrides) -> dict:
         "pretrain__tokenizer": {"vocab_size": 400},
         "pretrain__token_shards": {"block_size": 32, "validation_fraction": 0.2},
         "pretrain__initial_model": {"preset": "tiny", "n_layer": 2},
-        "pretrain__trained_model": {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "log_every": 2,
+        "pretrain__trained_model": {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "log_every": 2, "lr": 0.01,
                                     "warmup_steps": 1},
         "pretrain__evaluation": {"prompts": 3, "max_new_tokens": 12, "max_blocks": 8, "max_perplexity": 1e9,
                                  "min_parse_rate": 0.0},

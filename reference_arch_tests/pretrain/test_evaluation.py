@@ -42,8 +42,12 @@ def test_judge_tells_valid_from_incomplete_from_broken():
 
 
 def test_gate_names_each_reason():
-    good = {"perplexity": 50.0, "max_perplexity": 100.0, "parse_rate": 0.5, "min_parse_rate": 0.2, "completions": 8}
+    good = {"perplexity": 50.0, "initial_perplexity": 400.0, "max_perplexity": 100.0, "parse_rate": 0.5,
+            "min_parse_rate": 0.2, "completions": 8}
     assert evaluation_failures(good) == []
     bad = dict(good, perplexity=float("nan"), parse_rate=0.1, completions=0)
     reasons = " | ".join(evaluation_failures(bad))
     assert "perplexity nan" in reasons and "10% of completions" in reasons and "no completion" in reasons
+    assert "training did not help" in reasons
+    assert evaluation_failures(dict(good, perplexity=500.0, max_perplexity=1000.0)) == [
+        "held-out perplexity 500.0 is not below the initial model's 400.0: training did not help"]
