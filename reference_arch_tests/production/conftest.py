@@ -102,9 +102,12 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    """Debian's headless Chromium driven by Playwright; no browser is ever downloaded."""
+    """Debian's headless Chromium driven by Playwright; no browser is ever downloaded.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
+    is open, which breaks later tests that call ``asyncio.run`` (Dagster's automation evaluator)."""
     executable = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(executable).exists():
         pytest.fail("Chromium is missing: `apt-get install -y chromium` (.ci/prepare does it)")
