@@ -65,7 +65,6 @@ def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) ->
                                  tokenizer=tok, init_from=source, n_layer=config.n_layer, seed=config.seed)
     except ModelInitError as err:
         raise dg.Failure(str(err)) from None
-    model.config.loss_type = "ForCausalLM"
     target = store.path("model") / "initial"
     staging = target.with_name(".initial.tmp")
     shutil.rmtree(staging, ignore_errors=True)
