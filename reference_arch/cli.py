@@ -288,5 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The console script. Skips interpreter teardown, where duckdb 2's bindings print pages of
+    harmless "leaked function" notices after the output the user came for."""
+    import os
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -60,6 +60,9 @@ class LocalChatModel(BaseChatModel):
     temperature: float = 0.0
     max_tokens: int = 256
     device: str = "auto"
+    # Small models decoded greedily fall into loops ("\n\n\n..."); these are the usual guards.
+    repetition_penalty: float = 1.3
+    no_repeat_ngram_size: int = 3
 
     @property
     def _llm_type(self) -> str:
@@ -68,7 +71,8 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "model_path": self.model_path,
-                "temperature": self.temperature, "max_tokens": self.max_tokens}
+                "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "repetition_penalty": self.repetition_penalty, "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
     def _generate(
         self,
@@ -98,6 +102,8 @@ class LocalChatModel(BaseChatModel):
                 temperature=self.temperature if sampling else None,
                 top_p=None,
                 top_k=None,
+                repetition_penalty=self.repetition_penalty,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
