@@ -35,6 +35,17 @@ def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS
     return text
 
 
+def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -> str:
+    """The body of every ``question`` asset: the validated question, recorded in metadata, or a
+    failure naming the problem before any model is called."""
+    try:
+        text = validate_question(config.question, config.max_chars)
+    except QuestionError as err:
+        raise dg.Failure(description=f"question refused: {err}") from None
+    context.add_output_metadata({"question": text, "characters": len(text)})
+    return text
+
+
 def question_run_config(location: str, question: str) -> dict[str, Any]:
     """Run config for ``<location>_question_job`` (its first asset is ``<location>/question``)."""
     return {"ops": {f"{location}__question": {"config": {"question": question}}}}

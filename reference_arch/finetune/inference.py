@@ -11,7 +11,7 @@ import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, QuestionError, answer_record, validate_question
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_record
 from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.evaluation import published_model
 
@@ -45,12 +45,7 @@ def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResou
 @dg.asset(key_prefix=["finetune"], group_name="finetune", owners=OWNERS, kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
 def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
-    try:
-        text = validate_question(config.question, config.max_chars)
-    except QuestionError as err:
-        raise dg.Failure(description=f"question refused: {err}") from None
-    context.add_output_metadata({"question": text, "characters": len(text)})
-    return text
+    return accept_question(context, config)
 
 
 @dg.asset(

@@ -4,7 +4,7 @@ import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, QuestionError, answer_record, validate_question
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_record
 from reference_arch.prompt.templates import TEMPLATES, chat_prompt, check_format, templates_version
 
 templates = dg.StaticPartitionsDefinition(list(TEMPLATES))
@@ -19,12 +19,7 @@ class PromptQuestion(QuestionConfig):
     description="The user's question, from run config; refused here if empty or over the length limit.",
 )
 def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> str:
-    try:
-        text = validate_question(config.question, config.max_chars)
-    except QuestionError as err:
-        raise dg.Failure(description=f"question refused: {err}") from None
-    context.add_output_metadata({"question": text, "characters": len(text)})
-    return text
+    return accept_question(context, config)
 
 
 @dg.asset(

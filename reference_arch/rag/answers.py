@@ -14,8 +14,7 @@ import dagster as dg
 from reference_arch.common.embeddings import EmbeddingsResource
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import (QuestionConfig, QuestionError, answer_record, sources_table,
-                                             validate_question)
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, sources_table
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.evaluation import retrieval_evaluation
 from reference_arch.rag.processing import vector_index
@@ -56,12 +55,7 @@ def citations(answer: str, n_sources: int) -> tuple[list[int], list[int]]:
 @dg.asset(key=["rag", "question"], group_name="rag", owners=OWNERS, kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
 def question(context: dg.AssetExecutionContext, config: RagQuestion) -> str:
-    try:
-        text = validate_question(config.question, config.max_chars)
-    except QuestionError as err:
-        raise dg.Failure(description=f"question refused: {err}") from None
-    context.add_output_metadata({"question": text, "characters": len(text)})
-    return text
+    return accept_question(context, config)
 
 
 @dg.asset(
