@@ -4,7 +4,7 @@ their bare baselines in the same run, and MFU against a measured matmul peak.
 1. peak FLOP/s: the best of repeated 2048x2048 fp32 matmuls (the MFU denominator on a CPU);
 2. the default demo (`reference-arch materialize pretrain` on the stdlib corpus) in a fresh home;
 3. tokenization: the shard asset's work (`tokenize_files`: encode_batch, split, pack, Arrow, save)
-   against a bare `encode_batch` over the same files, alternated, best of each;
+   against a bare `encode_batch` over the same files, alternated five times, best of each;
 4. training: `pretrain/trained_model` (the trainer resource, Pipes subprocess, HF Trainer) against a
    bare PyTorch loop (same model, batch, data, AdamW, clipping), bracketed bare-trainer-bare so that
    load on this shared machine drifts out of the ratio; steady-state tokens/s after the first step;
@@ -53,7 +53,7 @@ def _tokenization() -> dict:
     size = sum(len(t.encode()) for t in texts)
     out = Path(tempfile.mkdtemp())
     bare, ours = [], []
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         with tokenizers_parallelism():
             tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)

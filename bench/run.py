@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -25,8 +26,6 @@ RESULTS = BENCH_DIR / "results"
 def main(argv: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     names = argv or sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
-    lines = [f"# Benchmarks ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-             f"{platform.python_version()})", ""]
     failed = 0
     for name in names:
         started = time.perf_counter()
@@ -37,8 +36,17 @@ def main(argv: list[str]) -> int:
             failed += 1
             result = {"title": name, "error": repr(err), "rows": []}
         result["seconds"] = round(time.perf_counter() - started, 1)
+        result["measured_at"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
-        lines += [f"## {result.get('title', name)}", ""]
+        for row in result.get("rows", []):
+            print(f"   {row['metric']}: {row['value']} {row.get('unit', '')}  (target {row.get('target', '-')})")
+    # The table covers every result on disk, so running one benchmark (`python -m bench.run
+    # bench_rag`) refreshes its section without dropping the others.
+    lines = [f"# Benchmarks ({platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores)", ""]
+    for path in sorted(RESULTS.glob("bench_*.json")):
+        result = json.loads(path.read_text())
+        lines += [f"## {result.get('title', path.stem)}", "",
+                  f"`{path.stem}`, measured {result.get('measured_at', '?')} in {result.get('seconds', '?')} s", ""]
         if "error" in result:
             lines += [f"error: `{result['error']}`", ""]
         lines += ["| metric | value | unit | target | ok |", "|---|---|---|---|---|"]
@@ -46,8 +54,6 @@ def main(argv: list[str]) -> int:
             ok = {True: "yes", False: "NO", None: ""}[row.get("ok")]
             lines.append(f"| {row['metric']} | {row['value']} | {row.get('unit', '')} | {row.get('target', '')} | {ok} |")
         lines.append("")
-        for row in result.get("rows", []):
-            print(f"   {row['metric']}: {row['value']} {row.get('unit', '')}  (target {row.get('target', '-')})")
     (RESULTS / "RESULTS.md").write_text("\n".join(lines))
     print(f"results written to {RESULTS}/")
     return 1 if failed else 0
