@@ -338,18 +338,30 @@ class WeaviateCollection(VectorCollection):
 
         import weaviate
         from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+        from weaviate.exceptions import UnexpectedStatusCodeError
 
         url = urlparse(self.store._weaviate_url())
         secure = url.scheme == "https"
         grpc_port = self.store.grpc_port or int(os.environ.get("WEAVIATE_GRPC_PORT", "50051"))
-        key = self.store.api_key or os.environ.get("WEAVIATE_API_KEY")
-        self._client = weaviate.connect_to_custom(
-            http_host=url.hostname, http_port=url.port or (443 if secure else 80), http_secure=secure,
-            grpc_host=url.hostname, grpc_port=grpc_port, grpc_secure=secure,
-            auth_credentials=Auth.api_key(key) if key else None,
-            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
-            skip_init_checks=True,
-        )
+        key = self.store.api_key
+        if isinstance(key, dg.EnvVar):  # a resource used outside a Dagster run holds the EnvVar, i.e. its *name*
+            key = key.get_value()
+        key = key or os.environ.get("WEAVIATE_API_KEY")
+        try:
+            self._client = weaviate.connect_to_custom(
+                http_host=url.hostname, http_port=url.port or (443 if secure else 80), http_secure=secure,
+                grpc_host=url.hostname, grpc_port=grpc_port, grpc_secure=secure,
+                auth_credentials=Auth.api_key(key) if key else None,
+                additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+                skip_init_checks=True,
+            )
+        except UnexpectedStatusCodeError as e:
+            if e.status_code not in (401, 403):
+                raise
+            # from None: the client's error carries the request along, its Authorization header too.
+            where = f"Weaviate at {self.store.location()}"
+            raise VectorStoreError(f"{where} refused the API key (HTTP {e.status_code}): check WEAVIATE_API_KEY"
+                                   if key else f"{where} needs an API key: set WEAVIATE_API_KEY") from None
         return self._client
 
     def close(self) -> None:
@@ -395,18 +407,31 @@ class WeaviateCollection(VectorCollection):
     def _objects_of(self, document_ids: Sequence[str]) -> dict[str, str]:
         """``{uuid: chunk id}`` of the chunks of ``document_ids``."""
         from weaviate.classes.query import Filter
+        from weaviate.exceptions import WeaviateQueryError
 
         collection, found = self.collection(), {}
-        for start in range(0, len(document_ids), 100):
-            where = Filter.by_property("document_id").contains_any(list(document_ids[start:start + 100]))
-            offset = 0
-            while True:
-                page = collection.query.fetch_objects(filters=where, limit=1000, offset=offset,
-                                                      return_properties=["chunk_id"])
-                found.update({str(o.uuid): o.properties["chunk_id"] for o in page.objects})
-                if len(page.objects) < 1000:
-                    break
-                offset += 1000
+        groups = [list(document_ids[start:start + 100]) for start in range(0, len(document_ids), 100)]
+        while groups:
+            group = groups.pop()
+            where, offset, chunks = Filter.by_property("document_id").contains_any(group), 0, {}
+            try:
+                while True:
+                    page = collection.query.fetch_objects(filters=where, limit=1000, offset=offset,
+                                                          return_properties=["chunk_id"])
+                    chunks.update({str(o.uuid): o.properties["chunk_id"] for o in page.objects})
+                    if len(page.objects) < 1000:
+                        break
+                    offset += 1000
+            except WeaviateQueryError as e:
+                # offset + limit may not pass QUERY_MAXIMUM_RESULTS (10,000 by default): halve the group.
+                if "maximum results" not in str(e):
+                    raise
+                if len(group) == 1:
+                    raise VectorStoreError(f"document {group[0]!r} has more chunks than Weaviate's "
+                                           "QUERY_MAXIMUM_RESULTS lets one query page through") from e
+                groups += [group[:len(group) // 2], group[len(group) // 2:]]
+                continue
+            found.update(chunks)
         return found
 
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
@@ -416,27 +441,45 @@ class WeaviateCollection(VectorCollection):
         document_ids = sorted(set(document_ids) | {r["document_id"] for r in records})
         if not document_ids:
             return
+        from weaviate.classes.data import DataObject
+        from weaviate.exceptions import WeaviateInsertManyAllFailedError
+
         collection = self.collection()
-        with collection.batch.fixed_size(batch_size=200) as batch:
-            for record in records:
-                batch.add_object(properties=self._properties(record), uuid=self._uuid(record["id"]),
-                                 vector=list(map(float, record["vector"])))
-        failed = collection.batch.failed_objects
-        if failed:
-            raise VectorStoreError(f"Weaviate rejected {len(failed)} chunks, e.g. {failed[0].message}")
+        # insert_many: one synchronous gRPC batch per 200 chunks. The client's background batcher
+        # (collection.batch) waits up to a second for a batch to fill, on every call.
+        for start in range(0, len(records), 200):
+            objects = [DataObject(properties=self._properties(r), uuid=self._uuid(r["id"]),
+                                  vector=list(map(float, r["vector"]))) for r in records[start:start + 200]]
+            try:
+                errors = [e.message for e in collection.data.insert_many(objects).errors.values()]
+            except WeaviateInsertManyAllFailedError as e:
+                errors = [str(e)] * len(objects)
+            if errors:
+                raise VectorStoreError(f"Weaviate rejected {len(errors)} chunks, e.g. {errors[0]}")
         keep = set(keep_ids) | {r["id"] for r in records}
         stale = [u for u, chunk_id in self._objects_of(document_ids).items() if chunk_id not in keep]
         for start in range(0, len(stale), 1000):
-            collection.data.delete_many(where=Filter.by_id().contains_any(stale[start:start + 1000]))
+            self._delete_where(collection, Filter.by_id().contains_any(stale[start:start + 1000]))
+
+    @staticmethod
+    def _delete_where(collection, where) -> int:
+        """Delete everything ``where`` matches: one call deletes at most QUERY_MAXIMUM_RESULTS
+        objects (10,000 by default), so repeat until a call deletes nothing."""
+        deleted = 0
+        while True:
+            done = int(collection.data.delete_many(where=where).successful)
+            deleted += done
+            if not done:
+                return deleted
 
     def delete_documents(self, document_ids) -> int:
         from weaviate.classes.query import Filter
 
         document_ids, deleted = sorted(set(document_ids)), 0
+        collection = self.collection() if document_ids else None
         for start in range(0, len(document_ids), 100):
-            result = self.collection().data.delete_many(
-                where=Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
-            deleted += int(result.successful)
+            deleted += self._delete_where(
+                collection, Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
         return deleted
 
     def chunk_ids(self) -> dict[str, str]:
@@ -449,7 +492,10 @@ class WeaviateCollection(VectorCollection):
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         from weaviate.classes.aggregate import GroupByAggregate
 
-        result = self.collection().aggregate.over_all(group_by=GroupByAggregate(prop=field), total_count=True)
+        if field not in FIELDS:
+            raise VectorStoreError(f"unknown field {field!r}")
+        result = self.collection().aggregate.over_all(
+            group_by=GroupByAggregate(prop="chunk_id" if field == "id" else field), total_count=True)
         return {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
 
     def _rows(self, objects, score) -> list[dict]:

@@ -1,4 +1,6 @@
-"""The vector store: the real LanceDB under a temporary home (and Weaviate when WEAVIATE_URL is set).
+"""The vector store: the real LanceDB under a temporary home, and Weaviate through the real
+weaviate-client against a local server speaking its REST and gRPC APIs (``weaviate_server``),
+or against a real Weaviate when WEAVIATE_URL is set.
 
 The same contract runs against both backends: atomic per-document replace, delete by document,
 dense/keyword/hybrid search, counts, and a collection per embedding model and dimension.
@@ -10,7 +12,13 @@ import os
 import numpy as np
 import pytest
 
-from reference_arch.common.vector_store import VectorStoreError, VectorStoreResource, collection_name
+from reference_arch.common.vector_store import (
+    VectorStoreError,
+    VectorStoreResource,
+    collection_name,
+    vector_store_resource,
+)
+from reference_arch_tests.weaviate_server import FakeWeaviate
 
 DIM = 8
 TEXTS = {
@@ -138,4 +146,96 @@ def test_weaviate_contract():
         contract(collection)
     finally:
         collection._connect().collections.delete(collection.name)
+        collection.close()
+
+
+@pytest.fixture
+def weaviate_server(monkeypatch):
+    """A local Weaviate (REST + gRPC on free loopback ports), no key in the environment."""
+    for name in ("WEAVIATE_URL", "WEAVIATE_API_KEY", "WEAVIATE_GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeWeaviate() as server:
+        yield server
+
+
+def weaviate_collection(server: FakeWeaviate, **settings):
+    store = VectorStoreResource(backend="weaviate", url=server.url, grpc_port=server.grpc_port, **settings)
+    return store.collection("chunks", "m", DIM)
+
+
+def test_weaviate_contract_on_a_local_server(weaviate_server):
+    collection = weaviate_collection(weaviate_server)
+    try:
+        contract(collection)
+        assert collection.count_by("id") == {"a#0": 1, "a#2": 1}
+        with pytest.raises(VectorStoreError, match="unknown field"):
+            collection.count_by("colour")
+    finally:
+        collection.close()
+    # Schema over REST, data over gRPC: the paths the real client takes, nothing left unimplemented.
+    calls = weaviate_server.calls
+    assert calls["POST /v1/schema"] == 1
+    assert all(calls[f"grpc {rpc}"] for rpc in ("BatchObjects", "BatchDelete", "Search", "Aggregate"))
+    assert not [call for call in calls if "objects" in call or "graphql" in call]
+
+
+def test_weaviate_deletes_past_query_maximum_results(weaviate_server):
+    """One query pages through at most QUERY_MAXIMUM_RESULTS objects and one batch delete removes
+    at most that many: replacing and deleting documents with more chunks than that still works."""
+    weaviate_server.max_results = 1000
+    collection = weaviate_collection(weaviate_server)
+    try:
+        big = {doc: [record(doc, i, f"{doc} part {i}", seed=i) for i in range(600)] for doc in ("x", "y")}
+        collection.replace_documents(["x", "y"], big["x"] + big["y"])
+        collection.replace_documents(["x", "y"], big["x"][:1] + big["y"][:1])  # 1198 stale chunks go
+        assert collection.chunk_ids() == {"x#0": "x", "y#0": "y"}
+        collection.replace_documents(["x", "y"], big["x"] + big["y"])
+        assert collection.delete_documents(["x", "y"]) == 1200 and collection.count() == 0
+    finally:
+        collection.close()
+
+
+def test_weaviate_sends_the_api_key(monkeypatch):
+    for name in ("WEAVIATE_URL", "WEAVIATE_API_KEY", "WEAVIATE_GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeWeaviate(api_key="s3cret-key") as server:
+        # Accepted over REST (schema) and gRPC (batch, aggregate).
+        collection = weaviate_collection(server, api_key="s3cret-key")
+        collection.replace_documents(["a"], [record("a", 0, "hello")])
+        assert collection.count() == 1
+        collection.close()
+        for key, message in (("wrong-key", "refused the API key"), (None, "needs an API key")):
+            collection = weaviate_collection(server, api_key=key)
+            with pytest.raises(VectorStoreError, match=message) as error:
+                collection.count()
+            assert "s3cret" not in str(error.value) and "wrong-key" not in str(error.value)
+            assert error.value.__cause__ is None and error.value.__suppress_context__
+        # From the environment: WEAVIATE_API_KEY as an EnvVar, used inside or outside a Dagster run.
+        monkeypatch.setenv("WEAVIATE_API_KEY", "s3cret-key")
+        store = vector_store_resource(url=server.url, grpc_port=server.grpc_port)
+        for resource in (store, store.process_config_and_initialize()):
+            collection = resource.collection("chunks", "m", DIM)
+            assert collection.count() == 1
+            collection.close()
+
+
+def test_local_weaviate_computes_and_refuses(weaviate_server):
+    """The stand-in answers from its data (cosine distances as Weaviate reports them) and refuses
+    loudly what it does not implement, instead of answering something plausible."""
+    from weaviate.classes.query import MetadataQuery, Sort
+    from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateQueryError
+
+    collection = weaviate_collection(weaviate_server)
+    try:
+        fill(collection)
+        handle, query = collection.collection(), np.asarray(vector(7))
+        hits = handle.query.near_vector(query.tolist(), limit=4, include_vector=True,
+                                        return_metadata=MetadataQuery(distance=True)).objects
+        expected = [1 - float(np.dot(query, v) / np.linalg.norm(v)) for v in (o.vector["default"] for o in hits)]
+        assert [o.metadata.distance for o in hits] == pytest.approx(sorted(expected), abs=1e-5)
+        with pytest.raises(WeaviateQueryError, match="sort_by not implemented"):
+            handle.query.fetch_objects(sort=Sort.by_property("title"))
+        with pytest.raises(UnexpectedStatusCodeError, match="501"):
+            handle.data.insert(properties={"text": "x"}, vector=vector(1))  # REST /v1/objects
+    finally:
         collection.close()
