@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from reference_arch.prompt.assets import templates
-
 prompt_question_job = dg.define_asset_job(
     "prompt_question_job",
     selection=dg.AssetSelection.groups("prompt"),
-    partitions_def=templates,
     description="Answer one question with a prompt template: config ops.prompt__question.config.question.",
 )

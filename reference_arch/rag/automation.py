@@ -28,13 +28,13 @@ from reference_arch.rag.processing import chunk_embeddings, chunks, documents, v
 PROCESSING = dg.AssetSelection.assets(documents, chunks, chunk_embeddings, vector_index, retrieval_evaluation)
 
 rag_daily_ingestion_job = dg.define_asset_job(
-    "rag_daily_ingestion_job", selection=dg.AssetSelection.assets(github_assets, slack_assets), partitions_def=DAILY,
+    "rag_daily_ingestion_job", selection=dg.AssetSelection.assets(github_assets, slack_assets),
     description="Load a day (or a range of days) of GitHub issues and Slack messages.")
 rag_github_job = dg.define_asset_job(
-    "rag_github_job", selection=dg.AssetSelection.assets(github_assets), partitions_def=DAILY,
+    "rag_github_job", selection=dg.AssetSelection.assets(github_assets),
     description="Load GitHub issues updated in a day or a range of days.")
 rag_docs_job = dg.define_asset_job(
-    "rag_docs_job", selection=dg.AssetSelection.assets(docs_assets), partitions_def=DOCS_PARTITIONS,
+    "rag_docs_job", selection=dg.AssetSelection.assets(docs_assets),
     description="Load a docs partition (a package's docstrings or a docs folder).")
 rag_index_job = dg.define_asset_job(
     "rag_index_job", selection=PROCESSING,
