@@ -21,6 +21,7 @@ from pathlib import Path
 
 DEMO_TARGET_S = 240
 TRAIN_STEPS = 40
+LARGER_BATCH = 16
 H100_BF16_PEAK = 989e12
 
 
@@ -96,7 +97,7 @@ def _bare_loop(steps: int, batch_size: int) -> float:
     return (steps - 1) * batch_size * blocks.shape[1] / (time.perf_counter() - started)
 
 
-def _trainer(inst, steps: int) -> dict:
+def _trainer(inst, steps: int, batch_size: int | None = None) -> dict:
     import dagster as dg
 
     from reference_arch.cli import load_defs
@@ -104,7 +105,8 @@ def _trainer(inst, steps: int) -> dict:
 
     defs = load_defs("pretrain")
     config = {"ops": {"pretrain__trained_model": {"config": {"max_steps": steps, "checkpoint_every": 0,
-                                                             "log_every": 5, "fresh": True}}}}
+                                                             "log_every": 5, "fresh": True,
+                                                             **({"batch_size": batch_size} if batch_size else {})}}}}
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
                             selection=[dg.AssetKey(["pretrain", "trained_model"])], instance=inst,
                             resources=defs.resources, run_config=config)
@@ -201,6 +203,12 @@ def run() -> dict:
             utilisation = mfu(trained["flop_params"], trained["tokens_per_s"], peak)
             rows.append(_row("MFU of the demo model through the trainer (6N x tokens/s / matmul peak)",
                              round(100 * utilisation, 1), "%", ">= 40 (aim)", utilisation >= 0.4))
+            # The demo's batch of 4 learns most per token at this size but leaves the matmuls small;
+            # the same model at a 4x batch shows what the hardware gives when they are larger.
+            larger = _trainer(inst, TRAIN_STEPS // 2, LARGER_BATCH)
+            rows.append(_row(f"MFU of the demo model through the trainer at batch {LARGER_BATCH}x256",
+                             round(100 * mfu(larger["flop_params"], larger["tokens_per_s"], peak), 1), "%",
+                             ">= 40 (aim)", mfu(larger["flop_params"], larger["tokens_per_s"], peak) >= 0.4))
         if torch.cuda.is_available():
             rows += _gpu_rows()
         else:

@@ -227,8 +227,10 @@ def demo(inst) -> None:
         print("  " + (record["answer"] or "(empty answer)").replace("\n", "\n  "))
         for i, source in enumerate(record.get("sources", [])[:5], 1):
             print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
-        print(f"  -- model {record['model']}, tokens {record['usage'].get('prompt_tokens')}+"
-              f"{record['usage'].get('completion_tokens')}")
+        usage = record["usage"]
+        spent = "from the response cache (temperature 0: this prompt was answered before)" \
+            if usage.get("cache_hits") else f"tokens {usage.get('prompt_tokens')}+{usage.get('completion_tokens')}"
+        print(f"  -- model {record['model']}, {spent}")
     print("\n== checks")
     print("\n".join(f"  {line}" for line in checks) or "  (none)")
     print("\n== models in the registry")

@@ -93,8 +93,9 @@ def answer(context: dg.AssetExecutionContext, question: str, sources: list, llm:
     valid, invalid = citations(text, len(sources))
     listed = "\n".join(f"{i}. [{s['title']}]({s['url']})" if s.get("url") else f"{i}. {s['title']} ({s['source']})"
                        for i, s in enumerate(sources, 1))
-    shown = [{k: s[k] for k in ("rank", "title", "source", "url", "score", "document_id", "source_type",
-                                "chunk_ids", "text")} for s in sources]
+    # `id` is the source document's id, the field every question job's JSON shares.
+    shown = [{"id": s["document_id"], **{k: s[k] for k in ("rank", "title", "source", "url", "score", "document_id",
+                                                           "source_type", "chunk_ids", "text")}} for s in sources]
     record = answer_record(text, llm.resolved_model(), llm.usage(), shown, question=question)
     return dg.Output(record, metadata={
         "answer": dg.MetadataValue.md(f"{text or '(empty answer)'}\n\n**Sources**\n\n{listed or 'none'}"),

@@ -127,6 +127,7 @@ def test_question_job_answers_with_numbered_sources(rag_data, instance, registry
     sources = record["sources"]
     assert 1 <= len(sources) <= 5 and [s["rank"] for s in sources] == list(range(1, len(sources) + 1))
     assert sources[0]["document_id"] in ("docs:guides/charts.md", "github:acme/widgets#2")
+    assert all({"id", "title", "source", "score"} <= set(s) and s["id"] == s["document_id"] for s in sources)
     assert all(a["score"] >= b["score"] for a, b in zip(sources, sources[1:]))
     assert json.loads(json.dumps(record, default=str))["sources"][0]["title"]
     answer_md = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "answer"][0]
