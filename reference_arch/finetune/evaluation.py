@@ -10,8 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
-from reference_arch.finetune.config import FineTuningResource, finetune_dir
+from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.processing import prompts_path
 from reference_arch.finetune.split import VALIDATION
@@ -90,11 +89,9 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     deps=[fine_tuned_model],
     kinds={"huggingface", "openai"},
-    owners=OWNERS,
     description="The fine-tuned model, published once it beat its base: the merged LoRA model in the registry as "
                 "code-lm-github (local), or the OpenAI fine-tuned model's name (openai).",
 )

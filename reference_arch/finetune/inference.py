@@ -10,9 +10,8 @@ import json
 import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
-from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_record
-from reference_arch.finetune.config import FineTuningResource, finetune_dir
+from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.evaluation import published_model
 
 
@@ -42,14 +41,14 @@ def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResou
     return LLMResource(provider="local", model=f"registry:{fine_tuning.output_name}@latest", **settings)
 
 
-@dg.asset(key_prefix=["finetune"], group_name="finetune", owners=OWNERS, kinds={"python"},
+@dg.asset(**COMMON, kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
 def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
     return accept_question(context, config)
 
 
 @dg.asset(
-    key_prefix=["finetune"], group_name="finetune", owners=OWNERS, kinds={"python", "huggingface", "openai"},
+    **COMMON, kinds={"python", "huggingface", "openai"},
     ins={"question": dg.AssetIn(key=["finetune", "question"])},
     deps=[published_model],
     description="The fine-tuned model's answer, prompted with the system prompt it was trained with.",

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
-from reference_arch.finetune.config import finetune_dir
+from reference_arch.finetune.config import COMMON, finetune_dir
 
 START_ENV = "REFERENCE_ARCH_FINETUNE_START"
 REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"
@@ -99,12 +98,10 @@ def read_window(since: datetime, until: datetime) -> tuple[list[dict], list[dict
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"dlt", "duckdb", "github"},
-    owners=OWNERS,
     description="GitHub issues created in the month and their comments, loaded with the shared dlt GitHub "
                 "source into DuckDB (the API with GITHUB_TOKEN and REFERENCE_ARCH_GITHUB_REPOS, else the export).",
 )
@@ -133,13 +130,11 @@ def _pairs_table(pairs: list[dict], limit: int = 10) -> dg.TableMetadataValue:
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[github_issues],
     kinds={"python", "duckdb"},
-    owners=OWNERS,
     description="Question/answer pairs of the month: question = issue title + body, answer = the first reply "
                 "by an OWNER, MEMBER or COLLABORATOR (bots excluded); cleaned, de-duplicated, filters counted.",
 )

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
-from reference_arch.finetune.config import FineTuningResource, finetune_dir
+from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.ingestion import MONTHLY, pairs_path, qa_pairs
 from reference_arch.finetune.split import TRAIN, VALIDATION
 
@@ -42,11 +41,9 @@ def read_split() -> dict[str, list[dict]]:
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     deps=[qa_pairs],
     kinds={"python"},
-    owners=OWNERS,
     description="Every month's pairs, questions asked before removed, split into train and validation by a "
                 "stable hash of the issue id: the same issue always lands on the same side.",
 )
@@ -110,11 +107,9 @@ def token_rules(fine_tuning: FineTuningResource):
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     deps=[train_validation_split],
     kinds={"python", "openai"},
-    owners=OWNERS,
     description="Train and validation prompts in OpenAI chat JSONL: the seed's system prompt, the issue as the "
                 "user message, the maintainer's answer as the assistant message (weight 1); questions shortened "
                 "to fit the model's token limit.",

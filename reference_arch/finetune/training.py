@@ -11,10 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
 from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.trainer import TrainerResource
-from reference_arch.finetune.config import FineTuningResource, finetune_dir
+from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.processing import check_prompt_files, prompts, prompts_path
 from reference_arch.finetune.split import TRAIN, VALIDATION
@@ -59,11 +58,9 @@ def train_openai(context: dg.AssetExecutionContext, fine_tuning: FineTuningResou
 
 
 @dg.asset(
-    key_prefix=["finetune"],
-    group_name="finetune",
+    **COMMON,
     deps=[prompts, PRETRAIN_PUBLISHED],
     kinds={"pytorch", "huggingface", "openai"},
-    owners=OWNERS,
     pool=GPU_POOL,
     description="The fine-tuned model: LoRA (peft) on the newest pretrain model through the shared trainer "
                 "(offline), or an OpenAI fine-tuning job through dagster-openai when the backend is openai.",
