@@ -50,6 +50,19 @@ def instance():
     return inst
 
 
+def _first_line(error) -> str:
+    lines = [line.strip() for line in (error.message or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else error.cls_name
+
+
+def _innermost(error):
+    """The exception at the bottom of an error's ``raise ... from`` (or implicit context) chain."""
+    seen = 0
+    while (error.cause or error.context) is not None and seen < 20:
+        error, seen = error.cause or error.context, seen + 1
+    return error
+
+
 def first_failure(result) -> str:
     """The first failed blocking check or step failure, as one line without the traceback wall."""
     for event in result.all_events:
@@ -66,9 +79,13 @@ def first_failure(result) -> str:
                 error = error.cause
             if error is None:
                 return f"step {event.step_key} failed"
-            message = error.message.strip().splitlines()[0] if error.message else error.cls_name
+            message = _first_line(error)
             if error.cls_name == "Failure":
                 message = message.split(": ", 1)[-1] if message.startswith("dagster._core") else message
+            cause = _innermost(error)
+            if cause is not error and _first_line(cause) not in message:
+                # Wrappers (dlt's PipelineStepFailed: "... with exception:") put the cause on later lines.
+                message = f"{message.rstrip(':').rstrip()}: {cause.cls_name}: {_first_line(cause)}"
             return f"{event.step_key}: {message}"
     return "the run failed"
 

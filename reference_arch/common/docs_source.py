@@ -22,7 +22,8 @@ deleted file disappears from the table. Each loaded partition also gets a marker
 partition replace its old rows too, and lets a loader skip a partition whose content has not changed
 since (``loaded_fingerprints``).
 
-Unreadable, non-UTF-8 and empty files are skipped and counted in ``source.skipped`` (a ``SkipStats``).
+Unreadable and empty files are skipped, bytes that are not UTF-8 are replaced by U+FFFD (the page is
+kept), and both are counted in ``source.skipped`` (a ``SkipStats``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from reference_arch.common.export_files import SkipStats, existing_dir
+from reference_arch.common.export_files import SkipStats, decode_text, existing_dir, repair_row
 from reference_arch.common.settings import SAMPLES_DIR
 
 DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
@@ -195,11 +196,7 @@ def _file_rows(root: Path, partition: str, stats: SkipStats) -> Iterator[dict]:
         except OSError as err:
             stats.skip("unreadable_file", str(path), type(err).__name__)
             continue
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            stats.skip("not_utf8", str(path), f"byte {err.start}")
-            continue
+        text = decode_text(raw, str(path), stats)  # a stray byte costs a character, not the page
         if not text.strip():
             stats.skip("empty_file", str(path))
             continue
@@ -342,6 +339,7 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
     resource = dlt.resource(pages, name="pages", primary_key="id", merge_key="partition",
                             write_disposition={"disposition": "merge", "strategy": "delete-insert"},
                             columns=PAGE_COLUMNS)
+    resource.add_map(lambda row: repair_row(row, "pages", ("id",), stats))  # docstrings may hold lone surrogates
 
     @dlt.source(name="docs", max_table_nesting=0)
     def docs():

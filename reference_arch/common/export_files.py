@@ -1,14 +1,18 @@
-"""Reading local exports for the offline sources: bad input is skipped and counted, never fatal.
+"""Reading external text for the sources: bad input is repaired or skipped, counted, never fatal.
 
-A malformed JSON file or line, a file that is not UTF-8, an empty file or a record missing a required
-field is skipped, logged as a warning and counted in :class:`SkipStats`, which the sources expose as
-``source.skipped`` so an asset can put the counts in its metadata.
+A malformed JSON file or line, an empty file or a record missing a required field is skipped, logged
+as a warning and counted in :class:`SkipStats`, which the sources expose as ``source.skipped`` so an
+asset can put the counts in its metadata. Text that is readable but not valid Unicode is repaired and
+counted instead, so one bad character never costs a record or a file: bytes that are not UTF-8 decode
+to U+FFFD, and so do lone UTF-16 surrogates (JSON allows ``"\\ud83d"``, half of an emoji, which
+Python decodes to a string no UTF-8 writer accepts; :func:`repair_row` fixes every string of a record).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -25,6 +29,7 @@ class SkipStats:
     counts: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)  # the first few, "file:line: reason"
     filtered: Counter = field(default_factory=Counter)  # valid records left out on purpose (not errors)
+    repaired: Counter = field(default_factory=Counter)  # records or files kept after fixing their text
 
     @property
     def total(self) -> int:
@@ -37,10 +42,19 @@ class SkipStats:
             self.examples.append(message)
         log.warning("skipped bad input: %s", message)
 
+    def repair(self, reason: str, where: str, detail: str = "") -> None:
+        self.repaired[reason] += 1
+        message = f"{where}: repaired {reason}" + (f" ({detail})" if detail else "")
+        if len(self.examples) < 20:
+            self.examples.append(message)
+        log.warning("repaired bad input: %s", message)
+
     def as_metadata(self) -> dict[str, int]:
-        """Flat counts, ready for Dagster metadata: ``skipped``, ``skipped_<reason>``, ``filtered_<reason>``."""
-        out = {"skipped": self.total}
+        """Flat counts, ready for Dagster metadata: ``skipped``, ``skipped_<reason>``, ``repaired``,
+        ``repaired_<reason>``, ``filtered_<reason>``."""
+        out = {"skipped": self.total, "repaired": sum(self.repaired.values())}
         out.update({f"skipped_{reason}": n for reason, n in sorted(self.counts.items())})
+        out.update({f"repaired_{reason}": n for reason, n in sorted(self.repaired.items())})
         out.update({f"filtered_{reason}": n for reason, n in sorted(self.filtered.items())})
         return out
 
@@ -53,17 +67,63 @@ def existing_dir(path: str | Path, what: str, env_var: str) -> Path:
     return folder
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def decode_text(raw: bytes, where: str, stats: SkipStats) -> str:
+    """UTF-8 text (a BOM dropped); bytes that are not UTF-8 become U+FFFD and the file is counted."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        stats.repair("not_utf8", where, f"byte {exc.start}")
+        return raw.decode("utf-8-sig", errors="replace")
+
+
+def repair_text(text: str) -> str:
+    """``text`` with every lone surrogate (unencodable as UTF-8) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return SURROGATE.sub(REPLACEMENT, text)
+
+
+def _repair(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        fixed = repair_text(value)
+        return fixed, fixed is not value
+    if isinstance(value, dict):
+        pairs = [(_repair(k), _repair(v)) for k, v in value.items()]
+        return {k: v for (k, _), (v, _) in pairs}, any(a or b for (_, a), (_, b) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [_repair(v) for v in value]
+        return [v for v, _ in items], any(changed for _, changed in items)
+    return value, False
+
+
+def repair_row(row: Any, table: str, key: tuple[str, ...], stats: SkipStats) -> Any:
+    """``row`` with its strings made valid Unicode (see :func:`repair_text`), counted by ``table``/``key``.
+
+    Meant as a dlt map step (``resource.add_map``) on every resource that carries external text:
+    writers (orjson, Arrow, DuckDB) reject lone surrogates, and one such record would fail the load.
+    """
+    if not isinstance(row, dict):
+        return row
+    fixed, changed = _repair(row)
+    if changed:
+        stats.repair("lone_surrogate", f"{table} " + ", ".join(f"{k}={row.get(k)!r}" for k in key))
+        return fixed
+    return row
+
+
 def _text(path: Path, stats: SkipStats) -> str | None:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         stats.skip("unreadable_file", str(path), type(exc).__name__)
         return None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        stats.skip("not_utf8", str(path), f"byte {exc.start}")
-        return None
+    text = decode_text(raw, str(path), stats)
     if not text.strip():
         stats.skip("empty_file", str(path))
         return None
@@ -107,6 +167,19 @@ def require(record: Any, fields: tuple[str, ...], where: str, stats: SkipStats) 
         stats.skip("missing_fields", where, ", ".join(missing))
         return False
     return True
+
+
+def newest_versions(rows: list[dict], key: tuple[str, ...], stats: SkipStats) -> list[dict]:
+    """One row per ``key``: the newest ``updated_at`` (ISO text or a datetime), the later row on a tie;
+    first-seen order kept. Older versions are counted in ``stats.filtered["superseded"]``."""
+    newest: dict[tuple, dict] = {}
+    for row in rows:
+        ident = tuple(row[k] for k in key)
+        kept = newest.get(ident)
+        if kept is None or str(row.get("updated_at") or "") >= str(kept.get("updated_at") or ""):
+            newest[ident] = row
+    stats.filtered["superseded"] += len(rows) - len(newest)
+    return [row for row in rows if newest[tuple(row[k] for k in key)] is row]
 
 
 # --- time -----------------------------------------------------------------------------------------------------

@@ -9,7 +9,13 @@ Two modes, one record shape:
   ``comments*.json`` (the API's JSON: a list per file, or ``.jsonl`` with one object per line), from
   ``export_path``, ``REFERENCE_ARCH_GITHUB_EXPORT``, or the sample shipped in ``reference_arch/samples``.
 
-Tables (merge on ``id``; nested values stay JSON columns):
+Tables (merge on ``id``; nested values stay JSON columns). When one load holds several versions of a
+record (update-sorted paging returns an issue twice when it is updated mid-listing), the newest
+``updated_at`` wins (dlt's ``dedup_sort``); an export keeps only the newest version of each id
+whatever file or window it is read in, so loading windows in any order never brings an older version
+back. Loading an issue replaces all its comments (merge key ``issue_id``, and a ``replaced`` marker
+row per issue, never stored: dlt's ``hard_delete``), so a deleted comment disappears when its issue
+is next loaded.
 
 - ``issues``: id, number, repo, title, body, state, state_reason, user_login, user_type,
   author_association, labels (JSON list of names), comment_count, is_pull_request, created_at,
@@ -33,7 +39,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from reference_arch.common.export_files import SkipStats, existing_dir, read_records, require, to_iso
+from reference_arch.common.export_files import (SkipStats, existing_dir, newest_versions, read_records, repair_row,
+                                                require, to_iso)
 from reference_arch.common.settings import SAMPLES_DIR
 
 GITHUB_API = "https://api.github.com"
@@ -57,7 +64,7 @@ ISSUE_COLUMNS = {
     "comment_count": {"data_type": "bigint"},
     "is_pull_request": {"data_type": "bool"},
     "created_at": {"data_type": "timestamp"},
-    "updated_at": {"data_type": "timestamp"},
+    "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},  # duplicates in one load: newest wins
     "closed_at": {"data_type": "timestamp"},
     "html_url": {"data_type": "text"},
 }
@@ -72,8 +79,10 @@ COMMENT_COLUMNS = {
     "is_bot": {"data_type": "bool"},
     "author_association": {"data_type": "text"},
     "created_at": {"data_type": "timestamp"},
-    "updated_at": {"data_type": "timestamp"},
+    "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
     "html_url": {"data_type": "text"},
+    # True only on an issue's marker row: it deletes the issue's stored comments and is not inserted.
+    "replaced": {"data_type": "bool", "hard_delete": True},
 }
 
 
@@ -133,12 +142,17 @@ def github_source(repos: Iterable[str] | str | None = None, since: Any = None, u
         if not page:
             yield dlt.mark.materialize_table_schema()
         for issue in page if isinstance(page, list) else [page]:
+            # The issue's comments are read whole: first clear what is stored, so deleted ones go.
+            yield replace_marker(issue)
             yield from reader.comments(issue)
 
     issues_resource = dlt.resource(issues, name="issues", primary_key="id", write_disposition="merge",
                                    columns=ISSUE_COLUMNS)
     comments_resource = dlt.transformer(comments, data_from=issues_resource, name="comments", primary_key="id",
-                                        write_disposition="merge", columns=COMMENT_COLUMNS)
+                                        merge_key="issue_id", write_disposition="merge", columns=COMMENT_COLUMNS)
+    # Text from the API or an export may hold lone surrogates, which no writer accepts: repair, count.
+    issues_resource.add_map(lambda row: repair_row(row, "issues", ("repo", "number"), stats), insert_at=1)
+    comments_resource.add_map(lambda row: repair_row(row, "comments", ("repo", "id"), stats))
 
     @dlt.source(name="github", max_table_nesting=0)
     def github():
@@ -225,6 +239,14 @@ def shape_comment(raw: Any, issue: dict, where: str, stats: SkipStats) -> dict |
         "updated_at": times["updated_at"] or times["created_at"],
         "html_url": raw.get("html_url"),
     }
+
+
+def replace_marker(issue: dict) -> dict:
+    """A ``comments`` row that deletes every stored comment of ``issue`` and is itself never stored
+    (merge key ``issue_id``, ``replaced`` is the ``hard_delete`` column). Its id, minus the issue id,
+    is no comment's."""
+    return {"id": -issue["id"], "repo": issue["repo"], "issue_id": issue["id"], "issue_number": issue["number"],
+            "replaced": True}
 
 
 def _text(value: Any) -> str:
@@ -317,14 +339,16 @@ class _ExportReader:
         return sorted(p for p in (self.folder / repo).glob(f"{prefix}*") if p.suffix in (".json", ".jsonl"))
 
     def issues(self, repo: str, since: str | None) -> Iterator[list[dict]]:
-        for path in self._files(repo, "issues"):
-            rows = [shape_issue(raw, repo, where, self.stats) for where, raw in read_records(path, self.stats)]
-            yield [row for row in rows if row]
+        # The whole export first: an older version of an issue must lose to a newer one in any file or
+        # window, or loading the older one's day after the newer one's would bring it back.
+        rows = [shape_issue(raw, repo, where, self.stats) for path in self._files(repo, "issues")
+                for where, raw in read_records(path, self.stats)]
+        yield newest_versions([row for row in rows if row], ("id",), self.stats)
 
     def comments(self, issue: dict) -> Iterator[list[dict]]:
         by_issue = self._comment_index(issue["repo"])
         rows = [shape_comment(raw, issue, where, self.stats) for where, raw in by_issue.get(issue["number"], [])]
-        yield [row for row in rows if row]
+        yield newest_versions([row for row in rows if row], ("id",), self.stats)
 
     def _comment_index(self, repo: str) -> dict[int, list[tuple[str, dict]]]:
         if repo not in self._comments:

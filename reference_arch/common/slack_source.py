@@ -15,9 +15,19 @@ Tables:
 - ``channels`` (merge on ``id``): id, name, topic, purpose, is_archived, is_general, num_members, created_at
 - ``users`` (merge on ``id``): id, name, real_name, display_name, title, is_bot, deleted, tz
 - ``messages`` (merge on ``channel, ts``): channel, channel_name, ts, thread_ts, is_reply, reply_count,
-  user, bot_id, subtype, text, created_at (UTC from ``ts``). Thread replies are rows like any other,
-  with ``thread_ts`` pointing at their parent. Channel housekeeping (joins, topic changes) is left out
-  and counted in ``source.skipped.filtered``.
+  user, bot_id, subtype, text, created_at (UTC from ``ts``), updated_at (the last edit, else
+  ``created_at``), day (UTC date of ``ts``). Thread replies are rows like any other, with ``thread_ts``
+  pointing at their parent. Channel housekeeping (joins, topic changes) and tombstones (the
+  "This message was deleted." placeholder of a deleted parent) are left out and counted in
+  ``source.skipped.filtered``.
+
+A window of whole UTC days replaces those days: each channel's day gets a marker row (merge key
+``channel, day``; ``replaced`` is dlt's ``hard_delete`` column, so the marker deletes the stored day
+and is not itself stored), so a message deleted since the last export or API read disappears when its
+day is loaded again. Rows of a partly loaded day (a cursor-driven run, the ragged ends of a window not
+on day boundaries) leave ``day`` empty: they neither replace their day nor are replaced by a marker
+until a whole-day load reads them again. Two versions of one message in a load (an edit) keep the newest ``updated_at``
+(dlt's ``dedup_sort``).
 
 ``messages`` loads incrementally with ``dlt.sources.incremental`` on ``ts``: with no ``latest`` the cursor
 lives in the pipeline state; with ``latest`` the run loads exactly ``[oldest, latest)`` and leaves the
@@ -31,15 +41,17 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from reference_arch.common.export_files import SkipStats, existing_dir, read_records, require, to_datetime, to_iso
+from reference_arch.common.export_files import (SkipStats, existing_dir, newest_versions, read_records, repair_row,
+                                                require, to_datetime, to_iso)
 from reference_arch.common.settings import SAMPLES_DIR
 
 SLACK_API = "https://slack.com/api"
 EXPORT_ENV = "REFERENCE_ARCH_SLACK_EXPORT"
+TOMBSTONE = "tombstone"  # a deleted parent kept for its replies ("This message was deleted.")
 HOUSEKEEPING = {"channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name",
                 "channel_archive", "channel_unarchive", "bot_add", "bot_remove"}
 DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
@@ -76,7 +88,12 @@ MESSAGE_COLUMNS = {
     "subtype": {"data_type": "text"},
     "text": {"data_type": "text"},
     "created_at": {"data_type": "timestamp"},
+    "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},  # duplicates in one load: newest wins
+    "day": {"data_type": "text", "nullable": True},  # UTC YYYY-MM-DD of ts, when the load holds the whole day
+    # True only on a day marker: it deletes the stored (channel, day) and is not inserted.
+    "replaced": {"data_type": "bool", "hard_delete": True},
 }
+DAY_MARKER = "#day"  # a day marker's ts: the day's first ts and this suffix, which no real ts has
 
 
 def default_export_path() -> Path:
@@ -130,19 +147,30 @@ def slack_source(channels: Iterable[str] | str | None = None, token: str | None 
             if require(raw, ("id",), where, stats):
                 yield _shape_user(raw)
 
+    # Only a window given by the caller replaces days (a cursor-driven run loads what is new, no more).
+    days = whole_days(start, end) if oldest is not None and end is not None else []
+    replaced = {day.isoformat() for day in days}
+
     def messages_resource(cursor=dlt.sources.incremental("ts", initial_value=start, end_value=end)):
         yield dlt.mark.materialize_table_schema()
         for channel in reader.select(wanted):
-            yield from reader.messages(channel, oldest=cursor.start_value, latest=end)
+            yield [day_marker(channel["id"], day) for day in days]
+            for rows in reader.messages(channel, oldest=cursor.start_value, latest=end):
+                # A row names its day only when this load holds all of that day: a staged row's
+                # (channel, day) deletes the stored day, which must not happen for a partial one.
+                yield [{**row, "day": day_of(row["ts"], replaced)} for row in rows]
 
     resources = (
         dlt.resource(channels_resource, name="channels", primary_key="id", write_disposition="merge",
                      columns=CHANNEL_COLUMNS),
         dlt.resource(users_resource, name="users", primary_key="id", write_disposition="merge",
                      columns=USER_COLUMNS),
-        dlt.resource(messages_resource, name="messages", primary_key=("channel", "ts"), write_disposition="merge",
-                     columns=MESSAGE_COLUMNS),
+        dlt.resource(messages_resource, name="messages", primary_key=("channel", "ts"), merge_key=("channel", "day"),
+                     write_disposition="merge", columns=MESSAGE_COLUMNS),
     )
+    # Text from the API or an export may hold lone surrogates, which no writer accepts: repair, count.
+    for resource, key in zip(resources, (("id",), ("id",), ("channel", "ts"))):
+        resource.add_map(lambda row, name=resource.name, key=key: repair_row(row, name, key, stats), insert_at=1)
 
     @dlt.source(name="slack", max_table_nesting=0)
     def slack():
@@ -195,12 +223,18 @@ def shape_message(raw: Any, channel: dict, where: str, stats: SkipStats) -> dict
     if raw.get("subtype") in HOUSEKEEPING:
         stats.filtered["housekeeping"] += 1
         return None
+    if raw.get("subtype") == TOMBSTONE:  # its text is Slack's placeholder, not what anyone wrote
+        stats.filtered["tombstone"] += 1
+        return None
+    edited = raw.get("edited") if isinstance(raw.get("edited"), dict) else {}
     try:
         ts = f"{float(raw['ts']):.6f}"
         thread_ts = f"{float(raw['thread_ts']):.6f}" if raw.get("thread_ts") else None
+        edited_ts = float(edited["ts"]) if edited.get("ts") else None
     except (TypeError, ValueError):
         stats.skip("bad_timestamp", where, str(raw.get("ts"))[:40])
         return None
+    created = to_datetime(float(ts))
     return {
         "channel": channel["id"],
         "channel_name": channel.get("name"),
@@ -212,8 +246,32 @@ def shape_message(raw: Any, channel: dict, where: str, stats: SkipStats) -> dict
         "bot_id": raw.get("bot_id"),
         "subtype": raw.get("subtype"),
         "text": raw.get("text") if isinstance(raw.get("text"), str) else "",
-        "created_at": to_iso(float(ts)),
+        "created_at": to_iso(created),
+        "updated_at": to_iso(max(float(ts), edited_ts or 0.0)),
+        "day": None,  # set by the resource when the load holds the whole day (see day_of)
     }
+
+
+def whole_days(start: str, end: str) -> list[date]:
+    """The UTC days lying wholly inside ``[start, end)`` (Slack ts)."""
+    first, last = to_datetime(float(start)), to_datetime(float(end))
+    day = first.date() if first.time() == datetime.min.time() else first.date() + timedelta(days=1)
+    days = []
+    while datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc) <= last:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def day_of(ts: str, replaced: set[str]) -> str | None:
+    day = to_datetime(float(ts)).date().isoformat()
+    return day if day in replaced else None
+
+
+def day_marker(channel: str, day: date) -> dict:
+    """The ``messages`` row that replaces ``channel``'s ``day`` (see the module docstring)."""
+    first = datetime.combine(day, datetime.min.time(), timezone.utc).timestamp()
+    return {"channel": channel, "ts": f"{first:.6f}{DAY_MARKER}", "day": day.isoformat(), "replaced": True}
 
 
 def _pick(available: list[dict], wanted: list[str], where: str) -> list[dict]:
@@ -361,14 +419,16 @@ class _ExportReader:
         # Day files are named in the workspace's time zone: read a day either side, the cursor trims exactly.
         first = _day(oldest, -1)
         last = _day(latest, +1)
+        rows: list[dict | None] = []
         for path in sorted(folder.iterdir()):
             if not DAY_FILE.match(path.name):
                 continue
             day = date.fromisoformat(path.stem)
             if (first and day < first) or (last and day > last):
                 continue
-            rows = [shape_message(raw, channel, where, self.stats) for where, raw in read_records(path, self.stats)]
-            yield [row for row in rows if row]
+            rows += [shape_message(raw, channel, where, self.stats) for where, raw in read_records(path, self.stats)]
+        # A message in two files (an export merged from two) keeps its newest edit.
+        yield newest_versions([row for row in rows if row], ("channel", "ts"), self.stats)
 
 
 def _day(ts: str | None, shift: int) -> date | None:

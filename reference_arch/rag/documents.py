@@ -102,6 +102,8 @@ def slack_documents(messages: Iterable[dict], users: Iterable[dict], channels: I
     channel_names = {c["id"]: c.get("name") or c["id"] for c in channels}
     threads: dict[tuple[str, str], list[dict]] = {}
     for message in messages:
+        if message.get("subtype") == "tombstone":  # "This message was deleted.": never a title or text
+            continue
         threads.setdefault((message["channel"], message.get("thread_ts") or message["ts"]), []).append(message)
     docs = []
     for (channel, thread_ts), thread in sorted(threads.items()):

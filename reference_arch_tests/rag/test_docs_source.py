@@ -70,7 +70,7 @@ def test_load_replaces_a_partition_and_counts_bad_files(tmp_path):
     assert {"docs:guides/keep.md", "docs:guides/drop.md", "docs:index.md", "docs:json.dumps"} <= ids
     markers = loaded_fingerprints(rows)  # one marker row per loaded partition, with its fingerprint
     assert markers == partition_fingerprints(folder, parse_packages("json"), examples=False)
-    assert stats.counts == {"not_utf8": 1, "empty_file": 1}
+    assert stats.counts == {"empty_file": 1} and stats.repaired == {"not_utf8": 1}  # bad bytes become U+FFFD
     assert next(r for r in rows if r["id"] == "docs:guides/keep.md")["title"] == "Keep"
 
     (folder / "guides" / "drop.md").unlink()

@@ -93,7 +93,7 @@ def test_bad_input_is_skipped_and_counted_and_failures_keep_the_index(rag_data, 
     docs = dg.materialize([_docs_assets()], instance=instance, partition_key="dir:guides")
     assert docs.success
     pages = metadata(docs, "docs_pages")
-    assert pages["skipped_not_utf8"] == 1 and pages["skipped_empty_file"] == 1
+    assert pages["repaired_not_utf8"] == 1 and pages["skipped_empty_file"] == 1  # kept, bad bytes replaced
 
     # A missing export is a clear error naming it, and everything stored before stays queryable.
     missing = rag_data["github"].parent / "nowhere"

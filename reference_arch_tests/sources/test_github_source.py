@@ -134,7 +134,7 @@ def test_window_loads_exactly_its_range_and_keeps_state(github_api, loader, no_s
     # Issue 2 was updated on day 1 (its comments); the window [day 1, day 3) holds issues 2 and 3.
     window = loader.run(api_source(github_api, no_sleep, since="2026-05-05", until="2026-05-07"))
     assert loader.rows("select list(number order by number) from raw.issues") == [([2, 3],)]
-    assert loaded(window, "comments") == 4
+    assert loaded(window, "comments") == 4 + 2  # and one marker per issue, which replaces its stored comments
     # A bounded window leaves the incremental state alone: an open run afterwards loads everything.
     loader.run(api_source(github_api, no_sleep))
     assert loader.rows("select count(*) from raw.issues") == [(5,)]
@@ -209,8 +209,10 @@ def test_bad_export_records_are_skipped_and_counted(tmp_path, loader, caplog):
     assert loader.rows("select user_login, comment_count, labels, body from raw.issues where number = 7") == \
         [(None, 1, "[]", "42")]
     assert loader.rows("select id, updated_at is not null from raw.comments") == [(10, True)]
-    assert dict(source.skipped.counts) == {"missing_fields": 3, "bad_timestamp": 1, "not_an_object": 1, "bad_id": 1,
-                                           "malformed_json": 2, "not_utf8": 1, "empty_file": 1}
+    # The Latin-1 file is decoded with U+FFFD for its bad byte; its record then lacks required fields.
+    assert dict(source.skipped.counts) == {"missing_fields": 4, "bad_timestamp": 1, "not_an_object": 1, "bad_id": 1,
+                                           "malformed_json": 2, "empty_file": 1}
+    assert dict(source.skipped.repaired) == {"not_utf8": 1}
     assert source.skipped.as_metadata()["skipped"] == 10
     assert "issues-2.json" in caplog.text and "skipped bad input" in caplog.text
 
@@ -241,3 +243,75 @@ def test_arguments_are_checked():
         github_source(token="t")
     with pytest.raises(ValueError, match="window_on"):
         github_source(window_on="closed_at")
+
+
+def _issue(id_, number, title, updated, body="b", comments=0):
+    return {"id": id_, "number": number, "title": title, "body": body, "created_at": "2026-06-01T09:00:00Z",
+            "updated_at": updated, "comments": comments, "user": {"login": "u", "type": "User"}}
+
+
+def test_a_lone_surrogate_is_repaired_not_fatal(tmp_path, loader, github_api, no_sleep):
+    """Issue 12.1: JSON text ending in an escaped lone surrogate ("\\ud83d", half an emoji) failed the
+    whole load with "str is not valid UTF-8: surrogates not allowed"; now the record is repaired and counted."""
+    repo = tmp_path / "export" / REPO
+    repo.mkdir(parents=True)
+    (repo / "issues.json").write_text(
+        '[' + json.dumps(_issue(1, 1, "fine", "2026-06-01T10:00:00Z", comments=1)) + ','
+        + json.dumps(_issue(2, 2, "emoji", "2026-06-01T11:00:00Z")).replace('"body": "b"', '"body": "nice \\ud83d"')
+        + ']')
+    (repo / "comments.json").write_text('[{"id": 7, "issue_url": "x/issues/1", "body": "\\ud83d\\ude00 ok \\ude00",'
+                                        ' "created_at": "2026-06-01T10:00:00Z"}]')
+    source = github_source(export_path=tmp_path / "export", since="2026-06-01", until="2026-06-02")
+    loader.run(source)
+    assert loader.rows("select number, body from raw.issues order by number") == [(1, "b"), (2, "nice \ufffd")]
+    assert loader.rows("select body from raw.comments") == [("\U0001F600 ok \ufffd",)]  # the pair stays an emoji
+    assert source.skipped.as_metadata()["repaired_lone_surrogate"] == 2
+
+    # The API path: the server's JSON holds the same escape.
+    github_api.add_issue(3, 0, "from the api", body="tail \ud83d")
+    api = api_source(github_api, no_sleep)
+    loader.run(api, name="api", dataset="api")
+    assert loader.rows("select body from api.issues") == [("tail \ufffd",)]
+    assert api.skipped.repaired["lone_surrogate"] == 1
+
+
+def test_the_newest_version_of_an_issue_wins_whatever_the_order(tmp_path, loader, github_api, no_sleep):
+    """Issue 12.2: the same issue on two pages (older first, as update-sorted paging gives) kept OLD."""
+    repo = tmp_path / "export" / REPO
+    repo.mkdir(parents=True)
+    (repo / "issues.json").write_text(json.dumps([_issue(9, 9, "OLD", "2026-06-02T10:00:00Z")]))
+    (repo / "issues-2.json").write_text(json.dumps([_issue(9, 9, "NEW", "2026-06-03T10:00:00Z")]))
+    export = tmp_path / "export"
+    loader.run(github_source(export_path=export))
+    assert loader.rows("select title from raw.issues") == [("NEW",)]
+    # Day partitions in any order: the older day never brings OLD back.
+    for day, until in (("2026-06-03", "2026-06-04"), ("2026-06-02", "2026-06-03")):
+        loader.run(github_source(export_path=export, since=day, until=until), name="days", dataset="days")
+        assert loader.rows("select title from days.issues") == [("NEW",)]
+    # By creation month (the finetune location's window): one load holding both versions.
+    loader.run(github_source(export_path=export, since="2026-06-01", until="2026-07-01", window_on="created_at"),
+               name="month", dataset="month")
+    assert loader.rows("select title from month.issues") == [("NEW",)]
+
+    # The API: the issue is updated while it is being listed and comes back on the next page.
+    old = github_api.add_issue(9, 0, "OLD")
+    github_api.issues[REPO].append({**old, "title": "NEW", "updated_at": "2026-05-04T12:00:00Z"})
+    loader.run(api_source(github_api, no_sleep), name="api", dataset="api")
+    assert loader.rows("select title from api.issues") == [("NEW",)]
+
+
+def test_a_deleted_comment_leaves_with_the_next_load_of_its_issue(tmp_path, loader):
+    repo = tmp_path / "export" / REPO
+    repo.mkdir(parents=True)
+    (repo / "issues.json").write_text(json.dumps([_issue(1, 1, "q", "2026-06-01T10:00:00Z", comments=2)]))
+    comment = {"issue_url": "x/issues/1", "created_at": "2026-06-01T10:00:00Z", "user": {"login": "m"}}
+    (repo / "comments.json").write_text(json.dumps([{**comment, "id": 5, "body": "keep"},
+                                                    {**comment, "id": 6, "body": "spam"}]))
+    window = {"export_path": tmp_path / "export", "since": "2026-06-01", "until": "2026-06-02"}
+    loader.run(github_source(**window))
+    (repo / "comments.json").write_text(json.dumps([{**comment, "id": 5, "body": "keep"}]))
+    loader.run(github_source(**window))
+    assert loader.rows("select id, body from raw.comments") == [(5, "keep")]
+    (repo / "comments.json").write_text("[]")  # every comment deleted
+    loader.run(github_source(**window))
+    assert loader.rows("select count(*) from raw.comments") == [(0,)]

@@ -167,10 +167,12 @@ def test_bad_export_records_are_skipped_and_counted(tmp_path, loader, caplog):
     source = slack_source(export_path=tmp_path / "export")
     with caplog.at_level(logging.WARNING):
         loader.run(source)
-    assert loader.rows("select text from raw.messages order by ts") == [("hello",), ("fine",)]
+    # The Latin-1 day file is kept, its two bad bytes replaced, rather than losing the day.
+    assert loader.rows("select text from raw.messages order by ts") == [("hello",), ("d\ufffdj\ufffd vu",), ("fine",)]
     assert loader.rows("select id from raw.users") == [("U1",)]
     assert dict(source.skipped.counts) == {"missing_fields": 3, "bad_timestamp": 1, "not_an_object": 1,
-                                           "not_utf8": 1, "empty_file": 1, "malformed_json": 1}
+                                           "empty_file": 1, "malformed_json": 1}
+    assert dict(source.skipped.repaired) == {"not_utf8": 1}
     assert source.skipped.filtered["housekeeping"] == 1
     assert "2026-05-05.json" in caplog.text
 
@@ -192,3 +194,74 @@ def test_slack_timestamps():
     assert to_slack_ts("2026-05-05T16:53:20Z") == "1778000000.000000"
     assert to_slack_ts("1778000000.000100") == "1778000000.000100"
     assert to_slack_ts(None) is None
+
+
+# 2026-06-01 09:00 UTC and later that day; 2026-06-02 09:00 UTC.
+D1, D2 = 1780304400, 1780390800
+
+
+def write_workspace(root, day1: list[dict], day2: list[dict] | None = None):
+    (root / "help").mkdir(parents=True, exist_ok=True)
+    (root / "general").mkdir(exist_ok=True)
+    (root / "channels.json").write_text(json.dumps([{"id": "C1", "name": "help"}, {"id": "C2", "name": "general"}]))
+    (root / "users.json").write_text(json.dumps([{"id": "U1", "name": "ana"}]))
+    (root / "help" / "2026-06-01.json").write_text(json.dumps(day1))
+    if day2 is not None:
+        (root / "help" / "2026-06-02.json").write_text(json.dumps(day2))
+
+
+def msg(ts, text, **extra):
+    return {"type": "message", "user": "U1", "text": text, "ts": f"{ts}.000100", **extra}
+
+
+def test_a_lone_surrogate_in_a_message_is_repaired(tmp_path, loader):
+    write_workspace(tmp_path / "ws", [msg(D1, "ok")])
+    day = tmp_path / "ws" / "help" / "2026-06-01.json"
+    day.write_text(day.read_text()[:-1] + ', {"type": "message", "text": "party \\ud83c", "ts": "1780304500.0"}]')
+    source = slack_source(export_path=tmp_path / "ws")
+    loader.run(source)
+    assert loader.rows("select text from raw.messages order by ts") == [("ok",), ("party \ufffd",)]
+    assert source.skipped.as_metadata()["repaired_lone_surrogate"] == 1
+
+
+def test_the_newest_edit_of_a_message_wins(tmp_path, loader):
+    edited = msg(D1, "fixed typo", edited={"user": "U1", "ts": f"{D1 + 60}.000000"})
+    write_workspace(tmp_path / "ws", [edited, msg(D1, "fixd typo")])  # the edit first, the original after
+    loader.run(slack_source(export_path=tmp_path / "ws", oldest="2026-06-01", latest="2026-06-02"))
+    assert loader.rows("select text, updated_at > created_at from raw.messages") == [("fixed typo", True)]
+
+
+def test_a_reloaded_day_drops_deleted_messages_and_tombstones(tmp_path, loader):
+    """Issue 12.3: a reply deleted before a re-export stayed; a deleted parent's tombstone became the text."""
+    ws = tmp_path / "ws"
+    parent = msg(D1, "where is the cache?", thread_ts=f"{D1}.000100", reply_count=2)
+    replies = [msg(D1 + 60, "in ~/.cache", thread_ts=f"{D1}.000100"),
+               msg(D1 + 120, "SECRETTOKEN rm -rf /", thread_ts=f"{D1}.000100")]
+    write_workspace(ws, [parent, *replies], [msg(D2, "next day")])
+    (ws / "general" / "2026-06-01.json").write_text(json.dumps([msg(D1 + 5, "other channel")]))
+    window = {"oldest": "2026-06-01", "latest": "2026-06-02"}
+    loader.run(slack_source(export_path=ws, oldest="2026-06-01", latest="2026-06-03"))  # days 1 and 2
+    assert loader.rows("select count(*) from raw.messages") == [(5,)]
+
+    # Re-exported: the second reply deleted, the parent deleted too (Slack keeps a tombstone for its thread).
+    tombstone = {"type": "message", "subtype": "tombstone", "user": "USLACKBOT", "text": "This message was deleted.",
+                 "hidden": True, "ts": f"{D1}.000100", "thread_ts": f"{D1}.000100", "reply_count": 1}
+    write_workspace(ws, [tombstone, replies[0]])
+    source = slack_source(["help"], export_path=ws, **window)
+    loader.run(source)
+    assert loader.rows("select text from raw.messages order by channel, ts") == [
+        ("in ~/.cache",), ("next day",), ("other channel",)]  # day 2 and the other channel untouched
+    assert source.skipped.filtered["tombstone"] == 1
+
+    # A day that lost every message is emptied too; the marker rows are never stored.
+    write_workspace(ws, [])
+    loader.run(slack_source(["help"], export_path=ws, **window))
+    assert loader.rows("select text from raw.messages order by channel, ts") == [("next day",), ("other channel",)]
+    assert loader.rows("select count(*) from raw.messages where ts like '%#%' or replaced") == [(0,)]
+
+    # A cursor-driven run reads only what is new: it neither deletes nor loses anything.
+    (ws / "help" / "2026-06-02.json").write_text(json.dumps([msg(D2, "next day"), msg(D2 + 9, "later")]))
+    loader.run(slack_source(["help"], export_path=ws), name="cursor")
+    loader.run(slack_source(["help"], export_path=ws), name="cursor")
+    assert loader.rows("select text from raw.messages order by channel, ts") == [
+        ("next day",), ("later",), ("other channel",)]
