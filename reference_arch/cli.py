@@ -85,7 +85,7 @@ def first_failure(result) -> str:
             cause = _innermost(error)
             if cause is not error and _first_line(cause) not in message:
                 # Wrappers (dlt's PipelineStepFailed: "... with exception:") put the cause on later lines.
-                message = f"{message.rstrip(':').rstrip()}: {cause.cls_name}: {_first_line(cause)}"
+                message = f"{message.rstrip(':').rstrip()}: {_first_line(cause)}"  # that line names its class
             return f"{event.step_key}: {message}"
     return "the run failed"
 
