@@ -7,7 +7,8 @@ declarative automation for everything downstream of ingestion.
 - ``rag_docs_sensor`` fingerprints the docs partitions from the files' content hashes (a touched but
   unchanged file triggers nothing; a changed, new or deleted file does), adds new partitions and
   requests a run for each partition whose fingerprint moved, including a folder that vanished
-  (re-loading it empty removes its documents).
+  (re-loading it empty removes its documents). Run keys count each partition's changes, so content
+  that returns to an earlier state (an edit reverted) is a new run, not a skipped duplicate.
 - ``rag_automation_sensor`` evaluates the processing assets' ``AutomationCondition`` (documents ->
   chunks -> embeddings -> vector index -> retrieval evaluation: each runs after its upstream updates),
   so ingestion runs from any of the above flow into the index and its metrics. ``rag_index_job`` runs
@@ -102,6 +103,15 @@ def rag_github_sensor(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=[request], cursor=newest)
 
 
+def _docs_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, int]]:
+    """``({partition: fingerprint}, {partition: changes seen})`` from the docs sensor's cursor (or the
+    earlier cursor, the fingerprints alone)."""
+    state = json.loads(cursor) if cursor else {}
+    if "fingerprints" in state:
+        return state["fingerprints"], state.get("changes", {})
+    return state, {}
+
+
 @dg.sensor(job=rag_docs_job, minimum_interval_seconds=60,
            description="Watches REFERENCE_ARCH_DOCS_DIR and the configured packages; requests a run for each docs "
                        "partition whose content changed, appeared or vanished (cursor: content fingerprints).")
@@ -112,15 +122,19 @@ def rag_docs_sensor(context: dg.SensorEvaluationContext):
         prints = partition_fingerprints()
     except (FileNotFoundError, ValueError) as err:
         return dg.SkipReason(f"cannot scan the docs: {err}")
-    previous = json.loads(context.cursor) if context.cursor else {}
+    previous, changes = _docs_cursor(context.cursor)
     known = set(context.instance.get_dynamic_partitions(DOCS_PARTITIONS.name))
     new = sorted(set(prints) - known)
     changed = sorted(k for k, fingerprint in prints.items() if previous.get(k) != fingerprint)
     vanished = sorted(k for k in previous if k not in prints and k in known)
-    requests = [dg.RunRequest(partition_key=k, run_key=f"{k}:{prints[k]}") for k in changed]
-    requests += [dg.RunRequest(partition_key=k, run_key=f"{k}:gone:{previous[k]}") for k in vanished]
+    # A run key is used once: a change counter in it makes a return to an earlier content (A -> B -> A)
+    # a new key, where the fingerprint alone would repeat the first one's and the daemon would skip it.
+    for k in changed + vanished:
+        changes[k] = changes.get(k, 0) + 1
+    requests = [dg.RunRequest(partition_key=k, run_key=f"{k}:{changes[k]}:{prints[k]}") for k in changed]
+    requests += [dg.RunRequest(partition_key=k, run_key=f"{k}:{changes[k]}:gone:{previous[k]}") for k in vanished]
     return dg.SensorResult(
-        run_requests=requests, cursor=json.dumps(prints, sort_keys=True),
+        run_requests=requests, cursor=json.dumps({"fingerprints": prints, "changes": changes}, sort_keys=True),
         dynamic_partitions_requests=[DOCS_PARTITIONS.build_add_request(new)] if new else [],
         skip_reason=None if requests else "no docs changed",
     )

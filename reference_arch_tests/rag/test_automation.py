@@ -46,7 +46,31 @@ def test_docs_sensor_follows_content_not_mtimes(rag_data, instance):
     keys = {r.partition_key: r.run_key for r in moved.run_requests}
     assert set(keys) == {"dir:api", "dir:guides"} and ":gone:" in keys["dir:guides"]  # reloaded empty
 
-    assert not json.loads(moved.cursor).get("dir:guides")
+    assert not json.loads(moved.cursor)["fingerprints"].get("dir:guides")
+
+
+def test_docs_sensor_runs_a_revert(rag_data, instance):
+    """12.5: a page edited A -> B -> A: the third tick's run key equalled the first's, so the daemon skipped
+    it and the warehouse kept B. Every change of content is a new run key."""
+    page = rag_data["docs"] / "guides" / "charts.md"
+    first = tick(automation.rag_docs_sensor, instance)
+    instance.add_dynamic_partitions("rag_docs", list(first.dynamic_partitions_requests[0].partition_keys))
+    used = {r.run_key for r in first.run_requests}
+    cursor, original = first.cursor, page.read_text()
+    for text in ("# Charts\n\nRewritten: B.", original, "# Charts\n\nRewritten: B."):
+        page.write_text(text)
+        result = tick(automation.rag_docs_sensor, instance, cursor)
+        [request] = result.run_requests
+        assert request.partition_key == "dir:guides" and request.run_key not in used
+        used.add(request.run_key)
+        cursor = result.cursor
+    assert not tick(automation.rag_docs_sensor, instance, cursor).run_requests  # unchanged: nothing
+
+    # A cursor written before the counter (the fingerprints alone) still works.
+    old_cursor = json.dumps(json.loads(cursor)["fingerprints"])
+    page.write_text(original)
+    [request] = tick(automation.rag_docs_sensor, instance, old_cursor).run_requests
+    assert request.partition_key == "dir:guides"
 
 
 def test_github_sensor_polls_the_export_with_a_cursor(rag_data, instance):
