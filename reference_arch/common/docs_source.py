@@ -170,11 +170,13 @@ def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[
 
 
 def _title(text: str, fmt: str, fallback: str) -> str:
+    if fmt == "markdown":  # the first real heading: a "# comment" in a code block is not one
+        from reference_arch.common.markdown import headings
+
+        return next((h.text for h in headings(text) if h.text), fallback)
     lines = text.splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if fmt == "markdown" and re.match(r"^#{1,6}\s+\S", stripped):
-            return stripped.lstrip("#").strip()
         if fmt == "rst" and stripped and i + 1 < len(lines) and re.fullmatch(r"([=\-~^*#])\1{2,}", lines[i + 1].strip()):
             return stripped
     return fallback

@@ -25,7 +25,7 @@ from typing import Callable
 # Where each format is best cut, most meaningful boundary first (regular expressions).
 DOCSTRING_SEPARATORS = [r"\n\n(?=[A-Z][A-Za-z ]+\n-{3,}\n)", r"\n\n", r"\n", r" ", r""]
 TEXT_SEPARATORS = [r"\n\n", r"\n", r"(?<=[.!?]) ", r" ", r""]
-MARKDOWN_HEADINGS = [("#", "h1"), ("##", "h2")]
+MARKDOWN_LEVELS = 2  # sections at # and ## headings
 CHUNK_FIELDS = ("id", "document_id", "source_type", "source", "title", "url", "text", "created_at", "updated_at",
                 "position", "tokens", "text_hash", "document_hash", "chunker")
 
@@ -39,7 +39,8 @@ class ChunkSettings:
 
     def fingerprint(self, model: str) -> str:
         """Changes when re-chunking would give different chunks."""
-        return f"{model}|{self.max_tokens}|{self.chunk_tokens}|{self.overlap_tokens}|v1"
+        # v2: Markdown sections from a CommonMark parser (code blocks' "#" lines are no headings)
+        return f"{model}|{self.max_tokens}|{self.chunk_tokens}|{self.overlap_tokens}|v2"
 
 
 def _separators(fmt: str) -> list[str]:
@@ -55,17 +56,17 @@ def _separators(fmt: str) -> list[str]:
 
 
 def sections(doc: dict) -> list[tuple[str, str]]:
-    """``(section path, text)`` pieces of a document: Markdown split at its headings, others whole."""
+    """``(section path, text)`` pieces of a document: Markdown split at its ``#``/``##`` headings as a
+    CommonMark parser finds them (a ``#`` comment in a fenced or indented code block is code, not a
+    heading; langchain's MarkdownHeaderTextSplitter knows only fences), others whole."""
     if doc["format"] != "markdown":
         return [("", doc["text"])]
-    from langchain_text_splitters import MarkdownHeaderTextSplitter
+    from reference_arch.common.markdown import sections as markdown_sections
 
-    splitter = MarkdownHeaderTextSplitter(MARKDOWN_HEADINGS, strip_headers=True)
     out = []
-    for part in splitter.split_text(doc["text"]):
-        headings = [part.metadata[k] for _, k in MARKDOWN_HEADINGS if part.metadata.get(k)]
+    for headings, body in markdown_sections(doc["text"], max_level=MARKDOWN_LEVELS):
         path = " > ".join(h for h in headings if h.strip() and h.strip() not in doc["title"])
-        out.append((path, part.page_content))
+        out.append((path, body))
     return out or [("", doc["text"])]
 
 

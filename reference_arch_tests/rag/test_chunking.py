@@ -83,3 +83,31 @@ def test_github_and_slack_documents():
     assert "the docs (https://x.dev/cache)" in thread["text"]
     assert thread["url"] == "https://slack.com/archives/C1/p1780304400000100"
     assert bot["text"].startswith("**release bot**")
+
+
+INDENTED = ("Running the exporter twice loses rows. My script:\n\n"
+            "    # load the settings first\n    cfg = load('widgets.toml')\n"
+            "    # then export every file\n    for f in files:\n        export(f, cfg)\n\n"
+            "What am I doing wrong?")
+
+
+def test_hash_comments_in_an_indented_code_block_are_code_not_headings():
+    """12.6: "#" comment lines of a four-space code block were taken as headings: they left the chunk text
+    and split the code. Fenced blocks already worked and still do."""
+    count, _ = counters()
+    for fence in ("", "```\n", "~~~\n"):
+        body = INDENTED if not fence else INDENTED.replace("    ", "").replace("My script:\n\n", f"My script:\n\n{fence}", 1
+                                                                               ).replace("\n\nWhat", f"\n{fence}\nWhat")
+        [doc] = github_documents([{"id": 1, "number": 3, "repo": "o/r", "title": "Export loses rows", "body": body,
+                                   "created_at": "2026-06-01T10:00:00Z", "updated_at": "2026-06-01T10:00:00Z"}], [])
+        [chunk] = chunk_document(doc, count, SETTINGS, "test")  # one section: no heading in the code
+        assert "# load the settings first" in chunk["text"] and "# then export every file" in chunk["text"]
+        assert chunk["text"].split("\n\n", 1)[0] == "o/r#3: Export loses rows"  # no code comment in the path
+
+
+def test_markdown_headings_come_from_a_parser():
+    from reference_arch.common.markdown import sections
+
+    text = "# Guide\n\nIntro.\n\n## Setup\n\n    # not a heading\n    run()\n\nSetext\n------\n\nLast."
+    assert sections(text) == [(["Guide"], "Intro."), (["Guide", "Setup"], "    # not a heading\n    run()"),
+                              (["Guide", "Setext"], "Last.")]

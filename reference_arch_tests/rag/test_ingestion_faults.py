@@ -112,3 +112,26 @@ def test_a_deleted_reply_leaves_warehouse_documents_and_index(rag_data, instance
     assert doc["title"].startswith("#help: <@U1> in ~/.cache") or "cache" in doc["title"]
     assert not any("zanzibarquux" in r["text"] for r in read_rows(chunks_path(), ["text"]))
     assert not any("zanzibarquux" in r["text"] for r in collection().keyword_search("zanzibarquux"))
+
+
+def test_code_comments_in_a_docs_page_stay_code(rag_data, instance):
+    """12.6 over the real assets: a docs page whose indented code block holds "#" comments, before and
+    after its first heading: the comments are neither the page's title nor section headings."""
+    from reference_arch.common.embeddings import EmbeddingsResource
+    from reference_arch.rag import processing
+
+    (rag_data["docs"] / "guides" / "setup.md").write_text(
+        "Before you start:\n\n    # not the title\n    pip install widgets\n\n# Setup\n\n## Cache\n\n"
+        "Clear it with:\n\n    # remove the cache\n    rm -rf ~/.cache/widgets\n    # and start again\n    widgets init\n")
+    assert dg.materialize([ingestion.docs_partitions], instance=instance).success
+    assert dg.materialize([ingestion.docs_assets], instance=instance, partition_key="dir:guides").success
+    [page] = [p for p in warehouse.read_table("docs", "pages") if p["id"] == "docs:guides/setup.md"]
+    assert page["title"] == "Setup"
+    assert dg.materialize([processing.documents, processing.chunks], instance=instance,
+                          resources={"embeddings": EmbeddingsResource(provider="local")}).success
+    texts = [c["text"] for c in processing.read_rows(processing.chunks_path())
+             if c["document_id"] == "docs:guides/setup.md"]
+    [cache] = [t for t in texts if "rm -rf" in t]
+    assert cache.startswith("Setup > Cache\n\n") or cache.split("\n\n", 1)[0].endswith("Cache")
+    assert "# remove the cache" in cache and "# and start again\n    widgets init" in cache
+    assert any("# not the title" in t for t in texts)
