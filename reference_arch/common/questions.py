@@ -87,3 +87,12 @@ def markdown_text(text: str) -> str:
         escaped = "".join("\\" + c if c in _MARKDOWN_PUNCTUATION else c for c in body)
         lines.append("&nbsp;" * (len(line) - len(body)) + escaped)
     return "  \n".join(lines)
+
+
+def markdown_code(text: str, language: str = "") -> str:
+    """``text`` as a fenced code block whose fence no backtick run inside it can close (CommonMark: a
+    closing fence is at least as long as the opening one)."""
+    import re
+
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence}{language}\n{text}\n{fence}"

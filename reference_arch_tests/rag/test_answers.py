@@ -10,7 +10,7 @@ import pytest
 
 from reference_arch.common.embeddings import EmbeddingsResource, packaged_minilm_path
 from reference_arch.common.llm import LLMResource
-from reference_arch.common.questions import markdown_text, question_run_config
+from reference_arch.common.questions import markdown_code, markdown_text, question_run_config
 from reference_arch.common.resources import embeddings_resource, llm_resource
 from reference_arch.common.vector_store import VectorStoreResource
 from reference_arch.rag import answers, processing
@@ -173,3 +173,8 @@ def _render(markdown: str) -> str:
     from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark").render(markdown)
+
+
+def test_code_shown_as_code_stays_inside_its_fence():
+    html = _render(markdown_code("x = 1\n```\n# not a heading\n````", "python"))
+    assert html.count("<pre>") == 1 and "<h1>" not in html and "# not a heading" in html
