@@ -10,8 +10,10 @@ Python-looking text, while the sources hold the answer in their own words. The r
    numpydoc ``name : type`` lines, and terms above a deeper-indented definition (numpydoc return
    types, rst definition lists).
 2. The remaining runs of lines are cut into sentences by ``sentencex`` (Wikimedia's rule-based
-   segmenter: no model or data to download). A sentence counts when at least ``MIN_WORDS`` of its
-   tokens, and half of them, are words (signatures and code are mostly not).
+   segmenter: no model or data to download); each list item starts a run of its own. A sentence
+   counts when at least ``MIN_WORDS`` of its tokens, and half of them, are words (signatures and code
+   are mostly not), and it ends with neither ``:`` (a lead-in to the list or code left out) nor ``?``
+   (a question, often the one asked, restated, is no answer).
 3. Sentences are ranked by the cosine similarity of their embedding to the question's (the index's own
    embeddings resource); exact and near duplicates (cosine >= ``DUPLICATE_SIMILARITY``) are dropped;
    the best ``MAX_SENTENCES`` scoring at least ``RELATIVE_FLOOR`` x the best are kept.
@@ -77,6 +79,8 @@ def prose_blocks(text: str, title: str = "") -> list[str]:
             if blocks[-1]:
                 blocks.append([])
             continue
+        if _LIST_ITEM.match(line) and blocks[-1]:
+            blocks.append([])  # a list item is a sentence of its own, not the end of the one above
         blocks[-1].append(line)
     return [" ".join(block) for block in blocks if block]
 
@@ -88,7 +92,8 @@ def _indent(line: str) -> int:
 def is_prose(sentence: str) -> bool:
     tokens = sentence.split()
     words = sum(1 for t in tokens if _WORD.fullmatch(t))
-    return words >= MIN_WORDS and words * 2 >= len(tokens) and len(sentence) <= MAX_SENTENCE_CHARS
+    return (words >= MIN_WORDS and words * 2 >= len(tokens) and len(sentence) <= MAX_SENTENCE_CHARS
+            and not sentence.endswith((":", "?")))  # a lead-in to what was left out; a question
 
 
 def candidate_sentences(sources: list[dict]) -> list[Sentence]:
