@@ -221,6 +221,24 @@ def print_answer(record: dict, as_json: bool) -> None:
 
 
 # -- demo ---------------------------------------------------------------------------------------
+def print_rag_answer(record: dict) -> None:
+    """The RAG answer wrapped for a terminal, its numbered sources, and how it was made."""
+    import textwrap
+
+    for paragraph in (record["answer"] or "(empty answer)").split("\n"):
+        print(textwrap.fill(paragraph, width=100, initial_indent="  ", subsequent_indent="  ") or "")
+    for i, source in enumerate(record.get("sources", [])[:5], 1):
+        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    usage = record["usage"]
+    if record.get("answerer") == "extractive":
+        spent = "extractive: the sources' own sentences, ranked by similarity to the question (no LLM)"
+    elif usage.get("cache_hits"):
+        spent = "from the response cache (temperature 0: this prompt was answered before)"
+    else:
+        spent = f"tokens {usage.get('prompt_tokens')}+{usage.get('completion_tokens')}"
+    print(f"  -- model {record['model']}, {spent}")
+
+
 def demo(inst) -> None:
     from reference_arch.common.registry import ModelRegistry
 
@@ -241,6 +259,9 @@ def demo(inst) -> None:
             continue
         timings[f"ask {target}"] = time.perf_counter() - started
         print(f"[{target}] {question}")
+        if target == "rag":
+            print_rag_answer(record)
+            continue
         print("  " + (record["answer"] or "(empty answer)").replace("\n", "\n  "))
         for i, source in enumerate(record.get("sources", [])[:5], 1):
             print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")

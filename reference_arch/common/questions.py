@@ -70,3 +70,29 @@ def sources_table(sources: list[dict]) -> dg.TableMetadataValue:
             dg.TableColumn("source", "string"), dg.TableColumn("score", "float"),
         ]),
     )
+
+
+# CommonMark lets any ASCII punctuation character be backslash-escaped (spec, "Backslash escapes").
+_MARKDOWN_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as Markdown that renders as that plain text: every ASCII punctuation character
+    backslash-escaped (so a leading ``#`` is no heading, ``*`` no emphasis, ``<`` no HTML), leading
+    spaces kept as no-break spaces (four of them would make a code block), and each line break kept
+    (two trailing spaces: a CommonMark hard line break). Model output is shown as text, never as markup."""
+    lines = []
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        escaped = "".join("\\" + c if c in _MARKDOWN_PUNCTUATION else c for c in body)
+        lines.append("&nbsp;" * (len(line) - len(body)) + escaped)
+    return "  \n".join(lines)
+
+
+def markdown_code(text: str, language: str = "") -> str:
+    """``text`` as a fenced code block whose fence no backtick run inside it can close (CommonMark: a
+    closing fence is at least as long as the opening one)."""
+    import re
+
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence}{language}\n{text}\n{fence}"

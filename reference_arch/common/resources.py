@@ -1,6 +1,7 @@
 """The resources every location shares, configured from the environment.
 
-Exporting ``OPENAI_API_KEY`` switches the LLM and embeddings to OpenAI, ``WEAVIATE_URL`` the
+Exporting ``OPENAI_API_KEY`` (or ``OPENAI_BASE_URL``) switches the LLM to OpenAI or an OpenAI-compatible
+server, ``REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai`` (and only it) the embeddings, ``WEAVIATE_URL`` the
 vector store to Weaviate; keys reach Dagster as ``EnvVar``s, never as config values.
 """
 
@@ -29,9 +30,13 @@ def llm_resource(**overrides) -> LLMResource:
 
 
 def embeddings_resource(**overrides) -> EmbeddingsResource:
+    """Local MiniLM unless ``REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai``; the key and base URL are the
+    LLM's (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) and are used only by the openai provider."""
     settings = dict(
         api_key=_env("OPENAI_API_KEY"),
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
         provider=os.environ.get("REFERENCE_ARCH_EMBEDDINGS_PROVIDER") or None,
+        model=os.environ.get("REFERENCE_ARCH_EMBEDDINGS_MODEL") or None,
     )
     return EmbeddingsResource(**{**settings, **overrides})
 

@@ -3,8 +3,10 @@
 Records are chunks: the string fields in ``FIELDS`` plus a normalised ``vector``. Writes go
 through ``replace_documents`` (atomic per document: a document's new chunks appear and its
 stale chunks disappear together) and ``delete_documents``; reads are dense, keyword and hybrid
-(keyword + vector) search and counts. A collection's name carries the embedding model and its
-dimension, so switching embeddings opens a new collection instead of mixing vector sizes.
+(keyword + vector) search and counts. A collection records the embedding model and dimension its vectors come from
+(LanceDB: the table's schema metadata; Weaviate: the collection's description), so vectors of two
+models never mix: opened for another model, it is rebuilt (``rebuild=True``, for the writer of a
+derived index) or refused with ``EmbeddingMismatchError``.
 
 LanceDB searches exactly until a table reaches ``ann_min_rows``; then an ANN index
 (IVF_HNSW_SQ, or IVF_PQ with refinement) is built and kept up to date by ``optimize``.
@@ -12,8 +14,8 @@ LanceDB searches exactly until a table reaches ``ann_min_rows``; then an ANN ind
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -30,10 +32,37 @@ class VectorStoreError(RuntimeError):
     """The store refused an operation for a reason the user can act on."""
 
 
-def collection_name(name: str, embedding_model: str, dimension: int) -> str:
-    """``chunks`` + model + dimension as a name both backends accept (letters, digits, ``_``)."""
-    model = re.sub(r"[^0-9a-zA-Z]+", "_", embedding_model.rsplit("/", 1)[-1]).strip("_").lower()
-    return f"{name}_{model}_{dimension}"
+class EmbeddingMismatchError(VectorStoreError):
+    """The collection holds vectors of another embedding model (or dimension) than the one asked for."""
+
+    def __init__(self, name: str, recorded: "Embedding", wanted: "Embedding"):
+        self.name, self.recorded, self.wanted = name, recorded, wanted
+        super().__init__(f"collection {name} holds vectors of {recorded.describe()}, not of {wanted.describe()}")
+
+
+class Embedding(tuple):
+    """``(model, dimension)`` a collection's vectors come from; either may be ``None`` when a
+    collection made by an older version records nothing."""
+
+    def __new__(cls, model: str | None, dimension: int | None):
+        return super().__new__(cls, (model, dimension))
+
+    model = property(lambda self: self[0])
+    dimension = property(lambda self: self[1])
+
+    def describe(self) -> str:
+        if self.model is None:
+            return "an unrecorded embedding model"
+        return f"embedding model {self.model}" + (f" ({self.dimension} dimensions)" if self.dimension else "")
+
+    def as_record(self) -> dict[str, str]:
+        return {"embedding_model": str(self.model), "embedding_dimension": str(self.dimension)}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "Embedding":
+        record = record or {}
+        dimension = record.get("embedding_dimension")
+        return cls(record.get("embedding_model") or None, int(dimension) if str(dimension or "").isdigit() else None)
 
 
 def _sql_list(values: Iterable[str]) -> str:
@@ -66,11 +95,26 @@ class VectorStoreResource(dg.ConfigurableResource):
             return self._weaviate_url()
         return self.uri or str(home_path("lancedb"))
 
-    def collection(self, name: str, embedding_model: str, dimension: int) -> "VectorCollection":
-        full_name = collection_name(name, embedding_model, dimension)
-        if self.resolved_backend() == "weaviate":
-            return WeaviateCollection(self, full_name, dimension)
-        return LanceCollection(self, full_name, dimension)
+    def collection(self, name: str, embedding_model: str, dimension: int | None = None,
+                   rebuild: bool = False) -> "VectorCollection":
+        """The collection ``name`` for vectors of ``embedding_model`` (``dimension`` floats each).
+
+        Nothing is opened until the first operation. Then: a missing collection is created with this
+        model and dimension recorded (left missing, reading as empty, when ``dimension`` is ``None``:
+        the recorded one is used); one recording another model or dimension (or none) is dropped and
+        created anew when ``rebuild`` (its contents are derived state), else every operation raises
+        ``EmbeddingMismatchError``."""
+        kind = WeaviateCollection if self.resolved_backend() == "weaviate" else LanceCollection
+        return kind(self, name, Embedding(embedding_model, dimension), rebuild)
+
+    def recorded_embedding(self, name: str) -> Embedding | None:
+        """What collection ``name`` records (``None``: no such collection): read before embedding
+        anything, so a query with the wrong model is refused before it costs an embedding call."""
+        collection = self.collection(name, "")
+        try:
+            return collection.recorded()
+        finally:
+            collection.close()
 
     def _weaviate_url(self) -> str:
         url = self.url or os.environ.get("WEAVIATE_URL")
@@ -91,8 +135,48 @@ def vector_store_resource(**overrides) -> VectorStoreResource:
 class VectorCollection:
     """One collection of chunks; the operations both backends provide."""
 
-    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
-        self.store, self.name, self.dimension = store, name, dimension
+    def __init__(self, store: VectorStoreResource, name: str, embedding: Embedding, rebuild: bool = False):
+        self.store, self.name, self.embedding, self.rebuild = store, name, embedding, rebuild
+        self.dimension = embedding.dimension
+        self.rebuilt_from: Embedding | None = None  # set when opening it dropped vectors of another model
+        self._ready = False
+
+    # what the backends provide to open it
+    def recorded(self) -> Embedding | None:
+        """The embedding the stored collection records; ``None`` when there is no collection."""
+        raise NotImplementedError
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def _open(self) -> bool:
+        """Check (once) that the stored collection holds this embedding's vectors, creating or
+        rebuilding it as ``collection()`` describes; ``False``: it does not exist (reads are empty)."""
+        if self._ready:
+            return True
+        recorded = self.recorded()
+        wanted = self.embedding
+        if recorded is not None and self.dimension is None and recorded.model == wanted.model:
+            self.dimension = recorded.dimension  # a reader: take the recorded dimension
+            wanted = Embedding(wanted.model, self.dimension)
+        if recorded is None:
+            if self.dimension is None:
+                return False
+            self._create()
+        elif recorded != wanted:
+            if not (self.rebuild and self.dimension):
+                raise EmbeddingMismatchError(self.name, recorded, wanted)
+            self._drop()
+            self._create()
+            self.rebuilt_from = recorded
+        self._ready = True
+        return True
 
     # writes
     def replace_documents(self, document_ids: Sequence[str], records: Sequence[dict], keep_ids: Iterable[str] = ()) -> None:
@@ -143,6 +227,8 @@ class VectorCollection:
         raise VectorStoreError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
 
     def _check(self, records: Sequence[dict]) -> None:
+        if not self._open():
+            raise VectorStoreError(f"collection {self.name} does not exist yet: open it with a dimension to write")
         for record in records:
             missing = [f for f in ("id", "document_id") if not record.get(f)]
             if record.get("vector") is None:
@@ -159,8 +245,8 @@ class VectorCollection:
 # -- LanceDB ---------------------------------------------------------------------------------
 
 class LanceCollection(VectorCollection):
-    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
-        super().__init__(store, name, dimension)
+    def __init__(self, store: VectorStoreResource, name: str, embedding: Embedding, rebuild: bool = False):
+        super().__init__(store, name, embedding, rebuild)
         import lancedb
 
         self.uri = store.uri or str(home_path("lancedb"))
@@ -173,7 +259,8 @@ class LanceCollection(VectorCollection):
         import pyarrow as pa
 
         return pa.schema([*(pa.field(f, pa.string()) for f in FIELDS),
-                          pa.field("vector", pa.list_(pa.float32(), self.dimension))])
+                          pa.field("vector", pa.list_(pa.float32(), self.dimension))],
+                         metadata=Embedding(self.embedding.model, self.dimension).as_record())
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -189,11 +276,26 @@ class LanceCollection(VectorCollection):
         with self._lock:
             yield
 
+    def recorded(self) -> Embedding | None:
+        if self.name not in self._db.table_names():
+            return None
+        metadata = self._db.open_table(self.name).schema.metadata or {}
+        return Embedding.from_record({k.decode(): v.decode() for k, v in metadata.items()})
+
+    def _create(self) -> None:
+        with self._write_lock():
+            self._db.create_table(self.name, schema=self._schema(), exist_ok=True)
+
+    def _drop(self) -> None:
+        with self._write_lock():
+            self._db.drop_table(self.name, ignore_missing=True)
+        self._table, self._index_cache = None, None
+
     def table(self):
+        """The LanceDB table (``None``: it does not exist and this handle only reads)."""
+        if not self._open():
+            return None
         if self._table is None:
-            if self.name not in self._db.table_names():
-                with self._write_lock():
-                    self._db.create_table(self.name, schema=self._schema(), exist_ok=True)
             self._table = self._db.open_table(self.name)
         else:
             self._table.checkout_latest()
@@ -226,7 +328,7 @@ class LanceCollection(VectorCollection):
 
     def delete_documents(self, document_ids) -> int:
         document_ids = sorted(set(document_ids))
-        if not document_ids:
+        if not document_ids or not self._open():
             return 0
         with self._write_lock():
             result = self.table().delete(f"document_id IN ({_sql_list(document_ids)})")
@@ -239,11 +341,13 @@ class LanceCollection(VectorCollection):
         return self._index_cache[1]
 
     def index_types(self) -> dict[str, str]:
-        return self._indices()
+        return self._indices() if self._open() else {}
 
     def optimize(self) -> dict[str, Any]:
         from lancedb.index import FTS, HnswSq, IvfPq
 
+        if not self._open():
+            return {}
         with self._write_lock():
             table = self.table()
             table.optimize()  # compact the small files each commit leaves; fold new rows into existing indexes
@@ -271,15 +375,19 @@ class LanceCollection(VectorCollection):
         return self.table().search().select(columns).limit(None).to_arrow()
 
     def chunk_ids(self) -> dict[str, str]:
+        if not self._open():
+            return {}
         data = self._columns(["id", "document_id"])
         return dict(zip(data.column("id").to_pylist(), data.column("document_id").to_pylist()))
 
     def count(self) -> int:
-        return self.table().count_rows()
+        return self.table().count_rows() if self._open() else 0
 
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         if field not in FIELDS:
             raise VectorStoreError(f"unknown field {field!r}")
+        if not self._open():
+            return {}
         column = self._columns([field]).column(field).to_pylist()
         return dict(Counter(column))
 
@@ -290,6 +398,8 @@ class LanceCollection(VectorCollection):
     def search(self, vector, k=5) -> list[dict]:
         import numpy as np
 
+        if not self._open():
+            return []
         table = self.table()
         query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").distance_type(
             "cosine").limit(k)
@@ -311,9 +421,9 @@ class LanceCollection(VectorCollection):
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from lancedb.rerankers import RRFReranker
 
-        if not text.strip():
+        if not text.strip() or not self.count():
             return self.search(vector, k)
-        if self.count() and "text" not in self._indices():
+        if "text" not in self._indices():
             self.optimize()
         query = (self.table().search(query_type="hybrid", vector_column_name="vector", fts_columns="text")
                  .vector(list(map(float, vector))).text(text).distance_type("cosine")
@@ -327,8 +437,9 @@ class LanceCollection(VectorCollection):
 class WeaviateCollection(VectorCollection):
     """A Weaviate collection with self-provided vectors; object UUIDs derive from chunk ids."""
 
-    def __init__(self, store: VectorStoreResource, name: str, dimension: int):
-        super().__init__(store, name[:1].upper() + name[1:], dimension)  # Weaviate classes start upper-case
+    def __init__(self, store: VectorStoreResource, name: str, embedding: Embedding, rebuild: bool = False):
+        # Weaviate classes start upper-case
+        super().__init__(store, name[:1].upper() + name[1:], embedding, rebuild)
         self._client = None
 
     def _connect(self):
@@ -375,24 +486,42 @@ class WeaviateCollection(VectorCollection):
         except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to tell
             pass
 
-    def collection(self):
+    def recorded(self) -> Embedding | None:
+        client = self._connect()
+        if not client.collections.exists(self.name):
+            return None
+        description = client.collections.get(self.name).config.get().description or ""
+        try:
+            record = json.loads(description)
+        except ValueError:
+            record = None
+        return Embedding.from_record(record if isinstance(record, dict) else None)
+
+    def _create(self) -> None:
         from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
         client = self._connect()
-        if not client.collections.exists(self.name):
-            properties = [Property(name="chunk_id" if f == "id" else f, data_type=DataType.TEXT,
-                                   tokenization=Tokenization.WORD if f in ("text", "title") else Tokenization.FIELD,
-                                   index_searchable=f in ("text", "title"))
-                          for f in FIELDS]
-            try:
-                client.collections.create(self.name, properties=properties,
-                                          vector_config=Configure.Vectors.self_provided(
-                                              vector_index_config=Configure.VectorIndex.hnsw(
-                                                  distance_metric=_cosine())))
-            except Exception:  # noqa: BLE001 - another writer created it first
-                if not client.collections.exists(self.name):
-                    raise
-        return client.collections.get(self.name)
+        properties = [Property(name="chunk_id" if f == "id" else f, data_type=DataType.TEXT,
+                               tokenization=Tokenization.WORD if f in ("text", "title") else Tokenization.FIELD,
+                               index_searchable=f in ("text", "title"))
+                      for f in FIELDS]
+        record = Embedding(self.embedding.model, self.dimension).as_record()
+        try:
+            client.collections.create(self.name, description=json.dumps(record), properties=properties,
+                                      vector_config=Configure.Vectors.self_provided(
+                                          vector_index_config=Configure.VectorIndex.hnsw(distance_metric=_cosine())))
+        except Exception:  # noqa: BLE001 - another writer created it first
+            if not client.collections.exists(self.name):
+                raise
+
+    def _drop(self) -> None:
+        self._connect().collections.delete(self.name)
+
+    def collection(self):
+        """The client's collection handle (``None``: it does not exist and this handle only reads)."""
+        if not self._open():
+            return None
+        return self._connect().collections.get(self.name)
 
     @staticmethod
     def _uuid(chunk_id: str) -> str:
@@ -476,17 +605,23 @@ class WeaviateCollection(VectorCollection):
         from weaviate.classes.query import Filter
 
         document_ids, deleted = sorted(set(document_ids)), 0
-        collection = self.collection() if document_ids else None
+        if not document_ids or not self._open():
+            return 0
+        collection = self.collection()
         for start in range(0, len(document_ids), 100):
             deleted += self._delete_where(
                 collection, Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
         return deleted
 
     def chunk_ids(self) -> dict[str, str]:
+        if not self._open():
+            return {}
         return {o.properties["chunk_id"]: o.properties["document_id"]
                 for o in self.collection().iterator(return_properties=["chunk_id", "document_id"])}
 
     def count(self) -> int:
+        if not self._open():
+            return 0
         return int(self.collection().aggregate.over_all(total_count=True).total_count or 0)
 
     def count_by(self, field: str = "source_type") -> dict[str, int]:
@@ -494,6 +629,8 @@ class WeaviateCollection(VectorCollection):
 
         if field not in FIELDS:
             raise VectorStoreError(f"unknown field {field!r}")
+        if not self._open():
+            return {}
         result = self.collection().aggregate.over_all(
             group_by=GroupByAggregate(prop="chunk_id" if field == "id" else field), total_count=True)
         return {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
@@ -508,6 +645,8 @@ class WeaviateCollection(VectorCollection):
     def search(self, vector, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
+        if not self._open():
+            return []
         result = self.collection().query.near_vector(near_vector=list(map(float, vector)), limit=k,
                                                      return_metadata=MetadataQuery(distance=True))
         return self._rows(result.objects, lambda m: 1.0 - (m.distance or 0.0))
@@ -515,7 +654,7 @@ class WeaviateCollection(VectorCollection):
     def keyword_search(self, text, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
-        if not text.strip():
+        if not text.strip() or not self._open():
             return []
         result = self.collection().query.bm25(query=text, limit=k, query_properties=["text", "title"],
                                               return_metadata=MetadataQuery(score=True))
@@ -524,7 +663,7 @@ class WeaviateCollection(VectorCollection):
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from weaviate.classes.query import HybridFusion, MetadataQuery
 
-        if not text.strip():
+        if not text.strip() or not self._open():
             return self.search(vector, k)
         result = self.collection().query.hybrid(query=text, vector=list(map(float, vector)), alpha=0.5, limit=k,
                                                 query_properties=["text", "title"],

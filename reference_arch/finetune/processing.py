@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.questions import markdown_text
 from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.ingestion import MONTHLY, pairs_path, qa_pairs
 from reference_arch.finetune.split import TRAIN, VALIDATION
@@ -151,7 +152,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
         "token_limit": limit,
         "token_counter": counter.name,
         "backend": fine_tuning.resolved_backend(),
-        "sample": dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {m['content']}" for m in sample)),
+        "sample": dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {markdown_text(m['content'])}" for m in sample)),
         "train_file": dg.MetadataValue.path(str(prompts_path(TRAIN))),
         "validation_file": dg.MetadataValue.path(str(prompts_path(VALIDATION))),
     })

@@ -4,6 +4,7 @@ import collections
 
 import dagster as dg
 
+from reference_arch.common.questions import markdown_code
 from reference_arch.pretrain import store
 from reference_arch.pretrain.data_assets import SHARDS, clean_corpus, token_shards, tokenizer, training_dataset
 from reference_arch.pretrain.model_assets import evaluation, evaluation_failures, published_model
@@ -110,7 +111,7 @@ def published_model_loads() -> dg.AssetCheckResult:
     llm = LLMResource(provider="local", model=spec, max_tokens=16, cache=False)
     text = llm.generate("def add(a, b):")
     return dg.AssetCheckResult(passed=isinstance(text, str), metadata={
-        "model": spec, "completion": dg.MetadataValue.md(f"```\n{text}\n```")})
+        "model": spec, "completion": dg.MetadataValue.md(markdown_code(text))})
 
 
 CHECKS = [no_exact_duplicates, near_duplicate_rate, all_files_parse, tokenizer_round_trips, shard_not_empty,

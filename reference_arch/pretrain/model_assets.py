@@ -8,6 +8,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from reference_arch.common.questions import markdown_code
 from reference_arch.common.trainer import CheckpointRecorder, TrainerResource
 from reference_arch.pretrain import store
 from reference_arch.pretrain.data_assets import COMMON, tokenizer, training_dataset
@@ -222,7 +223,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig) -> d
         "parse_rate": parse_rate, "valid_prefix_rate": prefix_rate, "completions": len(samples),
         "max_perplexity": config.max_perplexity, "min_parse_rate": config.min_parse_rate,
         "evaluated_at": datetime.now(timezone.utc).isoformat()})
-    shown = "\n\n".join(f"```python\n{s['snippet']}\n```\n(parses: {s['parses']})" for s in samples[:4])
+    shown = "\n\n".join(f"{markdown_code(s['snippet'], 'python')}\n(parses: {s['parses']})" for s in samples[:4])
     return dg.MaterializeResult(metadata={
         "validation_loss": loss, "perplexity": ppl, "initial_perplexity": initial_ppl, "parse_rate": parse_rate,
         "valid_prefix_rate": prefix_rate, "completions": len(samples), "examples": dg.MetadataValue.md(shown or "(no prompts found)"),

@@ -4,7 +4,7 @@ import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_record
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, markdown_text
 from reference_arch.prompt.templates import TEMPLATES, chat_prompt, check_format, templates_version
 
 templates = dg.StaticPartitionsDefinition(list(TEMPLATES))
@@ -35,7 +35,7 @@ def prompt(context: dg.AssetExecutionContext, question: str) -> list[dict[str, s
     context.add_output_metadata({
         "template": template.name,
         "template_hash": template.hash,
-        "prompt": dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {m['content']}" for m in rendered)),
+        "prompt": dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {markdown_text(m['content'])}" for m in rendered)),
     })
     return rendered
 
@@ -60,7 +60,7 @@ def answer(context: dg.AssetExecutionContext, prompt: list[dict[str, str]], llm:
     yield dg.Output(
         answer_record(text, usage["model"], usage, template=template.name, template_hash=template.hash),
         metadata={
-            "answer": dg.MetadataValue.md(text or "_(empty answer)_"),
+            "answer": dg.MetadataValue.md(markdown_text(text) or "_(empty answer)_"),
             "template": template.name,
             "template_hash": template.hash,
             **llm.usage_metadata(),

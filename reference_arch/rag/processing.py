@@ -180,8 +180,29 @@ def chunk_embeddings(context: dg.AssetExecutionContext, embeddings: EmbeddingsRe
 
 
 def open_collection(embeddings: EmbeddingsResource, vector_store: VectorStoreResource, dimension: int | None = None):
-    dimension = dimension or embedding_cache(embeddings).dimension or embeddings.dimension()
-    return vector_store.collection(COLLECTION, embeddings.model_label(), dimension)
+    """The index's collection for the embeddings resource's model. With ``dimension`` (the writer,
+    ``rag/vector_index``): an index of another model is rebuilt, never mixed. Without (readers): an
+    index of another model is refused with ``IndexModelError`` before anything is embedded, and the
+    dimension is the recorded one (no embedding call to learn it)."""
+    model = embeddings.model_label()
+    if dimension is None:
+        recorded = vector_store.recorded_embedding(COLLECTION)
+        if recorded is not None and recorded.model != model:
+            raise IndexModelError(index_model_message(recorded.model, model))
+    return vector_store.collection(COLLECTION, model, dimension, rebuild=dimension is not None)
+
+
+class IndexModelError(RuntimeError):
+    """The index holds vectors of another embedding model than the embeddings resource's."""
+
+
+def index_model_message(built_with: str | None, now: str) -> str:
+    """One line: both models and the two fixes."""
+    built = f"embedding model {built_with}" if built_with else "an embedding model it does not record"
+    back = f" to {built_with}" if built_with else ""
+    return (f"the vector index was built with {built}, but the embeddings resource now uses {now}: "
+            f"re-materialize rag (`reference-arch materialize rag`) to rebuild the index with {now}, or set "
+            f"the embeddings back{back} (REFERENCE_ARCH_EMBEDDINGS_PROVIDER, REFERENCE_ARCH_EMBEDDINGS_MODEL)")
 
 
 def sync_index(collection, rows: list[dict], vectors_for, log=None) -> dict[str, int]:
@@ -228,8 +249,11 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
     if missing:
         raise dg.Failure(description=f"{len(missing)} chunks have no embedding yet: materialize rag/embeddings "
                                      "first (the index is left as it was)")
-    collection = open_collection(embeddings, vector_store, cache.dimension)
+    # The writer: an index built with another model is dropped and rebuilt (derived state), never mixed.
+    collection = open_collection(embeddings, vector_store, cache.dimension or embeddings.dimension())
     changes = sync_index(collection, rows, cache.vectors, log=context.log.info)
+    if collection.rebuilt_from is not None:
+        context.log.info(f"rebuilt the index: it held vectors of {collection.rebuilt_from.describe()}")
     if changes["chunks_inserted"] or changes["chunks_deleted"] or not collection.index_types():
         collection.optimize()  # unchanged data needs no index maintenance
     indexes = collection.index_types()
@@ -237,6 +261,8 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
     return dg.MaterializeResult(metadata={
         **changes, "rows": collection.count(), **{f"source_type/{k}": v for k, v in sorted(counts.items())},
         "backend": vector_store.resolved_backend(), "collection": collection.name,
+        "embedding_model": embeddings.model_label(), "embedding_dimension": collection.dimension,
+        "rebuilt_from": collection.rebuilt_from.describe() if collection.rebuilt_from else "",
         "location": dg.MetadataValue.path(vector_store.location()) if vector_store.resolved_backend() == "lancedb"
         else dg.MetadataValue.url(vector_store.location()),
         "indexes": dg.MetadataValue.text(", ".join(f"{c}: {t}" for c, t in indexes.items()) or "none"),

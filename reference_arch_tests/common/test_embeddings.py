@@ -1,6 +1,7 @@
 """Embeddings: the packaged MiniLM for real, and the openai provider against a local server."""
 
 import numpy as np
+import pytest
 
 from reference_arch.common.embeddings import EmbeddingsResource
 from reference_arch_tests.fake_openai import FakeOpenAI
@@ -28,3 +29,21 @@ def test_openai_embeddings_are_batched_and_normalised(tmp_home):
     assert len(server.requests) == 2  # batches of two
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     assert emb.resolved_model() == "text-embedding-3-small"
+
+
+def test_only_the_embeddings_switch_changes_the_provider(tmp_home, monkeypatch):
+    """OPENAI_API_KEY (the README's advice for real answers) switches the LLM, not the embeddings:
+    the index stays built and queried with MiniLM until REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai."""
+    from reference_arch.common.resources import embeddings_resource, llm_resource
+
+    monkeypatch.delenv("REFERENCE_ARCH_EMBEDDINGS_PROVIDER", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert llm_resource().resolved_provider() == "openai"
+    local = embeddings_resource()
+    assert local.resolved_provider() == "local" and local.model_label() == "sentence-transformers/all-MiniLM-L6-v2"
+    assert EmbeddingsResource(api_key="sk-test").resolved_provider() == "local"
+    monkeypatch.setenv("REFERENCE_ARCH_EMBEDDINGS_PROVIDER", "openai")
+    switched = embeddings_resource()
+    assert switched.resolved_provider() == "openai" and switched.model_label() == "text-embedding-3-small"
+    with pytest.raises(ValueError, match="unknown embeddings provider 'cohere'"):
+        EmbeddingsResource(provider="cohere").resolved_provider()

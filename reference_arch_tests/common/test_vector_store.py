@@ -3,7 +3,8 @@ weaviate-client against a local server speaking its REST and gRPC APIs (``weavia
 or against a real Weaviate when WEAVIATE_URL is set.
 
 The same contract runs against both backends: atomic per-document replace, delete by document,
-dense/keyword/hybrid search, counts, and a collection per embedding model and dimension.
+dense/keyword/hybrid search, counts, and a collection that records the embedding model and
+dimension of its vectors: refused to another model, rebuilt for it by the index's writer.
 """
 
 import multiprocessing
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 
 from reference_arch.common.vector_store import (
+    Embedding,
+    EmbeddingMismatchError,
     VectorStoreError,
     VectorStoreResource,
-    collection_name,
     vector_store_resource,
 )
 from reference_arch_tests.weaviate_server import FakeWeaviate
@@ -83,13 +85,39 @@ def test_lancedb_contract(tmp_home):
     contract(store.collection("chunks", "sentence-transformers/all-MiniLM-L6-v2", DIM))
 
 
-def test_collection_name_depends_on_model_and_dimension(tmp_home):
-    assert collection_name("chunks", "sentence-transformers/all-MiniLM-L6-v2", 384) == "chunks_all_minilm_l6_v2_384"
-    assert collection_name("chunks", "text-embedding-3-small", 1536) == "chunks_text_embedding_3_small_1536"
-    store = VectorStoreResource()
-    small, large = store.collection("chunks", "m", DIM), store.collection("chunks", "m", DIM * 2)
-    small.replace_documents(["a"], [record("a", 0, "hello")])
-    assert small.name != large.name and large.count() == 0 and small.count() == 1
+def embedding_record_contract(store: VectorStoreResource) -> None:
+    """A collection records its embedding model and dimension, refuses another model, and is rebuilt
+    (not mixed) when its writer opens it for another model."""
+    assert store.recorded_embedding("chunks") is None
+    reader = store.collection("chunks", "model-a")  # no dimension: a reader of what is there
+    assert reader.count() == 0 and reader.search(vector(1)) == [] and reader.chunk_ids() == {}
+    assert store.recorded_embedding("chunks") is None  # reading creates nothing
+
+    first = store.collection("chunks", "model-a", DIM)
+    first.replace_documents(["a"], [record("a", 0, "hello")])
+    assert store.recorded_embedding("chunks") == Embedding("model-a", DIM)
+    reader = store.collection("chunks", "model-a")
+    assert reader.count() == 1 and reader.dimension == DIM  # the recorded dimension
+
+    for model, dimension in (("model-b", None), ("model-b", DIM), ("model-a", DIM * 2)):
+        other = store.collection("chunks", model, dimension)
+        with pytest.raises(EmbeddingMismatchError, match="holds vectors of embedding model model-a") as refused:
+            other.count()
+        assert refused.value.recorded == Embedding("model-a", DIM) and refused.value.wanted.model == model
+        assert "\n" not in str(refused.value)
+    assert store.collection("chunks", "model-a").count() == 1  # refusals lose nothing
+
+    rebuilt = store.collection("chunks", "model-b", DIM * 2, rebuild=True)
+    assert rebuilt.count() == 0 and rebuilt.rebuilt_from == Embedding("model-a", DIM)
+    rebuilt.replace_documents(["b"], [{**record("b", 0, "bye"), "vector": [0.5] * (DIM * 2)}])
+    assert store.recorded_embedding("chunks") == Embedding("model-b", DIM * 2)
+    assert store.collection("chunks", "model-b").chunk_ids() == {"b#0": "b"}
+    again = store.collection("chunks", "model-b", DIM * 2, rebuild=True)
+    assert again.count() == 1 and again.rebuilt_from is None  # the same model: nothing rebuilt
+
+
+def test_lancedb_collection_records_its_embedding(tmp_home):
+    embedding_record_contract(VectorStoreResource())
 
 
 def test_backend_selection(tmp_home, monkeypatch):
@@ -177,6 +205,12 @@ def test_weaviate_contract_on_a_local_server(weaviate_server):
     assert calls["POST /v1/schema"] == 1
     assert all(calls[f"grpc {rpc}"] for rpc in ("BatchObjects", "BatchDelete", "Search", "Aggregate"))
     assert not [call for call in calls if "objects" in call or "graphql" in call]
+
+
+def test_weaviate_collection_records_its_embedding(weaviate_server):
+    store = VectorStoreResource(backend="weaviate", url=weaviate_server.url, grpc_port=weaviate_server.grpc_port)
+    embedding_record_contract(store)
+    assert weaviate_server.calls["DELETE /v1/schema/Chunks"] == 1  # the rebuild dropped the old collection
 
 
 def test_weaviate_deletes_past_query_maximum_results(weaviate_server):

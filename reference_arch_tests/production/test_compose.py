@@ -15,6 +15,7 @@ CODE_SERVICES = {f"code-{name}": name for name in LOCATIONS}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 # The switches to production backends (README), passed to the code servers by name.
 SWITCHES = {"OPENAI_API_KEY", "OPENAI_BASE_URL", "REFERENCE_ARCH_LLM_MODEL", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER",
+            "REFERENCE_ARCH_EMBEDDINGS_MODEL",
             "WEAVIATE_URL", "WEAVIATE_API_KEY", "GITHUB_TOKEN", "SLACK_BOT_TOKEN"}
 SECRET = re.compile(r"_(KEY|TOKEN|PASSWORD|SECRET)$")
 # Variables the project reads that are not deployment settings.

@@ -48,6 +48,16 @@ def test_answer_check_passes_on_a_well_formed_answer(tmp_home):
     assert len(server.requests) == 1
 
 
+def test_an_answer_starting_with_a_hash_is_shown_as_text(tmp_home):
+    from markdown_it import MarkdownIt
+
+    with FakeOpenAI(answer="# Series\n    s = pd.Series([1])") as server:
+        result = run("What is a series?", LLMResource(provider="openai", base_url=server.base_url, api_key="k"))
+    meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
+    html = MarkdownIt("commonmark").render(meta["answer"].value)
+    assert "<h1>" not in html and "<pre>" not in html and "# Series" in html
+
+
 def test_each_template_is_a_partition_with_its_own_prompt(tmp_home):
     with FakeOpenAI(answer=GOOD) as server:
         llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)

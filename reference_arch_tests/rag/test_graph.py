@@ -113,9 +113,11 @@ def test_bad_input_is_skipped_and_counted_and_failures_keep_the_index(rag_data, 
     assert set(before) <= set(index_ids())
 
 
-def test_question_job_answers_with_numbered_sources(rag_data, instance, registry_with_tiny_model):
+def test_question_job_answers_with_numbered_sources(rag_data, instance, registry_with_tiny_model, monkeypatch):
     from reference_arch.common.questions import question_run_config
     from reference_arch.rag.definitions import defs
+
+    monkeypatch.setenv("REFERENCE_ARCH_RAG_ANSWERER", "generative")  # the local model (extractive: test_answers.py)
 
     run_ingestion(instance)
     assert run_processing(instance).success
