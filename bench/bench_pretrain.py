@@ -3,7 +3,7 @@ their bare baselines in the same run, and MFU against a measured matmul peak.
 
 1. peak FLOP/s: the best of repeated 2048x2048 fp32 matmuls (the MFU denominator on a CPU);
 2. the default demo (`reference-arch materialize pretrain` on the stdlib corpus) in a fresh home;
-3. tokenization: the shard asset's work (`tokenize_files`: encode_batch, split, pack, Arrow, save)
+3. tokenization: the shard asset's work (`tokenize_files`: encode_batch, control-token count, Parquet, save)
    against a bare `encode_batch` over the same files, alternated nine times, best of each (both vary
    by ~20% from call to call on this shared machine; the extra work itself is ~0.04 s of ~0.55 s);
 4. training: `pretrain/trained_model` (the trainer resource, Pipes subprocess, HF Trainer) against a
@@ -47,7 +47,7 @@ def _tokenization() -> dict:
 
     from reference_arch.pretrain import store
     from reference_arch.pretrain.corpus import read_parquet
-    from reference_arch.pretrain.tokenization import save_dataset, tokenize_files, tokenizers_parallelism
+    from reference_arch.pretrain.tokenization import save_documents, tokenize_files, tokenizers_parallelism
 
     tok = AutoTokenizer.from_pretrained(store.read_manifest("tokenizer")["path"])
     files = read_parquet(store.path("corpus") / "clean.parquet")
@@ -61,8 +61,8 @@ def _tokenization() -> dict:
             tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
         bare.append(size / (time.perf_counter() - started))
         started = time.perf_counter()
-        dataset, _ = tokenize_files(tok, files, 256, 0.05)
-        save_dataset(dataset, out / "shard")
+        table, _ = tokenize_files(tok, files)
+        save_documents(table, out / "shard.parquet")
         ours.append(size / (time.perf_counter() - started))
     shutil.rmtree(out, ignore_errors=True)
     return {"bare": max(bare), "ours": max(ours), "mb": size / 1e6}

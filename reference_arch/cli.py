@@ -41,12 +41,13 @@ def load_defs(location: str):
 def instance():
     import dagster as dg
 
-    from reference_arch.common.pools import apply_pool_limits
+    from reference_arch.common.pools import apply_pool_limits, free_dead_runs
     from reference_arch.common.settings import dagster_home
 
     dagster_home()
     inst = dg.DagsterInstance.get()
     apply_pool_limits(inst)  # gpu: 1, openai: 4 (dagster.yaml holds only the default limit)
+    free_dead_runs(inst, log=lambda line: print(line, file=sys.stderr))  # a killed run's slot, not a 10-minute wait
     return inst
 
 

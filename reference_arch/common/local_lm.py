@@ -39,12 +39,12 @@ def pick_device(device: str = "auto") -> str:
 @functools.lru_cache(maxsize=4)
 def load_causal_lm(path: str, device: str = "auto"):
     """Load a model and its tokenizer once per process."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from reference_arch.common.causal_lm import load_model, load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)  # a question holding "<|endoftext|>" stays text
     if not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    model = AutoModelForCausalLM.from_pretrained(path).to(pick_device(device)).eval()
+    model = load_model(path).to(pick_device(device)).eval()
     return model, tokenizer
 
 
@@ -83,11 +83,11 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatResult:
         import torch
 
+        from reference_arch.common.causal_lm import encode_chat
+
         model, tokenizer = load_causal_lm(self.model_path, self.device)
-        text = tokenizer.apply_chat_template(
-            to_chat_messages(messages), tokenize=False, add_generation_prompt=True
-        )
-        ids = tokenizer(text, return_tensors="pt").input_ids
+        # The same encoding fine-tuning trains on; message text never becomes a control token.
+        ids = torch.tensor([encode_chat(tokenizer, to_chat_messages(messages), add_generation_prompt=True)])
         # Keep the end of an over-long prompt: the question sits there.
         context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
         max_new = min(self.max_tokens, max(1, context // 2))

@@ -98,8 +98,7 @@ def resize_layers(model, n_layer: int):
 
 def load_source(spec: str):
     """Model and tokenizer from a registry spec (``registry:NAME@latest``) or a local HF path."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_model, load_tokenizer
     from reference_arch.common.registry import PREFIX, ModelNotFoundError, ModelRegistry
 
     path: str | Path = spec
@@ -111,8 +110,8 @@ def load_source(spec: str):
     elif not Path(spec).is_dir():
         raise ModelInitError(f"cannot initialise from {spec!r}: not a registry spec nor a saved model directory")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = load_model(str(path), attn_implementation="sdpa")
+        tokenizer = load_tokenizer(str(path))
     except OSError as err:
         raise ModelInitError(f"cannot load the model at {spec!r}: {err}") from None
     return model, tokenizer

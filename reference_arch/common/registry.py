@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reference_arch.common.atomic import write_json
 from reference_arch.common.settings import home_path
 
 PREFIX = "registry:"
@@ -65,7 +66,7 @@ class ModelRegistry:
                     "version": version,
                     "published_at": datetime.now(timezone.utc).isoformat(),
                 }
-                (staging / CARD).write_text(json.dumps(full_card, indent=2, default=str))
+                write_json(staging / CARD, full_card)
                 try:
                     os.rename(staging, model_dir / str(version))
                     break

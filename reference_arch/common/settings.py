@@ -65,7 +65,9 @@ def dagster_home() -> Path:
     config = path / "dagster.yaml"
     template = PROJECT_ROOT / "dagster.yaml"
     if not config.exists() and template.exists():
-        config.write_text(template.read_text())
+        from reference_arch.common.atomic import write_text
+
+        write_text(config, template.read_text())
     os.environ["DAGSTER_HOME"] = str(path)
     return path
 

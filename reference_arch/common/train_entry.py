@@ -94,13 +94,78 @@ class TrainSpec:
 
 
 # -- checkpoints on disk (light: the orchestrator imports these) ---------------------------------
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Checkpoint directories whose save finished, oldest first."""
+# What a resumable checkpoint holds, each part as the Trainer names its files (any one will do):
+# weights (full model or LoRA adapter), optimizer and LR-scheduler state, RNG states, and the
+# trainer state (global step, hence the data position the seedable sampler skips to).
+CHECKPOINT_PARTS = {
+    "model": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors",
+              "adapter_model.bin"),
+    "optimizer": ("optimizer.pt", "optimizer.bin"),
+    "scheduler": ("scheduler.pt",),
+    "rng": ("rng_state.pth", "rng_state_0.pth"),
+    "trainer_state": ("trainer_state.json",),
+}
+
+
+def checkpoint_step(path: str | Path) -> int:
+    return int(Path(path).name.rsplit("-", 1)[1])
+
+
+def checkpoint_problem(path: str | Path) -> Optional[str]:
+    """Why the checkpoint at ``path`` cannot be resumed from, or None when it is complete.
+
+    Complete means: the marker (``checkpoint.json``, written atomically after everything else)
+    reads as JSON for this step; every part in ``CHECKPOINT_PARTS`` is there; every file the
+    marker lists has the size it had when saved (a truncated file fails); the trainer state
+    reads and is at this step.
+    """
+    path = Path(path)
+    marker = path / CHECKPOINT_MARKER
+    if not marker.exists():
+        return f"no {CHECKPOINT_MARKER} (the save did not finish)"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{CHECKPOINT_MARKER} is unreadable ({type(err).__name__}: {err})"
+    if not isinstance(info, dict) or info.get("step") != checkpoint_step(path):
+        return f"{CHECKPOINT_MARKER} does not describe step {checkpoint_step(path)}"
+    missing = [part for part, names in CHECKPOINT_PARTS.items() if not any((path / n).is_file() for n in names)]
+    if missing:
+        return f"missing {', '.join(missing)} ({' / '.join(CHECKPOINT_PARTS[missing[0]])})"
+    for name, size in (info.get("files") or {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is gone"
+        if file.stat().st_size != size:
+            return f"{name} is {file.stat().st_size} bytes, {size} when saved (truncated or overwritten)"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"trainer_state.json is unreadable ({type(err).__name__})"
+    if state.get("global_step") != checkpoint_step(path):
+        return f"trainer_state.json is at step {state.get('global_step')}, not {checkpoint_step(path)}"
+    return None
+
+
+def scan_checkpoints(output_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(complete checkpoints, oldest first; [(incomplete checkpoint, why)])."""
     root = Path(output_dir)
     if not root.is_dir():
-        return []
-    found = [p for p in root.glob("checkpoint-*") if (p / CHECKPOINT_MARKER).exists()]
-    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        return [], []
+    complete, skipped = [], []
+    found = [p for p in root.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    for path in sorted(found, key=checkpoint_step):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            complete.append(path)
+        else:
+            skipped.append((path, problem))
+    return complete, skipped
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoint directories that can be resumed from (see ``checkpoint_problem``), oldest first."""
+    return scan_checkpoints(output_dir)[0]
 
 
 def latest_checkpoint(output_dir: str | Path) -> Optional[Path]:
@@ -110,6 +175,16 @@ def latest_checkpoint(output_dir: str | Path) -> Optional[Path]:
 
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
     return json.loads((Path(path) / CHECKPOINT_MARKER).read_text())
+
+
+def write_marker(path: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Write the marker last, atomically, listing every file of the checkpoint with its size."""
+    from reference_arch.common.atomic import write_json
+
+    files = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
+             if f.is_file() and f.name != CHECKPOINT_MARKER}
+    write_json(path / CHECKPOINT_MARKER, {**info, "files": files})
+    return info
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -174,14 +249,14 @@ def collate_blocks(rows: list[dict]) -> dict:
 
 
 def _build_model(spec: TrainSpec, tokenizer):
-    from transformers import AutoModelForCausalLM
+    from reference_arch.common.causal_lm import load_model, use_causal_lm_loss
 
     if spec.model_dir:
-        return AutoModelForCausalLM.from_pretrained(spec.model_dir, attn_implementation="sdpa")
+        return load_model(spec.model_dir, attn_implementation="sdpa")
     from reference_arch.common.model_init import build_model
 
     model, _ = build_model(tokenizer=tokenizer, **spec.init)
-    return model
+    return use_causal_lm_loss(model)
 
 
 def _apply_lora(model, lora: dict[str, Any]):
@@ -190,20 +265,24 @@ def _apply_lora(model, lora: dict[str, Any]):
     known = {"r", "alpha", "dropout", "target_modules"}
     if set(lora) - known:
         raise ValueError(f"unknown lora settings {sorted(set(lora) - known)}; known: {sorted(known)}")
+    from transformers.pytorch_utils import Conv1D
+
+    # GPT-2's projections are Conv1D, whose weight is (in, out): peft needs fan_in_fan_out for them
+    # (and otherwise warns and sets it itself).
+    conv1d = any(isinstance(m, Conv1D) for m in model.modules())
     config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
-                        lora_dropout=float(lora.get("dropout", 0.0)),
+                        lora_dropout=float(lora.get("dropout", 0.0)), fan_in_fan_out=conv1d,
                         target_modules=lora.get("target_modules") or "all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
 def _save_final(model, tokenizer, output_dir: Path, lora: bool) -> tuple[Path, Optional[Path]]:
     """Write ``final/`` (and ``adapter/``) through a temporary directory, replacing older ones."""
+    from reference_arch.common.atomic import staging_dir
+
     def replace(target: Path, write: Callable[[Path], None]) -> Path:
-        staging = output_dir / f".{target.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        write(staging)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
+        with staging_dir(target) as staging:
+            write(staging)
         return target
 
     adapter = None
@@ -223,7 +302,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     import hashlib
 
     import torch
-    from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from reference_arch.common.throughput import flop_parameters, measure_peak_flops, mfu
@@ -234,7 +313,9 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.startswith("cuda"))
     set_seed(spec.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir or spec.model_dir)
+    from reference_arch.common.causal_lm import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.tokenizer_dir or spec.model_dir)
     model = _build_model(spec, tokenizer)
     model.config.use_cache = False  # no KV cache while training: it only costs memory and time
     n_flop_params = flop_parameters(model)
@@ -256,15 +337,28 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     peak = spec.peak_flops or measure_peak_flops(device, "bfloat16" if bf16 else "float32",
                                                  size=8192 if device.startswith("cuda") else 2048, seconds=0.3)
 
-    resume_from = latest_checkpoint(output_dir) if spec.resume else None
-    if not spec.resume:
+    if int(os.environ.get("RANK", "0")) == 0:  # one trainer per output directory, released when it dies
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(output_dir / ".train.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise ValueError(f"another training process is writing to {output_dir}: wait for it to finish or "
+                             "stop it") from None
+    resume_from, skipped = None, []
+    if spec.resume:
+        complete, skipped = scan_checkpoints(output_dir)
+        resume_from = complete[-1] if complete else None
+    else:
         for stale in output_dir.glob("checkpoint-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    resumed_step = checkpoint_info(resume_from)["step"] if resume_from else 0
-    if resume_from:  # a save cut short by a crash would confuse the Trainer's checkpoint rotation
-        for partial in output_dir.glob("checkpoint-*"):
-            if not (partial / CHECKPOINT_MARKER).exists():
-                shutil.rmtree(partial, ignore_errors=True)
+    # An incomplete checkpoint cannot be resumed from, and left in place it would confuse the
+    # Trainer's rotation or be half-overwritten when training reaches its step again.
+    for partial, why in skipped:
+        report.log(f"skipped {partial.name}: {why}; removed it")
+        shutil.rmtree(partial, ignore_errors=True)
+    resumed_step = checkpoint_step(resume_from) if resume_from else 0
 
     args = TrainingArguments(
         output_dir=str(output_dir), max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
@@ -328,9 +422,8 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
             if not state.is_world_process_zero:
                 return
             path = output_dir / f"checkpoint-{state.global_step}"
-            info = {**self.latest, "step": state.global_step, "tokens_seen": state.global_step * tokens_per_step,
-                    "path": str(path), "saved_at": time.time()}
-            (path / CHECKPOINT_MARKER).write_text(json.dumps(info))
+            info = write_marker(path, {**self.latest, "step": state.global_step, "path": str(path),
+                                       "tokens_seen": state.global_step * tokens_per_step, "saved_at": time.time()})
             report.message({"event": "checkpoint", **info})
             report.log(f"checkpoint {path.name} saved")
 
@@ -344,6 +437,16 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
                     for row in inputs["input_ids"]]
             return super().training_step(model, inputs, num_items_in_batch)
 
+        def _issue_warnings_after_load(self, load_result):
+            # Tied weights (lm_head = the embeddings) are not saved, so a resumed checkpoint "misses"
+            # them; the Trainer checks only _keys_to_ignore_on_save and warns. Re-tie, quietly.
+            model = self.accelerator.unwrap_model(self.model)
+            tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+            if load_result.missing_keys and set(load_result.missing_keys) <= tied:
+                model.tie_weights()
+                load_result = type(load_result)([], load_result.unexpected_keys)
+            super()._issue_warnings_after_load(load_result)
+
     streamer = Streamer()
     trainer = BlockTrainer(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                            data_collator=collate_blocks, callbacks=[streamer])
@@ -351,13 +454,20 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     trainer.remove_callback(ProgressCallback)
 
     report.message({"event": "start", "pid": os.getpid(), "device": device, "bf16": bf16, "world_size": world,
-                    "resumed_from_step": resumed_step, "total_params": total_params, "trainable_params": trainable,
+                    "resumed_from_step": resumed_step,
+                    "skipped_checkpoints": [{"path": str(p), "reason": why} for p, why in skipped], "total_params": total_params, "trainable_params": trainable,
                     "peak_flops": peak, "tokens_per_step": tokens_per_step})
     report.log(f"training on {device}{' (bf16)' if bf16 else ''}: {total_params:,} parameters "
                f"({trainable:,} trainable), {len(train_data):,} blocks of {block} tokens, "
                + (f"resuming from {resume_from.name}" if resume_from else "from the start"))
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if resume_from is not None and resumed_step >= spec.max_steps:
+        # Nothing left to train. The Trainer would run one more step past max_steps here.
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state.global_step = resumed_step
+        output = None
+    else:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - started
 
     eval_loss = None
@@ -370,7 +480,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     result: dict[str, Any] = {
         "event": "done", "global_step": trainer.state.global_step, "resumed_from_step": resumed_step,
         "steps_this_run": steps_this_run, "tokens_seen": trainer.state.global_step * tokens_per_step,
-        "train_loss": float(output.training_loss) if steps_this_run else last_loss,
+        "train_loss": float(output.training_loss) if output is not None and steps_this_run else last_loss,
         "last_loss": last_loss, "eval_loss": eval_loss,
         "tokens_per_s": streamer.tokens_per_s(trainer.state.global_step), "runtime_s": elapsed,
         "total_params": total_params, "trainable_params": trainable, "flop_params": n_flop_params,
@@ -396,8 +506,57 @@ def _run(extras: dict[str, Any], report: Reporter) -> dict[str, Any]:
         raise
 
 
+PARENT_PID_ENV = "REFERENCE_ARCH_TRAINER_PARENT_PID"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def die_with_parent(parent: Optional[int], poll_s: float = 1.0) -> None:
+    """End this process when the process that launched training (``parent``) ends, so a killed
+    Dagster step never leaves a trainer running with no run attached. On Linux the kernel sends
+    SIGTERM on the direct parent's death (``PR_SET_PDEATHSIG``); a watcher thread covers the rest
+    (other systems, and torchrun workers, whose direct parent is the launcher). A checkpoint cut
+    short this way is never resumed from: its marker is written last."""
+    import signal
+    import threading
+
+    if not parent or os.name != "posix":
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    original_ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            reparented = original_ppid == parent and os.getppid() != parent
+            if reparented or not _alive(parent):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(poll_s)
+
+    if original_ppid == parent or _alive(parent):
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    else:  # gone before we got here
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> int:
     import reference_arch  # noqa: F401  (offline switches before transformers loads)
+
+    die_with_parent(int(os.environ[PARENT_PID_ENV]) if os.environ.get(PARENT_PID_ENV) else None)
 
     if argv[:1] == ["--config"]:
         _run(json.loads(Path(argv[1]).read_text()), Reporter(echo=True))

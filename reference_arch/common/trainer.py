@@ -70,6 +70,19 @@ class CheckpointRecorder:
     def partition_key(self, step: int) -> str:
         return f"{self.prefix}-step{step:06d}"
 
+    def record_saved(self, output_dir: str) -> list[str]:
+        """Register the complete checkpoints under ``output_dir`` that have no partition yet: those a
+        killed run wrote but did not get to announce. Returns their partition keys."""
+        from reference_arch.common.train_entry import checkpoint_info, checkpoint_step, complete_checkpoints
+
+        added = []
+        for path in complete_checkpoints(output_dir):
+            if not self.context.instance.has_dynamic_partition(self.partitions_name,
+                                                               self.partition_key(checkpoint_step(path))):
+                self({**checkpoint_info(path), "event": "checkpoint", "path": str(path)})
+                added.append(self.keys[-1])
+        return added
+
     def __call__(self, message: dict[str, Any]) -> None:
         if message.get("event") != "checkpoint":
             return
@@ -109,8 +122,14 @@ class TrainerResource(dg.ConfigurableResource):
             entry_point: str = DEFAULT_ENTRY_POINT) -> TrainingRun:
         """Run the entry point to completion, handing each custom message to ``on_message`` as it
         arrives; raises ``dg.Failure`` naming the error when the process fails or is killed."""
+        from reference_arch.common.pools import record_step_worker
+        from reference_arch.common.train_entry import PARENT_PID_ENV
+
         extras = {"device": self.device, "compile": self.compile, "precision": self.precision, **config}
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(self.env or {})}
+        # The trainer dies with this process (train_entry watches PARENT_PID_ENV), and the run
+        # records which process holds its pool slot, so a killed run's slot can be freed.
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", PARENT_PID_ENV: str(os.getpid()), **(self.env or {})}
+        record_step_worker(context)
         seen: list[dict[str, Any]] = []
 
         def drain(session: dg.PipesSession) -> None:

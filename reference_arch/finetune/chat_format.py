@@ -94,22 +94,21 @@ def chat_template_counter(tokenizer) -> TokenCounter:
                         lambda messages: len(encode_chat(tokenizer, messages)[0]))
 
 
-def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
 def encode_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     """Token ids of an example as the model sees it at inference, and its labels.
 
     The prompt is everything before the last message, rendered with the generation prompt exactly as
     ``LocalChatModel`` renders a question; the target is the last (assistant) message and the end
     of text. Prompt tokens get label -100 (no loss), so the model learns to answer, not to ask.
+    Text in the messages never becomes a control token (``causal_lm.encode_chat``): the end of
+    text that closes the answer is the only one the example adds.
     """
-    prompt = render_chat(tokenizer, messages[:-1], add_generation_prompt=True)
+    from reference_arch.common.causal_lm import encode_chat as encode_messages
+    from reference_arch.common.causal_lm import encode_text
+
     target = messages[-1]
-    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    target_ids = tokenizer(target["content"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    prompt_ids = encode_messages(tokenizer, messages[:-1], add_generation_prompt=True)
+    target_ids = encode_text(tokenizer, target["content"]) + [tokenizer.eos_token_id]
     learn = target.get("role") == "assistant" and target.get("weight", 1) != 0
     return prompt_ids + target_ids, [-100] * len(prompt_ids) + (target_ids if learn else [-100] * len(target_ids))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.atomic import write_json
 from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.processing import prompts_path
@@ -75,9 +76,7 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
     else:
         verdict = evaluate_local(record, fine_tuning)
     verdict = {**verdict, "model": record["model"], "run_id": record["run_id"]}
-    tmp = evaluation_path().with_suffix(".tmp")
-    tmp.write_text(json.dumps(verdict, indent=2))
-    tmp.replace(evaluation_path())
+    write_json(evaluation_path(), verdict)
     numbers = {k: round(v, 6) if isinstance(v, float) else v for k, v in verdict.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return dg.AssetCheckResult(
@@ -110,7 +109,7 @@ def published_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningRe
         published = {"name": record["model"], "job_id": record["job_id"], "base_model": record["base_model"],
                      "metrics": metrics, "run_id": context.run_id}
         path = finetune_dir() / "openai_model.json"
-        path.write_text(json.dumps(published, indent=2))
+        write_json(path, published)
         return dg.MaterializeResult(metadata={"model": record["model"], **metrics})
     card = {
         "kind": "lora-merged",

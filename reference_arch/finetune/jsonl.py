@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    from reference_arch.common.atomic import open_atomic
+
+    with open_atomic(path, "w") as out:
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

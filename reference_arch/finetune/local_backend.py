@@ -2,7 +2,8 @@
 
 The chat examples are rendered with the same chat template that ``LLMResource`` uses at inference
 (``DEFAULT_CHAT_TEMPLATE`` for models that have none) and saved as fixed-length ``input_ids`` with
-``labels`` that mask the prompt, so the model learns to answer, not to ask.
+``labels`` that mask the prompt, so the model learns to answer, not to ask, and an
+``attention_mask`` that masks the padding.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from pathlib import Path
 
 def load_chat_tokenizer(model_dir: str):
     """The model's tokenizer, with the project's chat template when the model has none."""
-    from transformers import AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_tokenizer
     from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     if not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     if tokenizer.pad_token_id is None:
@@ -41,8 +41,13 @@ def build_dataset(tokenizer, examples: list[dict], max_seq_len: int, target: Pat
     rows = {
         "input_ids": [ids + [pad] * (width - len(ids)) for ids, _ in encoded],
         "labels": [labels + [-100] * (width - len(labels)) for _, labels in encoded],
+        # Padding is masked out of attention too (and transformers warns about padded ids without a mask).
+        "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded],
     }
-    Dataset.from_dict(rows).save_to_disk(str(target))
+    from reference_arch.common.atomic import staging_dir
+
+    with staging_dir(target) as staging:
+        Dataset.from_dict(rows).save_to_disk(str(staging))
     return {"examples": len(encoded), "seq_len": width,
             "answer_tokens": sum(sum(1 for t in labels if t != -100) for _, labels in encoded)}
 
@@ -63,6 +68,7 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
     import math
     import shutil
 
+    from reference_arch.common.atomic import staging_dir
     from reference_arch.finetune.config import finetune_dir
     from reference_arch.finetune.jsonl import read_jsonl
     from reference_arch.finetune.processing import prompts_path
@@ -82,10 +88,10 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
     workdir = root / key
 
     tokenizer = load_chat_tokenizer(base_path)
-    tokenizer.save_pretrained(str(workdir / "tokenizer"))  # with the chat template, for the merged model
+    with staging_dir(workdir / "tokenizer") as staging:
+        tokenizer.save_pretrained(str(staging))  # with the chat template, for the merged model
     data = {}
     for side in (TRAIN, VALIDATION):
-        shutil.rmtree(workdir / "data" / side, ignore_errors=True)
         data[side] = build_dataset(tokenizer, read_jsonl(prompts_path(side)), fine_tuning.max_seq_len,
                                    workdir / "data" / side)
     context.log.info(f"LoRA on {base_spec}: {data[TRAIN]['examples']} examples of {data[TRAIN]['seq_len']} tokens, "

@@ -32,10 +32,10 @@ def answer_loss(model_dir: str, examples: list[dict], max_seq_len: int, batch_si
     from reference_arch.finetune.chat_format import encode_chat
     from reference_arch.finetune.local_backend import load_chat_tokenizer
 
-    from transformers import AutoModelForCausalLM
+    from reference_arch.common.causal_lm import load_model
 
     tokenizer = load_chat_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_model(model_dir).eval()
     encoded = [encode_chat(tokenizer, e["messages"]) for e in examples]
     total_loss, total_tokens = 0.0, 0
     with torch.no_grad():

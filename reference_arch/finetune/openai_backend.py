@@ -48,8 +48,9 @@ def _remembered(state_path: Path) -> dict:
 def _remember(state_path: Path, key: str, job_id: str) -> None:
     state = _remembered(state_path)
     state[key] = job_id
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps(state, indent=2))
+    from reference_arch.common.atomic import write_json
+
+    write_json(state_path, state)
 
 
 def create_job(client, train: Path, validation: Path, settings: JobSettings, log: Callable[[str], None]):

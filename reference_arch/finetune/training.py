@@ -33,9 +33,9 @@ def read_record() -> dict:
 
 
 def _write_record(record: dict) -> None:
-    tmp = record_path().with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(record_path())
+    from reference_arch.common.atomic import write_json
+
+    write_json(record_path(), record)
 
 
 def train_openai(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource,

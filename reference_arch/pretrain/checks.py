@@ -49,28 +49,47 @@ def all_files_parse() -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=tokenizer, description="Encoding then decoding a sample of files gives back the exact text; "
-                "end-of-text and pad are distinct special tokens.")
+                "end-of-text and pad are distinct special tokens; the text of every special token encodes to no "
+                "control id (text from data never becomes a control token).")
 def tokenizer_round_trips() -> dg.AssetCheckResult:
-    from transformers import AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_tokenizer
     from reference_arch.pretrain.corpus import stable_hash
-    from reference_arch.pretrain.tokenization import round_trips
+    from reference_arch.pretrain.tokenization import control_token_counts, encode, round_trips
 
     manifest = store.read_manifest("tokenizer")
-    tok = AutoTokenizer.from_pretrained(manifest["path"])
+    tok = load_tokenizer(manifest["path"])
     sample = sorted(_clean_files(), key=lambda f: stable_hash(f["path"], "sample:"))[: manifest["check_sample"]]
     failing = [f["path"] for f in sample if not round_trips(tok, f["text"])]
     distinct = tok.eos_token_id is not None and tok.pad_token_id is not None and tok.eos_token_id != tok.pad_token_id
-    return dg.AssetCheckResult(passed=not failing and distinct, metadata={
+    probe = "x = '" + "', '".join(tok.all_special_tokens) + "'\n"  # a file quoting every special token
+    probe_controls = control_token_counts(tok, encode(tok, [probe]))[0] - 1
+    return dg.AssetCheckResult(passed=not failing and distinct and probe_controls == 0, metadata={
         "files_checked": len(sample), "failures": len(failing), "eos_pad_distinct": distinct,
-        "examples": ", ".join(failing[:10]) or "none"})
+        "control_ids_from_special_token_text": probe_controls, "examples": ", ".join(failing[:10]) or "none"})
 
 
-@dg.asset_check(asset=token_shards, partitions_def=SHARDS, description="The shard holds at least one block.")
+@dg.asset_check(asset=token_shards, partitions_def=SHARDS, description="Each stored document holds exactly one "
+                "control id, the end-of-text that closes it: text in a file never became a control token.")
+def one_control_token_per_document(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    from reference_arch.common.causal_lm import load_tokenizer
+    from reference_arch.pretrain.tokenization import control_token_counts, read_documents
+
+    manifest = store.read_manifest(f"shards/{context.partition_key}")
+    tok = load_tokenizer(store.read_manifest("tokenizer")["path"])
+    paths, sequences = read_documents([manifest["path"]])
+    counts = control_token_counts(tok, sequences)
+    wrong = [(p, c) for p, c in zip(paths, counts) if c != 1]
+    return dg.AssetCheckResult(passed=not wrong, metadata={
+        "documents": len(counts), "control_tokens": sum(counts), "documents_wrong": len(wrong),
+        "examples": ", ".join(f"{p} ({c})" for p, c in wrong[:10]) or "none"})
+
+
+@dg.asset_check(asset=token_shards, partitions_def=SHARDS, description="The shard holds at least one file (a warning: a corpus smaller than the shard count "
+                "leaves some shards empty, and still trains).")
 def shard_not_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     manifest = store.read_manifest(f"shards/{context.partition_key}")
-    blocks = manifest["train_blocks"] + manifest["validation_blocks"]
-    return dg.AssetCheckResult(passed=blocks > 0, metadata={"blocks": blocks, "files": manifest["files"]})
+    return dg.AssetCheckResult(passed=manifest["files"] > 0, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"files": manifest["files"], "tokens": manifest["tokens"]})
 
 
 @dg.asset_check(asset=training_dataset, description="Token counts add up across shards: every kept file is in "
@@ -115,4 +134,4 @@ def published_model_loads() -> dg.AssetCheckResult:
 
 
 CHECKS = [no_exact_duplicates, near_duplicate_rate, all_files_parse, tokenizer_round_trips, shard_not_empty,
-          token_counts_add_up, evaluation_gate, published_model_loads]
+          one_control_token_per_document, token_counts_add_up, evaluation_gate, published_model_loads]

@@ -126,16 +126,13 @@ def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), 
 
 def git_checkout(url: str, target: Path, ref: str | None = None) -> Path:
     """A shallow clone of ``url`` (any URL or path git understands) at ``target``, replaced atomically."""
-    staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
-    try:
-        command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []), url, str(staging / "repo")]
+    from reference_arch.common.atomic import staging_dir
+
+    with staging_dir(target) as staging:
+        command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []), url, str(staging)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise CorpusError(f"git clone of {url} failed: {done.stderr.strip() or done.returncode}")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging / "repo", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -147,21 +144,25 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
     url = f"{api_url.rstrip('/')}/repos/{repo}/tarball" + (f"/{ref}" if ref else "")
     request = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json",
                                                    **({"Authorization": f"Bearer {token}"} if token else {})})
-    staging = Path(tempfile.mkdtemp(prefix=".github-", dir=target.parent))
+    from reference_arch.common.atomic import staging_dir
+
+    download = Path(tempfile.mkdtemp(prefix=".github-", dir=target.parent))
     try:
-        archive = staging / "repo.tar.gz"
+        archive = download / "repo.tar.gz"
         try:
             with urllib.request.urlopen(request, timeout=120) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)
         except OSError as err:  # URLError and HTTPError are OSErrors
             raise CorpusError(f"cannot download {repo} from {api_url}: {err}") from None
         with tarfile.open(archive) as tar:
-            tar.extractall(staging / "x", filter="data")  # refuses absolute paths and links outside
-        tops = list((staging / "x").iterdir())
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tops[0] if len(tops) == 1 and tops[0].is_dir() else staging / "x", target)
+            tar.extractall(download / "x", filter="data")  # refuses absolute paths and links outside
+        tops = list((download / "x").iterdir())
+        tree = tops[0] if len(tops) == 1 and tops[0].is_dir() else download / "x"
+        with staging_dir(target) as staging:
+            for child in tree.iterdir():
+                os.replace(child, staging / child.name)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(download, ignore_errors=True)
     return target
 
 
@@ -170,13 +171,13 @@ def write_parquet(files: list[dict], path: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
+    from reference_arch.common.atomic import staging_file
+
     columns = ("path", "text", "sha256", "bytes")
     table = pa.table({c: [f[c] for f in files] for c in columns}, schema=pa.schema(
         [("path", pa.string()), ("text", pa.large_string()), ("sha256", pa.string()), ("bytes", pa.int64())]))
-    pq.write_table(table, staging)
-    os.replace(staging, path)
+    with staging_file(path) as staging:
+        pq.write_table(table, staging)
     return path
 
 

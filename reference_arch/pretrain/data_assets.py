@@ -142,8 +142,9 @@ class TokenizerConfig(dg.Config):
     "tokens distinct), saved as a `PreTrainedTokenizerFast`."))
 def tokenizer(context: dg.AssetExecutionContext, config: TokenizerConfig) -> dg.MaterializeResult:
     import hashlib
-    import shutil
 
+    from reference_arch.common.atomic import staging_dir
+    from reference_arch.common.causal_lm import no_control_tokens_from_text
     from reference_arch.pretrain.corpus import read_parquet
     from reference_arch.pretrain.tokenization import PAD, train_tokenizer
 
@@ -158,16 +159,14 @@ def tokenizer(context: dg.AssetExecutionContext, config: TokenizerConfig) -> dg.
         if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
             tok.add_special_tokens({"pad_token": PAD})
         how = f"from {config.from_model}"
+        no_control_tokens_from_text(tok)  # saved with split_special_tokens: corpus text stays text
     else:
         texts = [f["text"] for f in read_parquet(store.path("corpus") / "clean.parquet")]
         tok = train_tokenizer(texts, config.vocab_size, config.min_frequency)
         how = "trained"
     target = store.path("tokenizer")
-    staging = target.with_name(".tokenizer.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    tok.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    with staging_dir(target) as staging:
+        tok.save_pretrained(staging)
     digest = hashlib.sha256((target / "tokenizer.json").read_bytes()).hexdigest()
     store.write_manifest("tokenizer", {"path": str(target), "vocab_size": len(tok), "fingerprint": digest,
                                        "how": how, "corpus_hash": clean["corpus_hash"],
@@ -179,81 +178,89 @@ def tokenizer(context: dg.AssetExecutionContext, config: TokenizerConfig) -> dg.
 
 # -- tokenization ----------------------------------------------------------------------------------
 class ShardConfig(dg.Config):
+    """Read by pretrain/training_dataset, which splits and packs every shard's documents."""
+
     block_size: int = Field(DEFAULT_BLOCK_SIZE, description="Tokens per training block (the model's context)")
-    validation_fraction: float = Field(0.05, description="Share of files (by path hash) held out for validation")
+    validation_fraction: float = Field(0.05, description="Share of files (by path hash) held out for validation; "
+                                       "topped up in hash order to at least one block")
 
 
 @dg.asset(**COMMON, kinds={"huggingface", "python"}, deps=[clean_corpus, tokenizer], partitions_def=SHARDS,
           description=(
               "Token ids of one shard of the cleaned corpus (files assigned by a stable hash of their path), "
-              "encoded with `encode_batch`, packed into fixed-length blocks and stored as Arrow (HF `datasets`); "
-              "each file's side of the train/validation split is a stable hash too. Shards run concurrently."))
+              "encoded with `encode_batch`, one document per file ending with end-of-text, stored as "
+              "Parquet. Text in a file never becomes a control token. Shards run concurrently."))
 def token_shards(context: dg.AssetExecutionContext, config: ShardConfig) -> dg.MaterializeResult:
-    from transformers import AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_tokenizer
     from reference_arch.pretrain.corpus import read_parquet
-    from reference_arch.pretrain.tokenization import save_dataset, shard_of, tokenize_files
+    from reference_arch.pretrain.tokenization import save_documents, shard_of, tokenize_files
 
     key = context.partition_key
     index = SHARDS.get_partition_keys().index(key)
     tok_manifest = store.read_manifest("tokenizer")
-    tok = AutoTokenizer.from_pretrained(tok_manifest["path"])
+    tok = load_tokenizer(tok_manifest["path"])
     files = [f for f in read_parquet(store.path("corpus") / "clean.parquet") if shard_of(f["path"], N_SHARDS) == index]
-    dataset, stats = tokenize_files(tok, files, config.block_size, config.validation_fraction)
-    target = save_dataset(dataset, store.path("shards") / key)
+    table, stats = tokenize_files(tok, files)
+    target = save_documents(table, store.path("shards") / f"{key}.parquet")
     manifest = store.write_manifest(f"shards/{key}", {
         "path": str(target), **stats, "block_size": config.block_size,
         "validation_fraction": config.validation_fraction, "tokenizer_fingerprint": tok_manifest["fingerprint"]})
     return dg.MaterializeResult(metadata={
-        **{k: manifest[k] for k in ("files", "tokens", "train_blocks", "validation_blocks", "dropped_tokens")},
+        **{k: manifest[k] for k in ("files", "tokens", "control_tokens")},
         "block_size": config.block_size, "path": dg.MetadataValue.path(str(target))})
 
 
 # -- training dataset ------------------------------------------------------------------------------
 @dg.asset(**COMMON, kinds={"huggingface"}, deps=[token_shards], description=(
-    "Every shard's blocks concatenated into `datasets.Dataset`s, split deterministically into train and "
-    "validation (by each file's path hash), saved as Arrow for the trainer."))
+    "Every shard's documents split by file into train and validation (a stable hash of the path, topped "
+    "up to at least one validation block), each side packed into fixed-length blocks and saved as Arrow "
+    "`datasets` for the trainer."))
 def training_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    import datasets
-
-    from reference_arch.pretrain.tokenization import save_dataset, shard_keys
+    from reference_arch.pretrain.tokenization import blocks_dataset, is_validation, pack, read_documents, \
+        save_dataset, shard_keys, split_documents
 
     shards = {}
     for key in shard_keys(N_SHARDS):
         shards[key] = store.read_manifest(f"shards/{key}")
-    sizes = {s["block_size"] for s in shards.values()}
+    settings = {(s["block_size"], s["validation_fraction"]) for s in shards.values()}
     fingerprints = {s["tokenizer_fingerprint"] for s in shards.values()}
-    if len(sizes) > 1 or len(fingerprints) > 1:
-        raise dg.Failure(f"the shards disagree (block sizes {sorted(sizes)}, {len(fingerprints)} tokenizers): "
-                         "re-materialize every shard of pretrain/token_shards with one config")
-    block = sizes.pop()
-    train_blocks = sum(s["train_blocks"] for s in shards.values())
-    val_blocks = sum(s["validation_blocks"] for s in shards.values())
-    tokens = sum(s["tokens"] for s in shards.values())
-    if train_blocks == 0:
-        raise dg.Failure(f"the corpus is too small for one training block: {tokens:,} tokens in all, blocks of "
-                         f"{block} tokens; add source files, raise the corpus byte budget or lower block_size")
-    if val_blocks == 0:
-        raise dg.Failure(f"no validation block: the validation files hold fewer than {block} tokens; raise "
-                         "validation_fraction or add source files")
-    parts = [datasets.load_from_disk(s["path"]) for s in shards.values() if s["train_blocks"] + s["validation_blocks"]]
-    every = datasets.concatenate_datasets(parts)
-    splits = {}
-    for split in ("train", "validation"):
-        subset = every.filter(lambda batch: [s == split for s in batch["split"]], batched=True,
-                              keep_in_memory=True).remove_columns("split")
-        splits[split] = str(save_dataset(subset, store.path("dataset") / split))
+    if len(settings) > 1 or len(fingerprints) > 1 or any("control_tokens" not in s for s in shards.values()):
+        raise dg.Failure(f"the shards disagree (block size and validation fraction {sorted(settings)}, "
+                         f"{len(fingerprints)} tokenizers, or an older format): re-materialize every shard of "
+                         "pretrain/token_shards with one config")
+    block, fraction = settings.pop()
+    paths, sequences = read_documents([s["path"] for s in shards.values()])
+    lengths = [len(s) for s in sequences]
+    tokens = sum(lengths)
+    minimum = 2 * block  # one validation block and one training block
+    if tokens < minimum:
+        raise dg.Failure(f"the corpus is too small to train on: {tokens:,} tokens in {len(paths)} files; it needs at "
+                         f"least {minimum:,} tokens (one validation and one training block of {block}). Add source "
+                         "files, raise the corpus byte budget or lower block_size")
+    held_out = split_documents(paths, lengths, fraction, min_validation_tokens=block)
+    train, train_dropped = pack([s for s, v in zip(sequences, held_out) if not v], block)
+    validation, val_dropped = pack([s for s, v in zip(sequences, held_out) if v], block)
+    if len(train) == 0 or len(validation) == 0:
+        raise dg.Failure(f"the corpus is too small to train on: its {len(paths)} files ({tokens:,} tokens) split by "
+                         f"file into {len(train)} training and {len(validation)} validation blocks of {block} tokens; "
+                         f"it needs at least one of each (at least {minimum:,} tokens, more when single files are "
+                         "large). Add source files or lower block_size")
+    splits = {name: str(save_dataset(blocks_dataset(blocks), store.path("dataset") / name))
+              for name, blocks in (("train", train), ("validation", validation))}
     clean = store.read_manifest("clean_corpus")
+    by_hash = sum(is_validation(p, fraction) for p in paths)
     manifest = store.write_manifest("training_dataset", {
-        "train_path": splits["train"], "validation_path": splits["validation"], "train_blocks": train_blocks,
-        "validation_blocks": val_blocks, "block_size": block, "tokens": tokens,
-        "dropped_tokens": sum(s["dropped_tokens"] for s in shards.values()),
-        "files": sum(s["files"] for s in shards.values()),
+        "train_path": splits["train"], "validation_path": splits["validation"], "train_blocks": len(train),
+        "validation_blocks": len(validation), "block_size": block, "tokens": tokens,
+        "dropped_tokens": train_dropped + val_dropped, "files": len(paths),
         "shard_tokens": {k: s["tokens"] for k, s in shards.items()},
-        "validation_paths": sorted(p for s in shards.values() for p in s["validation_paths"]),
+        "validation_paths": sorted(p for p, v in zip(paths, held_out) if v),
+        "validation_files_topped_up": sum(held_out) - by_hash,
         "tokenizer_fingerprint": fingerprints.pop(), "corpus_hash": clean["corpus_hash"],
         "fingerprint": store.fingerprint([s for _, s in sorted(shards.items())], clean["corpus_hash"])})
     return dg.MaterializeResult(metadata={
-        "train_blocks": train_blocks, "validation_blocks": val_blocks, "block_size": block,
-        "train_tokens": train_blocks * block, "validation_tokens": val_blocks * block, "tokens": tokens,
+        "train_blocks": len(train), "validation_blocks": len(validation), "block_size": block,
+        "train_tokens": len(train) * block, "validation_tokens": len(validation) * block, "tokens": tokens,
+        "validation_files": sum(held_out), "validation_files_topped_up": manifest["validation_files_topped_up"],
         "dropped_tokens": manifest["dropped_tokens"], "fingerprint": manifest["fingerprint"][:16]})
+

@@ -7,6 +7,7 @@ of the other locations). Heavy libraries load inside the assets, never at import
 """
 
 from reference_arch.common.locations import location_definitions
+from reference_arch.common.pools import dead_runs_sensor
 from reference_arch.common.resources import trainer_resource
 from reference_arch.pretrain.checks import CHECKS
 from reference_arch.pretrain.data_assets import clean_corpus, raw_corpus, token_shards, tokenizer, training_dataset
@@ -16,4 +17,6 @@ from reference_arch.pretrain.model_assets import checkpoints, evaluation, initia
 ASSETS = [raw_corpus, clean_corpus, tokenizer, token_shards, training_dataset, initial_model, trained_model,
           checkpoints, evaluation, published_model]
 
-defs = location_definitions(assets=ASSETS, asset_checks=CHECKS, resources={"trainer": trainer_resource()})
+# The sensor frees the gpu pool slot of a run whose worker was killed (any location's).
+defs = location_definitions(assets=ASSETS, asset_checks=CHECKS, sensors=[dead_runs_sensor],
+                            resources={"trainer": trainer_resource()})

@@ -39,14 +39,13 @@ class ModelInitConfig(dg.Config):
     "The model before training: a preset (tiny/small/medium, GPT-2 or Llama style) initialised at random, "
     "or an existing checkpoint (registry model or HF path) with layers added (blocks duplicated) or removed."))
 def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) -> dg.MaterializeResult:
-    from transformers import AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_tokenizer
     from reference_arch.common.model_init import ModelInitError, build_model, count_parameters, load_source, \
         same_vocabulary
 
     tok_manifest = store.read_manifest("tokenizer")
     data = store.read_manifest("training_dataset")
-    tok = AutoTokenizer.from_pretrained(tok_manifest["path"])
+    tok = load_tokenizer(tok_manifest["path"])
     context_length = config.context_length or data["block_size"]
     if context_length < data["block_size"]:
         raise dg.Failure(f"context_length {context_length} is shorter than the dataset's blocks "
@@ -66,13 +65,12 @@ def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) ->
                                  tokenizer=tok, init_from=source, n_layer=config.n_layer, seed=config.seed)
     except ModelInitError as err:
         raise dg.Failure(str(err)) from None
+    from reference_arch.common.atomic import staging_dir
+
     target = store.path("model") / "initial"
-    staging = target.with_name(".initial.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tok.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    with staging_dir(target) as staging:
+        model.save_pretrained(staging)
+        tok.save_pretrained(staging)
     params = count_parameters(model)
     manifest = store.write_manifest("initial_model", {
         "path": str(target), "how": how, "params": params, "layers": model.config.num_hidden_layers,
@@ -122,6 +120,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
             if key.startswith(f"{run_id}-"):
                 context.instance.delete_dynamic_partition(CHECKPOINTS.name, key)
     recorder = CheckpointRecorder(context, checkpoints.key, CHECKPOINTS.name, run_id)
+    recorder.record_saved(run_dir)  # checkpoints a killed run wrote but did not get to announce
     spec = {
         "model_dir": init["path"], "train_data": [data["train_path"]], "output_dir": str(run_dir),
         "max_steps": config.max_steps, "batch_size": config.batch_size, "grad_accum": config.grad_accum,
@@ -130,6 +129,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
         "log_every": config.log_every, "seed": config.seed, "log_batches": True,
     }
     result = trainer.run(context, spec, on_message=recorder)
+    for skipped in result.started.get("skipped_checkpoints", []):
+        context.log.warning(f"skipped the incomplete checkpoint {skipped['path']}: {skipped['reason']}")
     summary = result.summary
     manifest = store.write_manifest("trained_model", {
         "path": summary["model_dir"], "run_id": run_id, "run_dir": str(run_dir), "steps": summary["global_step"],
@@ -147,18 +148,20 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
     "Training checkpoints, one dynamic partition each (added by pretrain/trained_model as they are written, "
     "with the training metrics). Materializing a partition measures that checkpoint's validation loss."))
 def checkpoints(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from transformers import AutoModelForCausalLM
-
-    from reference_arch.common.train_entry import checkpoint_info
+    from reference_arch.common.causal_lm import load_model
+    from reference_arch.common.train_entry import checkpoint_info, checkpoint_problem
     from reference_arch.pretrain.evaluation import perplexity
 
     run_id, _, step = context.partition_key.rpartition("-step")
     path = store.path("runs") / run_id / f"checkpoint-{int(step)}"
     if not path.is_dir():
         raise dg.Failure(f"checkpoint {context.partition_key} is gone from {path}")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise dg.Failure(f"checkpoint {context.partition_key} at {path} is incomplete: {problem}")
     data = store.read_manifest("training_dataset")
     blocks = _validation_blocks(data, 32)
-    model = AutoModelForCausalLM.from_pretrained(path).to(_device())
+    model = load_model(str(path)).to(_device())
     loss, ppl = perplexity(model, blocks)
     info = checkpoint_info(path)
     return dg.MaterializeResult(metadata={
@@ -195,19 +198,18 @@ class EvaluationConfig(dg.Config):
     "of its sampled completions of validation-file function headers that parse as Python. A blocking check "
     "gates publishing."))
 def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig) -> dg.MaterializeResult:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from reference_arch.common.causal_lm import load_model, load_tokenizer
     from reference_arch.pretrain.corpus import read_parquet
     from reference_arch.pretrain.evaluation import function_prompts, perplexity, sample_completions
 
     trained = store.read_manifest("trained_model")
     data = store.read_manifest("training_dataset")
     blocks = _validation_blocks(data, config.max_blocks)
-    initial = AutoModelForCausalLM.from_pretrained(store.read_manifest("initial_model")["path"]).to(_device())
+    initial = load_model(store.read_manifest("initial_model")["path"]).to(_device())
     _, initial_ppl = perplexity(initial, blocks)
     del initial
-    model = AutoModelForCausalLM.from_pretrained(trained["path"]).to(_device())
-    tok = AutoTokenizer.from_pretrained(trained["path"])
+    model = load_model(trained["path"]).to(_device())
+    tok = load_tokenizer(trained["path"])
     loss, ppl = perplexity(model, blocks)
     held_out = set(data["validation_paths"])
     texts = [f["text"] for f in read_parquet(store.path("corpus") / "clean.parquet") if f["path"] in held_out]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,9 @@ def manifest_path(name: str) -> Path:
 
 
 def write_manifest(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    target = manifest_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(".tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(staging, target)
+    from reference_arch.common.atomic import write_json
+
+    write_json(manifest_path(name), data)
     return data
 
 

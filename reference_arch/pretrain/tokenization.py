@@ -1,16 +1,15 @@
-"""The tokenizer (byte-level BPE) and sharded tokenization into fixed-length blocks.
+"""The tokenizer (byte-level BPE), sharded tokenization, and the split and packing into blocks.
 
-A file's shard and its train/validation side are stable hashes of its relative path: the same
-file always lands in the same shard and on the same side, whatever else the corpus holds, so
-validation text never leaks into training blocks. Each file ends with the end-of-text token; the
-token stream of each side is cut into blocks of ``block_size`` and the tail that does not fill a
-block is dropped (and counted).
+A file's shard is a stable hash of its relative path; so is its train/validation side, topped up
+in hash order when the held-out files would not fill one block (``split_documents``). The split is
+by file, so validation text never leaks into training blocks. Each file ends with the end-of-text
+token, the only control token its text produces; the token stream of each side is cut into
+blocks of ``block_size`` and the tail that does not fill a block is dropped (and counted).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 from pathlib import Path
 from typing import Iterator
@@ -33,8 +32,9 @@ def train_tokenizer(texts: list[str], vocab_size: int = 8192, min_frequency: int
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     with tokenizers_parallelism():
         tok.train_from_iterator(texts, trainer)
+    # split_special_tokens: a corpus file holding the text "<|endoftext|>" is not an end of text.
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD,
-                                   clean_up_tokenization_spaces=False)
+                                   clean_up_tokenization_spaces=False, split_special_tokens=True)
 
 
 @contextlib.contextmanager
@@ -69,53 +69,111 @@ def is_validation(path: str, fraction: float) -> bool:
 
 
 def encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of each text followed by end-of-text, through the multi-threaded ``encode_batch``."""
+    """Token ids of each text followed by end-of-text, through the multi-threaded ``encode_batch``.
+    Special-token strings inside a text are encoded as text: the end-of-text each file ends with
+    is the only control id (see ``control_token_counts``)."""
     eos = tokenizer.eos_token_id
-    with tokenizers_parallelism():
-        encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    backend = tokenizer.backend_tokenizer
+    before = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:
+        with tokenizers_parallelism():
+            encodings = backend.encode_batch(texts, add_special_tokens=False)
+    finally:
+        backend.encode_special_tokens = before
     return [e.ids + [eos] for e in encodings]
+
+
+def control_token_counts(tokenizer, sequences) -> list[int]:
+    """Control (special) ids in each encoded document: 1 each (its end-of-text) when text from the
+    data produced none."""
+    import numpy as np
+
+    from reference_arch.common.causal_lm import control_ids
+
+    special = np.array(sorted(control_ids(tokenizer)), dtype=np.int64)
+    return [int(np.isin(np.asarray(s, dtype=np.int64), special).sum()) for s in sequences]
 
 
 def pack(sequences: list[list[int]], block_size: int):
     """(blocks as an (n, block_size) int32 array, dropped tail token count)."""
     import numpy as np
 
-    flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int32)
+    parts = [np.asarray(s, dtype=np.int32) for s in sequences]
+    flat = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
     n = len(flat) // block_size
     return flat[: n * block_size].reshape(n, block_size), int(len(flat) - n * block_size)
 
 
-def tokenize_files(tokenizer, files: list[dict], block_size: int, validation_fraction: float):
-    """(a ``datasets.Dataset`` of blocks with a ``split`` column, counts) for ``files`` of one shard."""
-    held_out = [is_validation(f["path"], validation_fraction) for f in files]
-    sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
-    train, train_dropped = pack([s for s, v in zip(sequences, held_out) if not v], block_size)
-    validation, val_dropped = pack([s for s, v in zip(sequences, held_out) if v], block_size)
-    stats = {"files": len(files), "tokens": sum(map(len, sequences)), "train_blocks": len(train),
-             "validation_blocks": len(validation), "dropped_tokens": train_dropped + val_dropped,
-             "validation_paths": sorted(f["path"] for f, v in zip(files, held_out) if v)}
-    return blocks_dataset(train, validation, block_size), stats
-
-
-def blocks_dataset(train, validation, block_size: int):
-    """A ``datasets.Dataset`` of ``input_ids`` blocks with a ``split`` column."""
-    import datasets
-    import numpy as np
+def tokenize_files(tokenizer, files: list[dict]):
+    """(an Arrow table of documents: ``path`` and ``input_ids``, each ending with end-of-text;
+    counts) for ``files`` of one shard. Splitting and packing wait for the training dataset, which
+    sees every shard: a small corpus still gets its validation block (``split_documents``)."""
     import pyarrow as pa
 
-    both = np.concatenate([train, validation]).reshape(-1)
-    ids = pa.FixedSizeListArray.from_arrays(pa.array(both, type=pa.int32()), block_size)
-    split = pa.array(["train"] * len(train) + ["validation"] * len(validation))
-    return datasets.Dataset(pa.table({"input_ids": ids, "split": split}))
+    sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
+    controls = control_token_counts(tokenizer, sequences)
+    table = pa.table({"path": pa.array([f["path"] for f in files], type=pa.string()),
+                      "input_ids": pa.array(sequences, type=pa.large_list(pa.int32()))})
+    stats = {"files": len(files), "tokens": sum(map(len, sequences)), "control_tokens": sum(controls),
+             "documents_with_stray_control_tokens": sum(c != 1 for c in controls)}
+    return table, stats
+
+
+def save_documents(table, path: Path) -> Path:
+    """The documents of one shard as Parquet, written atomically."""
+    import pyarrow.parquet as pq
+
+    from reference_arch.common.atomic import staging_file
+
+    with staging_file(path) as staging:
+        pq.write_table(table, staging)
+    return path
+
+
+def read_documents(paths: list[str]) -> tuple[list[str], list]:
+    """(file paths, token ids of each as a numpy array) of the shards saved at ``paths``."""
+    import pyarrow.parquet as pq
+
+    names, sequences = [], []
+    for path in paths:
+        table = pq.read_table(path)
+        names += table.column("path").to_pylist()
+        for chunk in table.column("input_ids").chunks:
+            offsets, values = chunk.offsets.to_numpy(), chunk.values.to_numpy()
+            sequences += [values[offsets[i]:offsets[i + 1]] for i in range(len(chunk))]
+    return names, sequences
+
+
+def split_documents(paths: list[str], lengths: list[int], fraction: float, min_validation_tokens: int) -> list[bool]:
+    """Which documents are held out: those whose path hashes below ``fraction`` (the same file is
+    always on the same side, whatever else the corpus holds) and, while the held-out documents
+    hold fewer than ``min_validation_tokens``, the next ones in hash order, so that a small corpus
+    (a new language, a few files) still has a validation block."""
+    held_out = [is_validation(p, fraction) for p in paths]
+    tokens = sum(n for n, v in zip(lengths, held_out) if v)
+    for i in sorted(range(len(paths)), key=lambda i: stable_hash(paths[i], "split:")):
+        if tokens >= min_validation_tokens:
+            break
+        if not held_out[i]:
+            held_out[i] = True
+            tokens += lengths[i]
+    return held_out
+
+
+def blocks_dataset(blocks):
+    """A ``datasets.Dataset`` with one ``input_ids`` row per block of an (n, block_size) array."""
+    import datasets
+    import pyarrow as pa
+
+    ids = pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1), type=pa.int32()), blocks.shape[1])
+    return datasets.Dataset(pa.table({"input_ids": ids}))
 
 
 def save_dataset(dataset, path: Path) -> Path:
     """``save_to_disk`` through a temporary directory, replacing what was there only on success."""
-    import shutil
+    from reference_arch.common.atomic import staging_dir
 
-    staging = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset.save_to_disk(str(staging))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staging, path)
+    with staging_dir(path) as staging:
+        dataset.save_to_disk(str(staging))
     return path

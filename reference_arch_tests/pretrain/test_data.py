@@ -62,7 +62,7 @@ def test_data_pipeline_and_checks(tmp_home, instance, corpus_dir):
 
     for key in SHARDS.get_partition_keys():
         shard = materialize(instance, ["token_shards"], config, partition=key)
-        assert check_results(shard) == {"shard_not_empty": True}
+        assert check_results(shard) == {"shard_not_empty": True, "one_control_token_per_document": True}
     last = materialize(instance, ["training_dataset"], config)
     assert check_results(last) == {"token_counts_add_up": True}
     manifest = store.read_manifest("training_dataset")
@@ -101,4 +101,96 @@ def test_corpus_too_small_for_a_block_fails_clearly(tmp_home, instance, tmp_path
     config = run_config(corpus, token_shards={"block_size": 4096}, clean_corpus={"min_bytes": 10})
     with pytest.raises(Exception) as raised:
         prepare_data(instance, config)
-    assert "too small for one training block" in str(raised.value)
+    assert "too small to train on" in str(raised.value) and "at least 8,192 tokens" in str(raised.value)
+
+
+SPECIAL_TEXT = 'EOS = "<|endoftext|>"\nPAD = "<|pad|>"\n\n\ndef strip_markers(text):\n    return text.replace(EOS, "")\n'
+
+
+def test_special_token_text_in_the_corpus_stays_text(tmp_home, instance, corpus_dir, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from reference_arch.pretrain.tokenization import encode
+
+    (corpus_dir / "pkg0" / "markers.py").write_text(SPECIAL_TEXT * 3)
+    config = run_config(corpus_dir)
+    materialize(instance, ["raw_corpus", "clean_corpus", "tokenizer"], config)
+    tok = AutoTokenizer.from_pretrained(store.read_manifest("tokenizer")["path"])  # as anyone would load it
+    ids = encode(tok, [SPECIAL_TEXT])[0]
+    assert ids.count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id and tok.pad_token_id not in ids
+    assert tok.decode(ids[:-1]) == SPECIAL_TEXT
+    assert tok.pad_token_id not in tok(SPECIAL_TEXT).input_ids
+
+    from reference_arch.pretrain.tokenization import control_token_counts, read_documents
+
+    from reference_arch.pretrain.data_assets import SHARDS
+    from reference_arch.pretrain.tokenization import shard_of
+
+    shard = SHARDS.get_partition_keys()[shard_of("pkg0/markers.py", len(SHARDS.get_partition_keys()))]
+    checked = materialize(instance, ["token_shards"], config, partition=shard)
+    assert check_results(checked)["one_control_token_per_document"] is True
+    paths, sequences = read_documents([store.read_manifest(f"shards/{shard}")["path"]])
+    assert control_token_counts(tok, [sequences[paths.index("pkg0/markers.py")]]) == [1]
+
+    # The check catches a shard whose file text was parsed into control tokens (the old encoding).
+    from reference_arch.pretrain import tokenization
+
+    def parsing_encode(tokenizer, texts):
+        backend = tokenizer.backend_tokenizer
+        backend.encode_special_tokens = False
+        return [e.ids + [tokenizer.eos_token_id] for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    monkeypatch.setattr(tokenization, "encode", parsing_encode)
+    caught = materialize(instance, ["token_shards"], config, partition=shard)
+    assert check_results(caught)["one_control_token_per_document"] is False
+
+
+def test_user_text_never_becomes_a_control_token(tiny_model_dir):
+    """The finetune and inference paths: an example or a question quoting the special tokens."""
+    from reference_arch.finetune.chat_format import chat_example
+    from reference_arch.finetune.chat_format import encode_chat as encode_example
+    from reference_arch.finetune.local_backend import load_chat_tokenizer
+
+    tok = load_chat_tokenizer(str(tiny_model_dir))  # a model saved without split_special_tokens
+    question = "Why does my file end at <|endoftext|> and pad with <|pad|>?"
+    example = chat_example(question, "Because <|endoftext|> is text here.")
+    ids, labels = encode_example(tok, example["messages"])
+    assert ids.count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id and tok.pad_token_id not in ids
+
+    from reference_arch.common.causal_lm import encode_chat, load_tokenizer
+
+    prompt = encode_chat(tok, example["messages"][:2], add_generation_prompt=True)
+    assert tok.eos_token_id not in prompt and tok.pad_token_id not in prompt
+    assert question in tok.decode(prompt)
+    # A template whose own markers are special tokens keeps them; the content still cannot forge one.
+    marked = load_tokenizer(str(tiny_model_dir))
+    marked.chat_template = ("{% for m in messages %}<|pad|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>"
+                            "{% endfor %}{% if add_generation_prompt %}<|pad|>assistant\n{% endif %}")
+    ids = encode_chat(marked, [{"role": "user", "content": question}], add_generation_prompt=True)
+    assert ids.count(marked.pad_token_id) == 2 and ids.count(marked.eos_token_id) == 1
+
+
+STDLIB_FILES = ("json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py", "string.py", "csv.py", "fnmatch.py",
+                "glob.py")
+
+
+def test_a_small_corpus_still_trains(tmp_home, instance, tmp_path):
+    """The issue's corpus: 8 standard-library files (~100 KB), blocks of 256, 5% held out."""
+    import shutil
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    corpus = tmp_path / "small"
+    for name in STDLIB_FILES:
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f"{stdlib}/{name}", corpus / name)
+    config = run_config(corpus, token_shards={"block_size": 256, "validation_fraction": 0.05},
+                        initial_model={"preset": "tiny", "n_layer": 1},
+                        trained_model={"max_steps": 2, "batch_size": 2, "checkpoint_every": 2, "log_every": 1})
+    prepare_data(instance, config)
+    data = store.read_manifest("training_dataset")
+    assert data["files"] == len(STDLIB_FILES) and data["validation_blocks"] >= 1 and data["train_blocks"] >= 2
+    assert data["validation_files_topped_up"] >= 1  # 5% of 8 files by hash alone held out no block
+    assert 1 <= len(data["validation_paths"]) < len(STDLIB_FILES)
+    trained = materialize(instance, ["initial_model", "trained_model"], config)
+    assert metadata(trained, "trained_model")["train/global_step"].value == 2
