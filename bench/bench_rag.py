@@ -144,7 +144,7 @@ def query_latency(embeddings, home: Path) -> dict:
     import numpy as np
 
     from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag.evaluation import load_eval_set
+    from reference_arch.rag.question_sets import load_question_sets
     from reference_arch.rag.processing import chunks_path, embedding_cache, read_rows
 
     rng = np.random.default_rng(0)
@@ -157,7 +157,7 @@ def query_latency(embeddings, home: Path) -> dict:
         return (drawn / np.linalg.norm(drawn, axis=1, keepdims=True)).astype(np.float32)
 
     vectors = around(N_SYNTHETIC)
-    questions = embeddings.embed_array([item["question"] for item in load_eval_set()])
+    questions = embeddings.embed_array([q.question for qs in load_question_sets().values() for q in qs][:N_QUERIES])
     queries = np.vstack([questions, around(N_QUERIES - len(questions))])
 
     store = VectorStoreResource(uri=str(home / "lancedb-100k"))

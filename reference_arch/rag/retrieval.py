@@ -21,7 +21,8 @@ def best_mode_path():
 
 
 def default_mode() -> str:
-    """The mode that scored best on the evaluation set when it last ran, else hybrid."""
+    """The mode with the best mean dev recall@k over the question sets when ``rag/retrieval_evaluation``
+    last ran, else ``DEFAULT_MODE``."""
     path = best_mode_path()
     if path.exists():
         mode = json.loads(path.read_text()).get("best_mode")
