@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from reference_arch.common.export_files import SkipStats, existing_dir
-from reference_arch.common.settings import SAMPLES_DIR
+from reference_arch.common.settings import SAMPLES_DIR, source_enabled
 
 DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
 PACKAGES_ENV = "REFERENCE_ARCH_DOCS_PACKAGES"
@@ -68,7 +68,7 @@ PAGE_COLUMNS = {
     "updated_at": {"data_type": "timestamp"},
     "content_hash": {"data_type": "text"},  # a document's hash; a marker row's partition fingerprint
 }
-VANISHED = "vanished"  # the fingerprint of a folder partition whose folder is gone
+VANISHED = "vanished"  # the fingerprint of a partition whose folder is gone or that is no longer configured
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ def parse_packages(value: str | None = None) -> list[PackageSpec]:
             raise ValueError(f"invalid package name {name!r} in {PACKAGES_ENV}={text!r}")
         specs.append(PackageSpec(name.strip(), tuple(c.strip() for c in classes.split(",") if c.strip())))
     return specs
+
+
+def configured_packages() -> list[PackageSpec]:
+    """The packages to index: ``REFERENCE_ARCH_DOCS_PACKAGES`` (default pandas), none when the ``packages``
+    source is off (see ``settings.enabled_sources``)."""
+    return parse_packages() if source_enabled("packages") else []
 
 
 def default_docs_dir() -> Path:
@@ -165,9 +171,10 @@ def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[
     """``{partition key: fingerprint}``: a fingerprint changes exactly when the partition's content does."""
     examples = include_examples() if examples is None else examples
     prints = {spec.partition: package_fingerprint(spec, examples)
-              for spec in (parse_packages() if packages is None else packages)}
+              for spec in (configured_packages() if packages is None else packages)}
     by_folder: dict[str, list[str]] = {}
-    for relative, digest in sorted(file_hashes(folder).items()):
+    files = file_hashes(folder) if folder is not None or source_enabled("docs") else {}
+    for relative, digest in sorted(files.items()):
         by_folder.setdefault(file_partition(relative), []).append(f"{relative}={digest}")
     prints.update({key: sha256("\n".join(lines)) for key, lines in by_folder.items()})
     return prints
@@ -423,7 +430,8 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
     """
     import dlt
 
-    specs = parse_packages(packages) if isinstance(packages, str) or packages is None else list(packages)
+    specs = (configured_packages() if packages is None else parse_packages(packages) if isinstance(packages, str)
+             else list(packages))
     examples = include_examples() if examples is None else examples
     stats = stats if stats is not None else SkipStats()
     folder_path = folder
@@ -442,6 +450,8 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
             # Always a marker row: the partition is replaced even when it has no documents left.
             yield {**_row(f"{partition}#partition", partition, "partition", "", "", "", "", "", _iso(0), _iso(0)),
                    "content_hash": prints.get(partition, VANISHED)}
+            if partition not in prints:
+                continue  # a folder that is gone, a package or source no longer configured: emptied
             if partition.startswith("package:"):
                 spec = by_name.get(partition) or PackageSpec(partition.split(":", 1)[1])
                 yield docstring_documents(spec, examples)
