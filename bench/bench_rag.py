@@ -11,6 +11,12 @@
    embedding plus Gaussian noise, renormalised), written through the vector store resource, which
    builds its ANN index (IVF_HNSW_SQ); queries are the evaluation questions and more points drawn the
    same way. Target: p50 at most 10 ms with recall@10 against exact search at least 0.95.
+4. Retrieval quality against the plain LangChain recipe: the sample exports and docs plus the whole
+   pandas and numpy APIs ingested and indexed, then ``rag/retrieval_evaluation`` on the shipped question
+   sets (``samples``, ``pandas_dataframe``, ``numpy``): recall@5 and MRR of the mode chosen on the dev
+   parts and of the baseline (1000/100-character chunks, MiniLM, exact cosine), dev and test, per set,
+   from that one run. Targets, on each test part: recall@5 at least the baseline's and at least 0.95.
+   ``python -m bench.bench_rag quality [HOME]`` runs this part alone (HOME keeps the embedding caches).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ NOISE = 0.04  # per component: a synthetic vector keeps a cosine of about 0.8 wi
 N_QUERIES = 200
 THROUGHPUT_CHUNKS = 256
 BATCH_SIZES = (16, 32, 64, 128)
+QUALITY_PACKAGES = "pandas;numpy"
+QUALITY_BAR = 0.95  # test recall@5 on the project's own question sets
 
 
 @contextlib.contextmanager
@@ -144,7 +152,7 @@ def query_latency(embeddings, home: Path) -> dict:
     import numpy as np
 
     from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag.evaluation import load_eval_set
+    from reference_arch.rag.question_sets import load_question_sets
     from reference_arch.rag.processing import chunks_path, embedding_cache, read_rows
 
     rng = np.random.default_rng(0)
@@ -157,7 +165,7 @@ def query_latency(embeddings, home: Path) -> dict:
         return (drawn / np.linalg.norm(drawn, axis=1, keepdims=True)).astype(np.float32)
 
     vectors = around(N_SYNTHETIC)
-    questions = embeddings.embed_array([item["question"] for item in load_eval_set()])
+    questions = embeddings.embed_array([q.question for qs in load_question_sets().values() for q in qs][:N_QUERIES])
     queries = np.vstack([questions, around(N_QUERIES - len(questions))])
 
     store = VectorStoreResource(uri=str(home / "lancedb-100k"))
@@ -188,6 +196,74 @@ def query_latency(embeddings, home: Path) -> dict:
             "index_s": index_s}
 
 
+def retrieval_quality(home: Path) -> dict:
+    """Ingest the samples and ``QUALITY_PACKAGES`` under ``home``, index them and evaluate; the
+    evaluation asset's metadata (``{set}/{part}/{mode}/recall@5`` ...)."""
+    import dagster as dg
+
+    from reference_arch.common.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store import VectorStoreResource
+    from reference_arch.rag import evaluation, ingestion, processing
+
+    saved = dict(os.environ)
+    os.environ["REFERENCE_ARCH_HOME"] = str(home)
+    os.environ["REFERENCE_ARCH_DOCS_PACKAGES"] = QUALITY_PACKAGES
+    os.environ["REFERENCE_ARCH_RAG_SOURCES"] = "github,slack,docs,packages"  # the samples too
+    os.environ.pop("REFERENCE_ARCH_RAG_EVAL_SET", None)
+    resources = {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource()}
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert dg.materialize([ingestion.docs_partitions], instance=instance).success
+            for assets, keys in ((ingestion.github_assets, None), (ingestion.slack_assets, None),
+                                 (ingestion.docs_assets, "docs")):
+                keys = (sorted(instance.get_dynamic_partitions("rag_docs")) if keys
+                        else ingestion.DAILY.get_partition_keys())
+                assert dg.materialize([assets], instance=instance, tags={
+                    "dagster/asset_partition_range_start": keys[0],
+                    "dagster/asset_partition_range_end": keys[-1]}).success
+            result = dg.materialize([*processing_assets(), evaluation.retrieval_evaluation], instance=instance,
+                                    resources=resources)
+            assert result.success
+            events = {e.asset_key.path[-1]: e.materialization.metadata
+                      for e in result.get_asset_materialization_events()}
+            meta = {k: v.value for k, v in events["retrieval_evaluation"].items()}
+            meta["chunks"] = events["chunks"]["chunks"].value
+            meta["documents"] = events["documents"]["documents"].value
+            return meta
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def quality_rows(meta: dict) -> list[dict]:
+    from reference_arch.common.vector_store import SEARCH_MODES
+    from reference_arch.rag.evaluation import BASELINE
+    from reference_arch.rag.question_sets import SPLITS
+
+    best = meta["best_mode"]
+    sets = sorted({key.split("/")[0] for key in meta if key.endswith("/judged") and key.count("/") == 2})
+    rows = [row("corpus: samples + " + QUALITY_PACKAGES.replace(";", " + ") + " APIs", meta["documents"],
+                "documents", f"{meta['chunks']} chunks", None),
+            row("mode chosen on dev (mean dev recall@5 over the sets)", best, "", meta["selection"], None)]
+    for name in sets:
+        for split in SPLITS:
+            n = meta[f"{name}/{split}/judged"]
+            ours = meta[f"{name}/{split}/{best}/recall@5"]
+            base = meta.get(f"{name}/{split}/{BASELINE}/recall@5")
+            test = split == "test"
+            ok = (ours >= base and ours >= QUALITY_BAR) if test and n and base is not None else None
+            rows.append(row(f"{name} {split} ({n} q) recall@5: project ({best})", ours, "",
+                            f">= baseline, >= {QUALITY_BAR}" if test else "", ok))
+            rows.append(row(f"{name} {split} recall@5: LangChain baseline", base, "", "", None))
+            rows.append(row(f"{name} {split} MRR: project ({best})", meta[f"{name}/{split}/{best}/mrr"], "", "", None))
+            rows.append(row(f"{name} {split} MRR: LangChain baseline", meta.get(f"{name}/{split}/{BASELINE}/mrr"),
+                            "", "", None))
+            if split == "dev":
+                rows.append(row(f"{name} dev recall@5 by mode", ", ".join(
+                    f"{m} {meta[f'{name}/dev/{m}/recall@5']}" for m in SEARCH_MODES), "", "", None))
+    return rows
+
+
 def row(metric, value, unit, target, ok):
     return {"metric": metric, "value": round(value, 3) if isinstance(value, float) else value, "unit": unit,
             "target": target, "ok": ok}
@@ -203,6 +279,7 @@ def run() -> dict:
         again = rematerialization(embeddings, VectorStoreResource())
         speed = throughput(embeddings, home)
         latency = query_latency(embeddings, home)
+        quality = retrieval_quality(home / "quality")
     ratio = again["again_s"] / again["first_s"]
     speed_ratio = speed["step"] / speed["bare"]
     return {
@@ -223,5 +300,15 @@ def run() -> dict:
             row(f"query p50 at {N_SYNTHETIC} chunks", latency["p50_ms"], "ms", "<= 10", latency["p50_ms"] <= 10),
             row(f"query p95 at {N_SYNTHETIC} chunks", latency["p95_ms"], "ms", "", None),
             row("recall@10 vs exact search", latency["recall"], "", ">= 0.95", latency["recall"] >= 0.95),
+            *quality_rows(quality),
         ],
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["quality"]:
+        with temporary_home() as root:
+            for r in quality_rows(retrieval_quality(Path(sys.argv[2]) if sys.argv[2:] else root / "quality")):
+                print(f"{r['metric']}: {r['value']}  {r['target']}  {'' if r['ok'] is None else r['ok']}")

@@ -3,16 +3,19 @@
 - **Files**: Markdown, reStructuredText and plain text under ``REFERENCE_ARCH_DOCS_DIR`` (default: the
   sample docs of the fictional *tidepool* project in ``reference_arch/samples/docs``). A document per
   file; ``source`` is its path relative to the folder.
-- **Docstrings**: packages named in ``REFERENCE_ARCH_DOCS_PACKAGES`` (default ``pandas:Series``): a
-  document per public top-level function, and per class named after the colon and each of its public
-  members (methods, properties, accessors); ``source`` is the dotted name (``pandas.Series.rename``).
-  Members that share one docstring (``Series.rename_axis`` and ``DataFrame.rename_axis``) become one
-  document that lists its other names. Several packages are separated by ``;``
-  (``pandas:Series,DataFrame,Index;numpy``). Embedding is the slow step of the whole pipeline (a few
-  thousand tokens a second on a laptop CPU), so docstrings are capped by default: numpydoc
-  ``Examples`` sections are left out (``REFERENCE_ARCH_DOCS_EXAMPLES=1`` keeps them) and each
-  docstring is cut after ``REFERENCE_ARCH_DOCS_MAX_CHARS`` characters (default 800: the summary and
-  the first parameters; ``0`` keeps everything).
+- **Docstrings**: packages named in ``REFERENCE_ARCH_DOCS_PACKAGES`` (default ``pandas``): their public
+  API as API reference tools list it (``api_objects``): every public module-level object of the package
+  and of its public submodules (``numpy.linalg``, ``pandas.api.types``) -- functions, builtins, ufuncs,
+  array-function dispatchers, classes -- and the public methods, properties and accessors of every public
+  class. Which names are public comes from griffe (the extractor behind mkdocstrings); ``source`` is the
+  dotted name (``pandas.DataFrame.set_index``). Objects that share one docstring (``numpy.ndarray.all``
+  and ``numpy.matrix.all``, ``pathlib.Path.glob`` and ``pathlib.PosixPath.glob``) become one document
+  that lists its other names. Several packages are separated by ``;`` (``pandas;numpy;pathlib``); a class
+  list after a colon (``pandas:Series,DataFrame``) limits member documents to those classes. Embedding is
+  the slow step of the whole pipeline (a few thousand tokens a second on a laptop CPU), so docstrings are
+  capped by default: numpydoc ``Examples`` sections are left out (``REFERENCE_ARCH_DOCS_EXAMPLES=1``
+  keeps them) and each docstring is cut after ``REFERENCE_ARCH_DOCS_MAX_CHARS`` characters (default 800:
+  the summary and the first parameters; ``0`` keeps everything).
 
 Documents are grouped in partitions: ``package:<name>`` per package and ``dir:<folder>`` per top-level
 folder of the docs folder (``dir:.`` for the files at its root). One table, ``pages``, is loaded with
@@ -32,13 +35,14 @@ import hashlib
 import inspect
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from reference_arch.common.export_files import SkipStats, decode_text, existing_dir, repair_row
-from reference_arch.common.settings import SAMPLES_DIR
+from reference_arch.common.settings import SAMPLES_DIR, source_enabled
 
 DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
 PACKAGES_ENV = "REFERENCE_ARCH_DOCS_PACKAGES"
@@ -46,7 +50,7 @@ EXAMPLES_ENV = "REFERENCE_ARCH_DOCS_EXAMPLES"
 MAX_CHARS_ENV = "REFERENCE_ARCH_DOCS_MAX_CHARS"
 DEFAULT_MAX_CHARS = 800
 BASE_URL_ENV = "REFERENCE_ARCH_DOCS_BASE_URL"
-DEFAULT_PACKAGES = "pandas:Series"
+DEFAULT_PACKAGES = "pandas"
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text"}
 # Where a package's API reference lives online, by package: {name} is the dotted name.
 API_URLS = {"pandas": "https://pandas.pydata.org/docs/reference/api/{name}.html"}
@@ -65,12 +69,13 @@ PAGE_COLUMNS = {
     "updated_at": {"data_type": "timestamp"},
     "content_hash": {"data_type": "text"},  # a document's hash; a marker row's partition fingerprint
 }
-VANISHED = "vanished"  # the fingerprint of a folder partition whose folder is gone
+VANISHED = "vanished"  # the fingerprint of a partition whose folder is gone or that is no longer configured
 
 
 @dataclass(frozen=True)
 class PackageSpec:
-    """A package whose docstrings are documents; ``classes`` get one document per public member."""
+    """A package whose public API's docstrings are documents; ``classes``, when given, are the only classes
+    whose members get documents of their own."""
 
     name: str
     classes: tuple[str, ...] = field(default=())
@@ -90,6 +95,12 @@ def parse_packages(value: str | None = None) -> list[PackageSpec]:
             raise ValueError(f"invalid package name {name!r} in {PACKAGES_ENV}={text!r}")
         specs.append(PackageSpec(name.strip(), tuple(c.strip() for c in classes.split(",") if c.strip())))
     return specs
+
+
+def configured_packages() -> list[PackageSpec]:
+    """The packages to index: ``REFERENCE_ARCH_DOCS_PACKAGES`` (default pandas), none when the ``packages``
+    source is off (see ``settings.enabled_sources``)."""
+    return parse_packages() if source_enabled("packages") else []
 
 
 def default_docs_dir() -> Path:
@@ -161,9 +172,10 @@ def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[
     """``{partition key: fingerprint}``: a fingerprint changes exactly when the partition's content does."""
     examples = include_examples() if examples is None else examples
     prints = {spec.partition: package_fingerprint(spec, examples)
-              for spec in (parse_packages() if packages is None else packages)}
+              for spec in (configured_packages() if packages is None else packages)}
     by_folder: dict[str, list[str]] = {}
-    for relative, digest in sorted(file_hashes(folder).items()):
+    files = file_hashes(folder) if folder is not None or source_enabled("docs") else {}
+    for relative, digest in sorted(files.items()):
         by_folder.setdefault(file_partition(relative), []).append(f"{relative}={digest}")
     prints.update({key: sha256("\n".join(lines)) for key, lines in by_folder.items()})
     return prints
@@ -227,10 +239,6 @@ def _signature(obj: Any) -> str:
     return str(signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
 
 
-def _public(names: Iterable[str]) -> list[str]:
-    return sorted(n for n in names if not n.startswith("_"))
-
-
 def _import(spec: PackageSpec):
     import importlib
 
@@ -240,28 +248,138 @@ def _import(spec: PackageSpec):
         raise ValueError(f"package {spec.name!r} named in {PACKAGES_ENV} cannot be imported: {err}") from None
 
 
+# Submodules no API reference lists: tests, test helpers and anything private.
+_INTERNAL_PARTS = ("tests", "conftest")
+
+
+def _api_tree(name: str):
+    """The package as griffe sees it statically (what mkdocstrings renders): members, ``__all__``, bases.
+
+    Private and test submodules are not parsed (half of pandas' source is its tests); aliases into them stay
+    unresolved, which is fine: only names and public-ness come from here.
+    """
+    import griffe
+
+    loader = griffe.GriffeLoader(store_source=False, allow_inspection=True)
+    listed = loader.finder.submodules
+    loader.finder.submodules = lambda module: [
+        (parts, path) for parts, path in listed(module)
+        if not any(part.startswith("_") or part in _INTERNAL_PARTS for part in parts)]
+    try:
+        tree = loader.load(name)
+    except (ImportError, griffe.GriffeError) as err:
+        raise ValueError(f"package {name!r} named in {PACKAGES_ENV} cannot be read: {err}") from None
+    loader.resolve_aliases(implicit=False, external=None)
+    return tree
+
+
+def _public_names(node) -> list[str]:
+    """Public members of a griffe module: griffe's ``is_public`` (listed in ``__all__`` when the module has one,
+    else defined there without a leading underscore: a name it merely imports is not its API), plus what it
+    re-exports with ``from x import *``, which ``pandas.api.types`` does without listing it in ``__all__``."""
+    names = []
+    for name, member in node.members.items():
+        if name.startswith("_"):
+            continue
+        if member.is_alias and member.wildcard_imported:
+            names.append(name)
+            continue
+        try:
+            public = member.is_public
+        except Exception:  # an alias griffe cannot resolve: public when ``__all__`` lists it
+            public = node.exports is not None and name in node.exports
+        if public:
+            names.append(name)
+    return sorted(names)
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class made by a class statement
+
+
+def _class_member_names(node, cls: type) -> list[str]:
+    """Public members of a class, inherited ones included, from griffe. A compiled class (``numpy.ndarray``,
+    ``pandas.Timestamp``) has no source: griffe sees only its stub, where overloaded methods such as
+    ``ndarray.reshape`` go missing, or nothing behind an alias into a private module; its members come
+    from ``dir()``."""
+    names = None
+    if cls.__flags__ & _HEAPTYPE:
+        try:
+            names = list((node.final_target if node.is_alias else node).all_members)
+        except Exception:  # griffe cannot resolve it (an alias into a module it did not parse)
+            names = None
+    return sorted(n for n in (dir(cls) if names is None else names) if not n.startswith("_"))
+
+
+def _documented(obj: Any) -> bool:
+    """Whether ``obj`` carries its own docstring: a routine, class, property or ufunc does; a data value
+    (``numpy.pi``) only repeats its type's."""
+    doc = getattr(obj, "__doc__", None)
+    if not isinstance(doc, str) or not doc.strip():
+        return False
+    return inspect.isclass(obj) or inspect.isroutine(obj) or doc is not getattr(type(obj), "__doc__", None)
+
+
+def _members(dotted: str, cls: type, names: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    for name in names:
+        try:
+            obj = getattr(cls, name)
+        except Exception:  # a descriptor that fails on the class itself
+            continue
+        if _documented(obj):
+            yield f"{dotted}.{name}", obj
+
+
 def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
-    """``(dotted name, object)`` for the package's public functions, then each class in
-    ``spec.classes`` and its public members; in a stable order."""
+    """``(dotted name, object)`` for the package's public API, as API reference tools list it.
+
+    The package and each public submodule (``numpy.linalg``, ``pandas.api.types``), breadth first: every
+    public module-level object with its own docstring (functions, builtins, ufuncs, array-function
+    dispatchers, classes), then each public class's public methods, properties and accessors, inherited ones
+    included (and the members of accessor classes: ``pandas.Series.str.contains``). ``spec.classes``, when
+    given, limits member listing to those classes. Which names are public comes from griffe; docstrings and
+    signatures come from the imported objects, because many exist only at run time (ufuncs are compiled,
+    pandas fills its docstrings in with decorators).
+    """
+    import importlib
+
     module = _import(spec)
-    names = getattr(module, "__all__", None) or dir(module)
-    for name in _public(names):
-        obj = getattr(module, name, None)
-        if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-            yield f"{spec.name}.{name}", obj
+    tree = _api_tree(spec.name)
     for class_name in spec.classes:
-        cls = getattr(module, class_name, None)
-        if not inspect.isclass(cls):
+        if not inspect.isclass(getattr(module, class_name, None)):
             raise ValueError(f"{spec.name}.{class_name} (named in {PACKAGES_ENV}) is not a class")
-        yield f"{spec.name}.{class_name}", cls
-        for name in _public(dir(cls)):
-            try:
-                static = inspect.getattr_static(cls, name)
-                obj = getattr(cls, name)
-            except AttributeError:
+    seen: set[int] = set()
+    queue = [(spec.name, tree, module)]
+    while queue:
+        prefix, node, live = queue.pop(0)
+        for name in _public_names(node):
+            dotted, member = f"{prefix}.{name}", node.members[name]
+            obj = getattr(live, name, None)
+            if obj is None and not member.is_alias and member.is_module:
+                try:
+                    with warnings.catch_warnings():  # a deprecated submodule (numpy.matlib) is still API
+                        warnings.simplefilter("ignore")
+                        obj = importlib.import_module(dotted)
+                except Exception:  # an optional dependency missing: that submodule is not part of this install
+                    continue
+            if inspect.ismodule(obj):
+                # A submodule is API when ``__all__`` lists it (griffe counts every unprefixed one: pandas.core)
+                exported = node.exports is None or name in node.exports
+                if exported and id(obj) not in seen and not member.is_alias and obj.__name__ == dotted:
+                    seen.add(id(obj))
+                    queue.append((dotted, member, obj))
                 continue
-            if isinstance(static, (property, staticmethod, classmethod)) or callable(obj) or inspect.isclass(obj):
-                yield f"{spec.name}.{class_name}.{name}", obj
+            if not _documented(obj):
+                continue
+            yield dotted, obj
+            listed = not spec.classes or (prefix == spec.name and name in spec.classes)
+            if not inspect.isclass(obj) or id(obj) in seen or not listed:
+                continue
+            seen.add(id(obj))
+            for member_name, member_obj in _members(dotted, obj, _class_member_names(member, obj)):
+                yield member_name, member_obj
+                if inspect.isclass(member_obj) and member_obj is not obj:  # an accessor: Series.str, DataFrame.plot
+                    yield from _members(member_name, member_obj, sorted(n for n in dir(member_obj)
+                                                                        if not n.startswith("_")))
 
 
 def _strip_examples(doc: str) -> str:
@@ -311,7 +429,8 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
     """
     import dlt
 
-    specs = parse_packages(packages) if isinstance(packages, str) or packages is None else list(packages)
+    specs = (configured_packages() if packages is None else parse_packages(packages) if isinstance(packages, str)
+             else list(packages))
     examples = include_examples() if examples is None else examples
     stats = stats if stats is not None else SkipStats()
     folder_path = folder
@@ -330,6 +449,8 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
             # Always a marker row: the partition is replaced even when it has no documents left.
             yield {**_row(f"{partition}#partition", partition, "partition", "", "", "", "", "", _iso(0), _iso(0)),
                    "content_hash": prints.get(partition, VANISHED)}
+            if partition not in prints:
+                continue  # a folder that is gone, a package or source no longer configured: emptied
             if partition.startswith("package:"):
                 spec = by_name.get(partition) or PackageSpec(partition.split(":", 1)[1])
                 yield docstring_documents(spec, examples)

@@ -326,9 +326,7 @@ class _ExportReader:
         folder = self.folder
         found = sorted(f"{p.parent.name}/{p.name}" for p in folder.glob("*/*") if p.is_dir())
         if not requested:
-            if not found:
-                raise FileNotFoundError(f"GitHub export {folder} holds no <owner>/<repo>/ folders")
-            return found
+            return found  # an empty export is an empty source, not an error
         missing = [repo for repo in requested if not (folder / repo).is_dir()]
         if missing:
             raise FileNotFoundError(f"GitHub export {folder} has no folder for {', '.join(missing)} "

@@ -74,3 +74,39 @@ def dagster_home() -> Path:
 
 def openai_configured() -> bool:
     return bool(os.environ.get("OPENAI_API_KEY"))
+
+
+# -- which sources the rag location ingests ---------------------------------------------------------------------
+SOURCES_ENV = "REFERENCE_ARCH_RAG_SOURCES"
+SOURCES = ("github", "slack", "docs", "packages")
+# The variables that point a source at the user's own data. Setting any of them turns the bundled samples off:
+# only the sources configured are ingested. GITHUB_TOKEN is not among them: it is often exported for other
+# tools, and the API needs REFERENCE_ARCH_GITHUB_REPOS anyway.
+SOURCE_SETTINGS = {
+    "github": ("REFERENCE_ARCH_GITHUB_EXPORT", "REFERENCE_ARCH_GITHUB_REPOS"),
+    "slack": ("REFERENCE_ARCH_SLACK_EXPORT", "REFERENCE_ARCH_SLACK_CHANNELS", "SLACK_BOT_TOKEN"),
+    "docs": ("REFERENCE_ARCH_DOCS_DIR",),
+    "packages": ("REFERENCE_ARCH_DOCS_PACKAGES",),
+}
+
+
+def enabled_sources() -> frozenset[str]:
+    """The sources to ingest: ``REFERENCE_ARCH_RAG_SOURCES`` (comma-separated names from ``SOURCES``, or
+    ``none``) when set; else those the user configured (``SOURCE_SETTINGS``); else all of them, on the
+    bundled samples (the tidepool exports and docs, and the pandas API). ``ValueError`` names an unknown one."""
+    value = (os.environ.get(SOURCES_ENV) or "").strip()
+    if value:
+        names = {n.strip().lower() for n in value.split(",") if n.strip()}
+        if names == {"none"}:
+            return frozenset()
+        unknown = sorted(names - set(SOURCES))
+        if unknown:
+            raise ValueError(f"{SOURCES_ENV}={value!r} names unknown source(s) {', '.join(unknown)}: "
+                             f"use any of {', '.join(SOURCES)}, or none")
+        return frozenset(names)
+    configured = {name for name, keys in SOURCE_SETTINGS.items() if any(os.environ.get(k) for k in keys)}
+    return frozenset(configured or SOURCES)
+
+
+def source_enabled(name: str) -> bool:
+    return name in enabled_sources()

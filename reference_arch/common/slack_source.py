@@ -398,6 +398,8 @@ class _ExportReader:
         if self._channels is None:
             path = self.folder / "channels.json"
             if not path.is_file():
+                if not any(self.folder.iterdir()):
+                    return []  # an empty export is an empty source, not an error
                 raise FileNotFoundError(f"Slack export {self.folder} has no channels.json")
             self._channels = [raw for where, raw in read_records(path, self.stats)
                               if require(raw, ("id", "name"), where, self.stats)]

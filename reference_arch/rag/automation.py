@@ -84,6 +84,13 @@ def github_updates_since(cursor: str) -> list[str]:
 @dg.sensor(job=rag_github_job, minimum_interval_seconds=300,
            description="Polls GitHub (or the export) for issues updated since the cursor and loads their days.")
 def rag_github_sensor(context: dg.SensorEvaluationContext):
+    from reference_arch.common.settings import SOURCES_ENV, source_enabled
+
+    try:
+        if not source_enabled("github"):
+            return dg.SkipReason(f"the github source is switched off (see {SOURCES_ENV})")
+    except ValueError as err:
+        return dg.SkipReason(str(err))
     try:
         updates = github_updates_since(context.cursor or "")
     except Exception as err:  # noqa: BLE001 - an unreachable API skips this tick, the next one retries

@@ -8,7 +8,7 @@
 | ``REFERENCE_ARCH_RAG_DESTINATION`` | ``duckdb`` (``home/rag/warehouse.duckdb``) | any dlt destination name, configured the dlt way |
 | ``REFERENCE_ARCH_GITHUB_API_URL`` | ``https://api.github.com`` | GitHub Enterprise: ``https://HOST/api/v3`` |
 | ``REFERENCE_ARCH_SLACK_API_URL`` | ``https://slack.com/api`` | |
-| ``REFERENCE_ARCH_RAG_EVAL_SET`` | ``rag/eval_set.yaml`` | questions with the ids of the documents that answer them |
+| ``REFERENCE_ARCH_RAG_EVAL_SET`` | ``rag/eval_sets/*.yaml`` | evaluation question sets (YAML files, comma-separated): they replace the shipped ones |
 | ``REFERENCE_ARCH_DOCS_DIR``, ``REFERENCE_ARCH_DOCS_PACKAGES`` | see ``common/docs_source.py`` | |
 """
 
@@ -25,7 +25,6 @@ CHANNELS_ENV = "REFERENCE_ARCH_SLACK_CHANNELS"
 DESTINATION_ENV = "REFERENCE_ARCH_RAG_DESTINATION"
 DEFAULT_START = "2026-05-01"  # the sample exports start in May 2026
 EVAL_SET_ENV = "REFERENCE_ARCH_RAG_EVAL_SET"
-EVAL_SET = Path(__file__).with_name("eval_set.yaml")
 
 
 def rag_dir(*parts: str) -> Path:
@@ -64,5 +63,8 @@ def slack_token() -> str | None:
     return os.environ.get("SLACK_BOT_TOKEN") or None
 
 
-def eval_set_path() -> Path:
-    return Path(os.environ.get(EVAL_SET_ENV) or EVAL_SET)
+def eval_set_paths() -> list[Path]:
+    """The evaluation question sets named in ``REFERENCE_ARCH_RAG_EVAL_SET``, else the shipped ones."""
+    from reference_arch.rag.question_sets import shipped_sets
+
+    return [Path(p) for p in _listed(EVAL_SET_ENV)] or shipped_sets()

@@ -124,18 +124,28 @@ def slack_documents(messages: Iterable[dict], users: Iterable[dict], channels: I
 
 # -- docs -------------------------------------------------------------------------------------
 
-def docs_documents(pages: Iterable[dict]) -> list[dict]:
+def docs_documents(pages: Iterable[dict], partitions: Iterable[str] | None = None) -> list[dict]:
+    """Docs pages as documents; only those of ``partitions`` when given (the ones configured now)."""
+    wanted = None if partitions is None else set(partitions)
     return [document(p["id"], "docs", p.get("format") or "text", p.get("title") or p["source"], p.get("source") or "",
                      p.get("url") or "", p.get("text") or "", p.get("created_at"), p.get("updated_at"))
-            for p in pages if p.get("kind") != "partition" and p.get("text")]
+            for p in pages if p.get("kind") != "partition" and p.get("text")
+            and (wanted is None or p.get("partition") in wanted)]
 
 
 def load_documents() -> list[dict]:
-    """Every document in the warehouse, sorted by id."""
+    """The documents of the sources switched on now (``settings.enabled_sources``), sorted by id: a source
+    switched off, a package no longer named or a docs folder that is gone leaves the index, though its rows
+    stay in the warehouse until that source is loaded again. Empty when nothing is loaded: a valid state."""
+    from reference_arch.common.docs_source import partition_fingerprints
+    from reference_arch.common.settings import source_enabled
     from reference_arch.rag.warehouse import read_table
 
-    docs = (github_documents(read_table("github", "issues"), read_table("github", "comments"))
-            + slack_documents(read_table("slack", "messages"), read_table("slack", "users"),
-                              read_table("slack", "channels"))
-            + docs_documents(read_table("docs", "pages")))
+    docs = []
+    if source_enabled("github"):
+        docs += github_documents(read_table("github", "issues"), read_table("github", "comments"))
+    if source_enabled("slack"):
+        docs += slack_documents(read_table("slack", "messages"), read_table("slack", "users"),
+                                read_table("slack", "channels"))
+    docs += docs_documents(read_table("docs", "pages"), partition_fingerprints())
     return sorted(docs, key=lambda d: d["id"])

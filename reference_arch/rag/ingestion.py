@@ -77,6 +77,26 @@ def translator():
     return RagDltTranslator()
 
 
+def skipped_source(context: dg.AssetExecutionContext, source_name: str) -> Iterator[dg.MaterializeResult]:
+    """Results for a source switched off (``REFERENCE_ARCH_RAG_SOURCES``, or other sources configured):
+    nothing is read or loaded, and rag/documents leaves its rows out."""
+    from reference_arch.common.settings import SOURCES_ENV, enabled_sources
+
+    context.log.info(f"{source_name} is switched off (enabled: {', '.join(sorted(enabled_sources())) or 'none'}; "
+                     f"see {SOURCES_ENV}): nothing loaded")
+    for key in context.selected_asset_keys:
+        yield dg.MaterializeResult(asset_key=key, metadata={"enabled": False, "rows_loaded": 0})
+
+
+def _enabled(source_name: str) -> bool:
+    from reference_arch.common.settings import source_enabled
+
+    try:
+        return source_enabled(source_name)
+    except ValueError as err:
+        raise dg.Failure(description=str(err)) from None
+
+
 def _root_cause(err: BaseException) -> BaseException:
     while err.__cause__ is not None or err.__context__ is not None:
         err = err.__cause__ or err.__context__
@@ -116,6 +136,9 @@ def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> 
 def github_assets(context: dg.AssetExecutionContext):
     from reference_arch.common.github_source import github_source
 
+    if not _enabled("github"):
+        yield from skipped_source(context, "github")
+        return
     token, repos = config.github_token(), config.github_repos()
     if token and not repos:
         raise dg.Failure(description=f"GITHUB_TOKEN is set but no repository is named: set "
@@ -132,6 +155,9 @@ def github_assets(context: dg.AssetExecutionContext):
 def slack_assets(context: dg.AssetExecutionContext):
     from reference_arch.common.slack_source import slack_source
 
+    if not _enabled("slack"):
+        yield from skipped_source(context, "slack")
+        return
     window = context.partition_time_window
     source = slack_source(config.slack_channels() or None, token=config.slack_token(), oldest=window.start,
                           latest=window.end, base_url=config.slack_api_url())

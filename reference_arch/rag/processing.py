@@ -83,12 +83,16 @@ def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
                 "document shape: id, source_type, title, source, url, text, timestamps, content hash.",
 )
 def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from reference_arch.common.settings import enabled_sources
     from reference_arch.rag.documents import DOCUMENT_FIELDS, load_documents
 
-    docs = load_documents()
-    if not docs:
-        raise dg.Failure(description="no documents in the warehouse yet: materialize the ingestion assets "
-                                     "(rag/github_*, rag/slack_*, rag/docs_pages) first")
+    try:
+        docs = load_documents()
+    except (FileNotFoundError, ValueError) as err:  # a docs folder or package setting that is wrong
+        raise dg.Failure(description=f"cannot list the documents: {err}") from None
+    if not docs:  # a valid state (an emptied docs folder, every source off): the index empties too
+        context.log.warning("no documents: the enabled sources hold nothing yet "
+                            f"(enabled: {', '.join(sorted(enabled_sources())) or 'none'})")
     before = {r["id"]: r["content_hash"] for r in read_rows(documents_path(), ["id", "content_hash"])}
     now = {d["id"]: d["content_hash"] for d in docs}
     write_rows(documents_path(), docs, DOCUMENT_FIELDS)

@@ -111,3 +111,21 @@ def test_markdown_headings_come_from_a_parser():
     text = "# Guide\n\nIntro.\n\n## Setup\n\n    # not a heading\n    run()\n\nSetext\n------\n\nLast."
     assert sections(text) == [(["Guide"], "Intro."), (["Guide", "Setup"], "    # not a heading\n    run()"),
                               (["Guide", "Setext"], "Last.")]
+
+
+def test_a_docstring_also_gets_its_name_and_summary_alone_as_a_chunk():
+    count, full = counters()
+    text = ("pandas.DataFrame.set_index(keys, *, drop=True, append=False, inplace=False, verify_integrity=False)"
+            "\n\nSet the DataFrame index using existing columns.\n\nParameters\n----------\nkeys : label\n    "
+            + "Detail. " * 300)
+    doc = document("docs:pandas.DataFrame.set_index", "docs", "docstring", "pandas.DataFrame.set_index",
+                   "pandas.DataFrame.set_index", "", text, 0, 0)
+    chunks = chunk_document(doc, count, SETTINGS, "test")
+    assert len(chunks) >= 3 and chunks[0]["text"].startswith("pandas.DataFrame.set_index\n\npandas.DataFrame.set_index(")
+    assert chunks[-1]["text"] == "pandas.DataFrame.set_index\n\nSet the DataFrame index using existing columns."
+    assert all(full(c["text"]) <= 256 for c in chunks)
+    # a docstring that starts with a section has no summary; other formats never get one
+    bare = document("docs:pkg.g", "docs", "docstring", "pkg.g", "pkg.g", "", "pkg.g()\n\nParameters\n----------\nx", 0, 0)
+    assert [c["text"] for c in chunk_document(bare, count, SETTINGS)] == ["pkg.g\n\npkg.g()\n\nParameters\n----------\nx"]
+    page = document("docs:a.md", "docs", "markdown", "A", "a.md", "", "# A\n\nFirst.\n\nSecond.", 0, 0)
+    assert len(chunk_document(page, count, SETTINGS)) == 1

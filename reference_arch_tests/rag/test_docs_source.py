@@ -57,6 +57,57 @@ def test_docstrings_are_documents_named_by_dotted_name():
         docstring_documents(PackageSpec("no_such_package_xyz"))
 
 
+def documented_names(docs: list[dict]) -> set[str]:
+    """Every dotted name the documents cover: their own and those listed as sharing their docstring."""
+    names = set()
+    for doc in docs:
+        names.add(doc["source"])
+        _, found, also = doc["text"].rpartition("\n\nAlso documented as: ")
+        if found:
+            names.update(n.strip() for n in also.split(",") if n.strip())
+    return names
+
+
+def test_numpy_api_includes_ufuncs_dispatchers_and_submodules():
+    docs = docstring_documents(PackageSpec("numpy"), examples=False)
+    names = documented_names(docs)
+    # array-function dispatchers, a ufunc, a C method of ndarray, and numpy.linalg's functions
+    wanted = {f"numpy.{n}" for n in ("linspace", "clip", "argsort", "where", "cumsum", "unique", "isin", "interp",
+                                      "pad", "exp", "ndarray.reshape", "linalg.norm", "linalg.solve", "linalg.inv")}
+    assert wanted <= names, wanted - names
+    by_id = {d["id"]: d for d in docs}
+    assert "Return evenly spaced numbers" in by_id["docs:numpy.linspace"]["text"]
+    assert "Calculate the exponential" in by_id["docs:numpy.exp"]["text"]  # a ufunc's docstring is its own
+    assert not any(n.startswith(("numpy._", "numpy.tests")) or "._" in n for n in names)  # private stays out
+
+
+def test_pathlib_api_is_its_classes_and_their_methods():
+    docs = {d["id"]: d for d in docstring_documents(PackageSpec("pathlib"), examples=False)}
+    assert {"pathlib.Path", "pathlib.PurePath.with_suffix", "pathlib.Path.glob",
+            "pathlib.Path.read_text", "pathlib.Path.mkdir"} <= documented_names(list(docs.values()))
+    # Path.glob's docstring is PosixPath.glob's and WindowsPath.glob's: one document naming all three.
+    glob = docs["docs:pathlib.Path.glob"]["text"]
+    assert "pathlib.PosixPath.glob" in glob and "pathlib.WindowsPath.glob" in glob
+    assert "docs:pathlib.PosixPath.glob" not in docs
+    texts = [d["text"].partition("\n\n")[2].partition("\n\nAlso documented as")[0] for d in docs.values()]
+    assert len(texts) == len(set(texts))  # no docstring indexed twice
+
+
+@pytest.fixture(scope="module")
+def pandas_docs() -> list[dict]:
+    return docstring_documents(PackageSpec("pandas"), examples=False)
+
+
+def test_pandas_api_is_the_whole_api(pandas_docs):
+    names = documented_names(pandas_docs)
+    wanted = {"pandas.DataFrame.set_index", "pandas.DataFrame.to_parquet", "pandas.DataFrame.nlargest",
+              "pandas.DataFrame.merge", "pandas.Series.rename", "pandas.Series.value_counts", "pandas.read_csv",
+              "pandas.Series.str.contains", "pandas.api.types.is_bool_dtype", "pandas.Timestamp.floor"}
+    assert wanted <= names, wanted - names
+    assert not any(n.startswith(("pandas.core.", "pandas.tests", "pandas._")) for n in names)
+    assert parse_packages() == [PackageSpec("pandas")]  # the default corpus
+
+
 def test_load_replaces_a_partition_and_counts_bad_files(tmp_path):
     folder = tmp_path / "docs"
     (folder / "guides").mkdir(parents=True)
