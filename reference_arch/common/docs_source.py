@@ -414,8 +414,8 @@ def docstring_documents(spec: PackageSpec, examples: bool = False, limit: int | 
     rows = []
     for doc, owners in by_doc.items():
         # Named after the class that defines it (pandas.Index.argsort, not CategoricalIndex.argsort, which
-        # inherits it and sorts first); else the first name met, breadth first.
-        owners.sort(key=lambda owner: not _defined_at(*owner))
+        # inherits it and sorts first); else the shortest name (numpy.exp, not numpy.ma.exp); stable otherwise.
+        owners.sort(key=lambda owner: (not _defined_at(*owner), len(owner[0])))
         dotted, obj = owners[0]
         text = _cap(doc if examples else _strip_examples(doc), limit)
         body = f"{dotted}{_signature(obj)}\n\n{text}"
