@@ -45,7 +45,7 @@ def temporary_home():
     saved = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="bench-rag-") as root:
         os.environ["REFERENCE_ARCH_HOME"] = str(Path(root) / "home")
-        os.environ["REFERENCE_ARCH_DOCS_PACKAGES"] = "pandas:Series"
+        os.environ["REFERENCE_ARCH_DOCS_PACKAGES"] = "pandas"  # the default corpus: the whole pandas API
         for name in ("REFERENCE_ARCH_DOCS_DIR", "REFERENCE_ARCH_DOCS_MAX_CHARS", "REFERENCE_ARCH_DOCS_EXAMPLES",
                      "WEAVIATE_URL", "OPENAI_API_KEY", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER"):
             os.environ.pop(name, None)

@@ -382,6 +382,12 @@ def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
                                                                         if not n.startswith("_")))
 
 
+def _defined_at(dotted: str, obj: Any) -> bool:
+    """Whether ``dotted`` names ``obj`` where it is defined (``...Index.argsort`` for ``Index.argsort``)."""
+    qualname = getattr(getattr(obj, "fget", obj), "__qualname__", None)
+    return isinstance(qualname, str) and (dotted == qualname or dotted.endswith("." + qualname))
+
+
 def _strip_examples(doc: str) -> str:
     """numpydoc's ``Examples`` section is long and code-only; without it a docstring is about half as long."""
     return re.split(r"\n(?:Examples|Example)\n-{3,}\n", doc)[0].rstrip()
@@ -406,6 +412,9 @@ def docstring_documents(spec: PackageSpec, examples: bool = False, limit: int | 
             by_doc.setdefault(doc.strip(), []).append((dotted, obj))
     rows = []
     for doc, owners in by_doc.items():
+        # Named after the class that defines it (pandas.Index.argsort, not CategoricalIndex.argsort, which
+        # inherits it and sorts first); else the shortest name (numpy.exp, not numpy.ma.exp); stable otherwise.
+        owners.sort(key=lambda owner: (not _defined_at(*owner), len(owner[0])))
         dotted, obj = owners[0]
         text = _cap(doc if examples else _strip_examples(doc), limit)
         body = f"{dotted}{_signature(obj)}\n\n{text}"

@@ -99,6 +99,15 @@ def test_empty_month_materializes_an_empty_partition(github_export, tmp_home, in
     assert metadata(result, "qa_pairs")["pairs"] == 0
 
 
+def test_empty_export_is_an_empty_source(tmp_path, tmp_home, instance, monkeypatch):
+    (tmp_path / "empty").mkdir()  # a user's export with nothing in it yet
+    monkeypatch.setenv("REFERENCE_ARCH_GITHUB_EXPORT", str(tmp_path / "empty"))
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    result = materialize([ingestion.github_issues, ingestion.qa_pairs], instance=instance, partition_key="2026-02-01")
+    assert result.success
+    assert metadata(result, "github_issues")["issues"] == 0 and metadata(result, "qa_pairs")["pairs"] == 0
+
+
 def test_format_rules():
     from reference_arch.finetune.chat_format import chat_example, check_examples, tiktoken_counter
 

@@ -105,6 +105,9 @@ def test_pandas_api_is_the_whole_api(pandas_docs):
               "pandas.Series.str.contains", "pandas.api.types.is_bool_dtype", "pandas.Timestamp.floor"}
     assert wanted <= names, wanted - names
     assert not any(n.startswith(("pandas.core.", "pandas.tests", "pandas._")) for n in names)
+    ids = {d["id"] for d in pandas_docs}
+    # A docstring the Index subclasses inherit is one document, named after the class that defines it.
+    assert "docs:pandas.Index.argsort" in ids and "docs:pandas.CategoricalIndex.argsort" not in ids
     assert parse_packages() == [PackageSpec("pandas")]  # the default corpus
 
 

@@ -227,6 +227,9 @@ def test_missing_export_is_a_clear_error(tmp_path, loader):
     with pytest.raises(Exception) as failure:
         loader.run(github_source(repos=["acme/other"]), name="other")
     assert "acme/other" in error_text(failure.value) and "tidepool-data/tidepool" in error_text(failure.value)
+    (tmp_path / "empty").mkdir()  # an empty export is an empty source
+    loader.run(github_source(export_path=tmp_path / "empty"), name="empty", dataset="empty_export")
+    assert loader.rows("select count(*) from empty_export.issues") == [(0,)]
 
 
 def test_export_path_from_the_environment(tmp_path, loader, monkeypatch):

@@ -184,9 +184,13 @@ def test_missing_export_is_a_clear_error(tmp_path, loader):
     with pytest.raises(Exception) as failure:
         loader.run(slack_source(export_path=missing))
     assert str(missing) in error_text(failure.value) and "REFERENCE_ARCH_SLACK_EXPORT" in error_text(failure.value)
+    # An empty export is an empty source; channel folders without channels.json are a broken export.
     (tmp_path / "empty").mkdir()
+    loader.run(slack_source(export_path=tmp_path / "empty"), name="empty", dataset="empty_export")
+    assert loader.rows("select count(*) from empty_export.messages") == [(0,)]
+    (tmp_path / "broken" / "general").mkdir(parents=True)
     with pytest.raises(Exception) as failure:
-        loader.run(slack_source(export_path=tmp_path / "empty"), name="empty")
+        loader.run(slack_source(export_path=tmp_path / "broken"), name="broken")
     assert "channels.json" in error_text(failure.value)
 
 
