@@ -53,6 +53,7 @@ class VectorStoreResource(dg.ConfigurableResource):
     nprobes: int = 8  # IVF partitions searched
     ef: int = 400  # HNSW candidate list size: recall, not latency, moves with it
     refine_factor: int = 3  # re-rank refine_factor * k ANN candidates with exact distances (IVF_PQ wants ~10)
+    timeout_s: float = 60.0  # Weaviate: seconds per query (connect: at most 10, inserts: twice this)
 
     def resolved_backend(self) -> str:
         backend = self.backend or ("weaviate" if (self.url or os.environ.get("WEAVIATE_URL")) else "lancedb")
@@ -324,6 +325,31 @@ class LanceCollection(VectorCollection):
 
 # -- Weaviate --------------------------------------------------------------------------------
 
+def _weaviate_errors(method):
+    """One line for a Weaviate call that timed out; any error text holding a secret is scrubbed
+    (the client's errors can carry the request, its Authorization header too)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from reference_arch.common.secrets import scrubbed
+
+        try:
+            with scrubbed(self._key(), error=VectorStoreError):
+                return method(self, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - timeouts translated, the rest re-raised
+            from weaviate.exceptions import WeaviateTimeoutError
+
+            text = f"{type(err).__name__}: {err}"
+            if isinstance(err, (WeaviateTimeoutError, TimeoutError)) or any(
+                    t in text for t in ("DEADLINE_EXCEEDED", "ReadTimeout", "ConnectTimeout", "timed out")):
+                raise VectorStoreError(
+                    f"Weaviate at {self.store.location()} timed out ({method.__name__}): no answer within "
+                    f"{self.store.timeout_s:g} s (raise the vector store's timeout_s for a slow server)") from None
+            raise
+    return wrapper
+
+
 class WeaviateCollection(VectorCollection):
     """A Weaviate collection with self-provided vectors; object UUIDs derive from chunk ids."""
 
@@ -343,16 +369,14 @@ class WeaviateCollection(VectorCollection):
         url = urlparse(self.store._weaviate_url())
         secure = url.scheme == "https"
         grpc_port = self.store.grpc_port or int(os.environ.get("WEAVIATE_GRPC_PORT", "50051"))
-        key = self.store.api_key
-        if isinstance(key, dg.EnvVar):  # a resource used outside a Dagster run holds the EnvVar, i.e. its *name*
-            key = key.get_value()
-        key = key or os.environ.get("WEAVIATE_API_KEY")
+        key, timeout = self._key(), self.store.timeout_s
         try:
             self._client = weaviate.connect_to_custom(
                 http_host=url.hostname, http_port=url.port or (443 if secure else 80), http_secure=secure,
                 grpc_host=url.hostname, grpc_port=grpc_port, grpc_secure=secure,
                 auth_credentials=Auth.api_key(key) if key else None,
-                additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+                additional_config=AdditionalConfig(timeout=Timeout(init=min(10, timeout), query=timeout,
+                                                                   insert=2 * timeout)),
                 skip_init_checks=True,
             )
         except UnexpectedStatusCodeError as e:
@@ -363,6 +387,12 @@ class WeaviateCollection(VectorCollection):
             raise VectorStoreError(f"{where} refused the API key (HTTP {e.status_code}): check WEAVIATE_API_KEY"
                                    if key else f"{where} needs an API key: set WEAVIATE_API_KEY") from None
         return self._client
+
+    def _key(self) -> Optional[str]:
+        key = self.store.api_key
+        if isinstance(key, dg.EnvVar):  # a resource used outside a Dagster run holds the EnvVar, i.e. its *name*
+            key = key.get_value()
+        return key or os.environ.get("WEAVIATE_API_KEY")
 
     def close(self) -> None:
         if self._client is not None:
@@ -434,6 +464,7 @@ class WeaviateCollection(VectorCollection):
             found.update(chunks)
         return found
 
+    @_weaviate_errors
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
         from weaviate.classes.query import Filter
 
@@ -472,6 +503,7 @@ class WeaviateCollection(VectorCollection):
             if not done:
                 return deleted
 
+    @_weaviate_errors
     def delete_documents(self, document_ids) -> int:
         from weaviate.classes.query import Filter
 
@@ -482,13 +514,16 @@ class WeaviateCollection(VectorCollection):
                 collection, Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
         return deleted
 
+    @_weaviate_errors
     def chunk_ids(self) -> dict[str, str]:
         return {o.properties["chunk_id"]: o.properties["document_id"]
                 for o in self.collection().iterator(return_properties=["chunk_id", "document_id"])}
 
+    @_weaviate_errors
     def count(self) -> int:
         return int(self.collection().aggregate.over_all(total_count=True).total_count or 0)
 
+    @_weaviate_errors
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         from weaviate.classes.aggregate import GroupByAggregate
 
@@ -505,6 +540,7 @@ class WeaviateCollection(VectorCollection):
             rows.append({**row, "score": float(score(o.metadata))})
         return rows
 
+    @_weaviate_errors
     def search(self, vector, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
@@ -512,6 +548,7 @@ class WeaviateCollection(VectorCollection):
                                                      return_metadata=MetadataQuery(distance=True))
         return self._rows(result.objects, lambda m: 1.0 - (m.distance or 0.0))
 
+    @_weaviate_errors
     def keyword_search(self, text, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
@@ -521,6 +558,7 @@ class WeaviateCollection(VectorCollection):
                                               return_metadata=MetadataQuery(score=True))
         return self._rows(result.objects, lambda m: m.score or 0.0)
 
+    @_weaviate_errors
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from weaviate.classes.query import HybridFusion, MetadataQuery
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import dagster as dg
 
-from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.common.embeddings import EmbeddingsError, EmbeddingsResource
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, sources_table
@@ -72,10 +72,13 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
     if mode not in SEARCH_MODES or not 1 <= config.k <= 50:
         raise dg.Failure(description=f"retrieval needs mode in {', '.join(SEARCH_MODES)} and 1 <= k <= 50 "
                                      f"(got mode={mode!r}, k={config.k})")
-    collection = open_collection(embeddings, vector_store)
-    if not collection.count():
-        raise dg.Failure(description="the vector index is empty: run `reference-arch materialize rag` first")
-    sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
+    try:
+        collection = open_collection(embeddings, vector_store)
+        if not collection.count():
+            raise dg.Failure(description="the vector index is empty: run `reference-arch materialize rag` first")
+        sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
+    except EmbeddingsError as err:
+        raise dg.Failure(description=str(err)) from None
     context.add_output_metadata({"mode": mode, "k": config.k, "sources": sources_table(sources)})
     return sources
 
