@@ -95,7 +95,11 @@ def chat_template_counter(tokenizer) -> TokenCounter:
 
 
 def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    """The messages in the model's chat template, as ``LocalChatModel`` renders them (role-header
+    lines inside the text escaped, so an issue cannot forge a message of its own)."""
+    from reference_arch.common.untrusted_text import escape_role_markers
+
+    plain = [{"role": m["role"], "content": escape_role_markers(m["content"])} for m in messages]
     return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
