@@ -53,6 +53,7 @@ class LLMResource(dg.ConfigurableResource):
 
     _tracker: Any = PrivateAttr(default=None)
     _chat: Any = PrivateAttr(default=None)
+    _cache: Any = PrivateAttr(default=None)
 
     # -- what is used --------------------------------------------------------------------
     def resolved_provider(self) -> str:
@@ -102,6 +103,7 @@ class LLMResource(dg.ConfigurableResource):
 
         self._tracker = UsageTracker()
         cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
+        self._cache = cache or None
         common = dict(temperature=self.temperature, max_tokens=self.max_tokens,
                       callbacks=[self._tracker], cache=cache)
         if self.resolved_provider() == "openai":
@@ -147,6 +149,7 @@ class LLMResource(dg.ConfigurableResource):
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:
         tracker = self._tracker
+        rebuilt = {"llm/cache_rebuilt": self._cache.rebuilt} if self._cache is not None and self._cache.rebuilt else {}
         return {
             "llm/provider": self.resolved_provider(),
             "llm/model": self.resolved_model(),
@@ -155,6 +158,7 @@ class LLMResource(dg.ConfigurableResource):
             "llm/prompt_tokens": tracker.prompt_tokens if tracker else 0,
             "llm/completion_tokens": tracker.completion_tokens if tracker else 0,
             "llm/latency_ms": round(1000 * tracker.latency_s, 1) if tracker else 0.0,
+            **rebuilt,  # only when the response cache could not be read and was started afresh
         }
 
     def usage(self) -> dict[str, Any]:

@@ -30,6 +30,11 @@ class VectorStoreError(RuntimeError):
     """The store refused an operation for a reason the user can act on."""
 
 
+class UnreadableIndexError(VectorStoreError):
+    """A LanceDB table's files cannot be read (a truncated data file or manifest). The table is
+    derived from the chunks: ``rag/vector_index`` rebuilds it (``LanceCollection.rebuild``)."""
+
+
 def collection_name(name: str, embedding_model: str, dimension: int) -> str:
     """``chunks`` + model + dimension as a name both backends accept (letters, digits, ``_``)."""
     model = re.sub(r"[^0-9a-zA-Z]+", "_", embedding_model.rsplit("/", 1)[-1]).strip("_").lower()
@@ -159,6 +164,30 @@ class VectorCollection:
 
 # -- LanceDB ---------------------------------------------------------------------------------
 
+def _lance_errors(method):
+    """Lance's IO errors and Rust panics (``pyo3_runtime.PanicException``, a ``BaseException``) from
+    unreadable table files as one :class:`UnreadableIndexError` line naming the table and the fix."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except VectorStoreError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - only Lance's own failures are translated
+            text = str(err)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)) or (
+                    type(err).__name__ != "PanicException" and "LanceError" not in text and "lance error" not in text):
+                raise
+            cause = re.sub(r",\s*/\S+:\d+:\d+\s*$", "", text.strip().splitlines()[0] if text.strip() else "")
+            raise UnreadableIndexError(
+                f"the LanceDB table {self.name} at {self.uri} cannot be read ({cause or type(err).__name__}); it is "
+                "derived from the chunks: re-materialize rag/vector_index (`reference-arch materialize rag`), "
+                "which rebuilds it") from None
+    return wrapper
+
+
 class LanceCollection(VectorCollection):
     def __init__(self, store: VectorStoreResource, name: str, dimension: int):
         super().__init__(store, name, dimension)
@@ -190,6 +219,18 @@ class LanceCollection(VectorCollection):
         with self._lock:
             yield
 
+    def rebuild(self) -> None:
+        """Drop the table and create it empty (its files being unreadable); the caller refills it."""
+        import shutil
+
+        with self._write_lock():
+            try:
+                self._db.drop_table(self.name)
+            except Exception:  # noqa: BLE001 - a table too broken to drop: remove its folder
+                shutil.rmtree(os.path.join(self.uri, f"{self.name}.lance"), ignore_errors=True)
+            self._table, self._index_cache = None, None
+            self._db.create_table(self.name, schema=self._schema(), exist_ok=True)
+
     def table(self):
         if self._table is None:
             if self.name not in self._db.table_names():
@@ -211,6 +252,7 @@ class LanceCollection(VectorCollection):
         columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), self.dimension)
         return pa.Table.from_pydict(columns, schema=self._schema())
 
+    @_lance_errors
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
         self._check(records)
         document_ids = sorted(set(document_ids) | {r["document_id"] for r in records})
@@ -225,6 +267,7 @@ class LanceCollection(VectorCollection):
             (self.table().merge_insert("id").when_not_matched_insert_all()
              .when_not_matched_by_source_delete(stale).execute(self._arrow(records)))
 
+    @_lance_errors
     def delete_documents(self, document_ids) -> int:
         document_ids = sorted(set(document_ids))
         if not document_ids:
@@ -239,9 +282,11 @@ class LanceCollection(VectorCollection):
             self._index_cache = (table.version, {i.columns[0]: i.index_type for i in table.list_indices()})
         return self._index_cache[1]
 
+    @_lance_errors
     def index_types(self) -> dict[str, str]:
         return self._indices()
 
+    @_lance_errors
     def optimize(self) -> dict[str, Any]:
         from lancedb.index import FTS, HnswSq, IvfPq
 
@@ -271,13 +316,16 @@ class LanceCollection(VectorCollection):
     def _columns(self, columns: list[str]):
         return self.table().search().select(columns).limit(None).to_arrow()
 
+    @_lance_errors
     def chunk_ids(self) -> dict[str, str]:
         data = self._columns(["id", "document_id"])
         return dict(zip(data.column("id").to_pylist(), data.column("document_id").to_pylist()))
 
+    @_lance_errors
     def count(self) -> int:
         return self.table().count_rows()
 
+    @_lance_errors
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         if field not in FIELDS:
             raise VectorStoreError(f"unknown field {field!r}")
@@ -288,6 +336,7 @@ class LanceCollection(VectorCollection):
         rows = query.select([*FIELDS, score_column]).to_list()
         return [{**{f: r.get(f) for f in FIELDS}, "score": convert(float(r[score_column]))} for r in rows]
 
+    @_lance_errors
     def search(self, vector, k=5) -> list[dict]:
         import numpy as np
 
@@ -301,6 +350,7 @@ class LanceCollection(VectorCollection):
                 query = query.ef(self.store.ef)
         return self._rows(query, "_distance", lambda d: 1.0 - d)
 
+    @_lance_errors
     def keyword_search(self, text, k=5) -> list[dict]:
         if not text.strip() or not self.count():
             return []
@@ -309,6 +359,7 @@ class LanceCollection(VectorCollection):
         query = self.table().search(text, query_type="fts", fts_columns="text").limit(k)
         return self._rows(query, "_score", lambda s: s)
 
+    @_lance_errors
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from lancedb.rerankers import RRFReranker
 

@@ -16,7 +16,7 @@ from reference_arch.common.embeddings import EmbeddingsError, EmbeddingsResource
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, sources_table
-from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
+from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.evaluation import retrieval_evaluation
 from reference_arch.rag.processing import vector_index
 
@@ -86,7 +86,7 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
         if not collection.count():
             raise dg.Failure(description="the vector index is empty: run `reference-arch materialize rag` first")
         sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
-    except EmbeddingsError as err:
+    except (EmbeddingsError, VectorStoreError) as err:
         raise dg.Failure(description=str(err)) from None
     context.add_output_metadata({"mode": mode, "k": config.k, "sources": sources_table(sources)})
     return sources
