@@ -26,8 +26,8 @@ def _server_message(err, key: Optional[str]) -> str:
 @contextlib.contextmanager
 def openai_errors_explained(error: type[Exception], *, what: str = "", where: Optional[str], model: str,
                             timeout: float, max_retries: int, key: Optional[str] = None) -> Iterator[None]:
-    """Re-raise the client's errors as ``error("<what>: <one line>")`` (``what``: which call, optional); ``where`` is the base URL
-    (None: api.openai.com), ``timeout`` and ``max_retries`` what the client was built with."""
+    """Re-raise the client's errors as ``error("<what>: <one line>")`` (``what``: which call, optional);
+    ``where`` is the base URL (None: api.openai.com), ``timeout`` and ``max_retries`` what the client was built with."""
     try:
         yield
     except error:

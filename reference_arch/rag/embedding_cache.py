@@ -35,7 +35,7 @@ class EmbeddingCache:
             try:
                 self._read()
             except Exception as err:  # noqa: BLE001 - any unreadable file: derived, rebuilt
-                self.unreadable = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                self.unreadable = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
                 self.index, self.matrix = {}, np.zeros((0, 0), dtype=np.float32)
                 os.replace(path, path.with_suffix(".unreadable"))  # kept once, for a look; next save rebuilds
 

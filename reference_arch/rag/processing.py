@@ -73,7 +73,7 @@ def read_rows(path: Path, columns: list[str] | None = None) -> list[dict]:
     except Exception as err:  # noqa: BLE001 - truncated or not Parquet: say which asset rebuilds it
         asset = WRITTEN_BY.get(path.name, "the asset that writes it")
         raise dg.Failure(description=f"{path} cannot be read ({type(err).__name__}: "
-                                     f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); it is "
+                                     f"{(str(err).strip().splitlines() or [''])[0]}); it is "
                                      f"derived: re-materialize {asset} (`reference-arch materialize rag`)") from None
 
 
@@ -201,7 +201,8 @@ def chunk_embeddings(context: dg.AssetExecutionContext, embeddings: EmbeddingsRe
         "chunks": len(rows), "embedded": embedded, "reused": len(set(keys)) - embedded,
         "embedding_seconds": round(seconds, 2),
         "chunks_per_second": round(embedded / seconds, 1) if embedded and seconds else 0.0,
-        "model": embeddings.model_label(), "dimension": cache.dimension or 0, "cache_rebuilt": int(bool(cache.unreadable)),
+        "model": embeddings.model_label(), "dimension": cache.dimension or 0,
+        "cache_rebuilt": int(bool(cache.unreadable)),
         "cache": dg.MetadataValue.path(str(cache.path)),
     })
 
@@ -268,7 +269,8 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
     indexes = collection.index_types()
     counts = collection.count_by("source_type")
     return dg.MaterializeResult(metadata={
-        **changes, "rows": collection.count(), "index_rebuilt": rebuilt, **{f"source_type/{k}": v for k, v in sorted(counts.items())},
+        **changes, "rows": collection.count(), "index_rebuilt": rebuilt,
+        **{f"source_type/{k}": v for k, v in sorted(counts.items())},
         "backend": vector_store.resolved_backend(), "collection": collection.name,
         "location": dg.MetadataValue.path(vector_store.location()) if vector_store.resolved_backend() == "lancedb"
         else dg.MetadataValue.url(vector_store.location()),

@@ -95,7 +95,7 @@ def test_github_and_slack_errors_never_hold_the_token(monkeypatch):
     from reference_arch_tests.sources.conftest import FakeApi
 
     token = "ghp_" + "x" * 36
-    api = FakeApi(lambda path, query, headers: (401, {}, {"message": f"Bad credentials: {headers.get('Authorization')}"}))
+    api = FakeApi(lambda path, query, headers: (401, {}, {"message": f"Bad credentials: {headers['Authorization']}"}))
     try:
         client = rest_client(api.url, "GitHub", token=token, max_attempts=1)
         with pytest.raises(ApiError) as err:
@@ -180,3 +180,15 @@ def test_weaviate_on_a_hanging_server_says_timed_out(tmp_home):
         with pytest.raises(VectorStoreError, match="timed out"):
             collection.count()
     assert time.monotonic() - started < 10
+
+
+def test_corpus_clone_errors_never_hold_the_token_in_its_url(tmp_path):
+    from reference_arch.pretrain.corpus import CorpusError, git_checkout
+
+    token = "ghp_" + "z" * 36
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the block ends
+    with pytest.raises(CorpusError, match="git clone of .* failed") as err:
+        git_checkout(f"http://x-access-token:{token}@127.0.0.1:{port}/repo.git", tmp_path / "corpus")
+    assert token not in str(err.value)
