@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +39,20 @@ def files_holding(root: Path, secret: str) -> list[str]:
 
 
 # -- 13: a key quoted back -----------------------------------------------------------------------
-def test_ask_rag_with_a_server_quoting_the_key_leaks_it_nowhere(tmp_home, monkeypatch, capsys):
+@pytest.fixture
+def fresh_rag_definitions():
+    """The rag location imported anew (as the CLI does with the key exported, its resources then hold
+    EnvVar("OPENAI_API_KEY")), and the earlier import put back for the tests that follow."""
+    name = "reference_arch.rag.definitions"
+    saved = sys.modules.pop(name, None)
+    yield
+    sys.modules.pop(name, None)
+    if saved is not None:
+        sys.modules[name] = saved
+
+
+def test_ask_rag_with_a_server_quoting_the_key_leaks_it_nowhere(tmp_home, monkeypatch, capsys,
+                                                                fresh_rag_definitions):
     from reference_arch import cli
 
     with FakeOpenAI(script=[ECHO_401] * 10) as server:
