@@ -184,8 +184,13 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
     import dagster as dg
 
     from reference_arch.common.questions import QuestionError, question_run_config, validate_question
+    from reference_arch.common.unicode_text import repair_text
 
     location, job_name, prefix = ASK_TARGETS[target]
+    repaired = repair_text(question)[1]
+    if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are)
+        print(f"note: the question held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
+              file=sys.stderr)
     try:
         question = validate_question(question)
     except QuestionError as err:
@@ -324,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             demo(inst)
     except CliError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from reference_arch.common.secrets import scrub
+
+        print(f"error: {scrub(err)}", file=sys.stderr)  # the last line of defence: clients scrub their own
         return 1
     return 0
 

@@ -70,7 +70,10 @@ def encode_chat(tokenizer, messages: Sequence[dict], add_generation_prompt: bool
     between is the template's and is encoded with its special tokens. A template that rewrites
     the content (so it cannot be found) is encoded wholly as plain text.
     """
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    from reference_arch.common.untrusted_text import escape_role_markers
+
+    # role-header lines inside the text are escaped, so an issue cannot forge a message of its own
+    plain = [{"role": m["role"], "content": escape_role_markers(str(m["content"]))} for m in messages]
     rendered = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
     backend = tokenizer.backend_tokenizer
     before = backend.encode_special_tokens

@@ -46,8 +46,17 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None):
     return SentenceTransformer(name_or_path, device=device)
 
 
+class EmbeddingsError(RuntimeError):
+    """An embeddings call failed for a reason the user can act on (one line, never the key)."""
+
+
 class EmbeddingsResource(dg.ConfigurableResource):
-    """Text embeddings: ``local`` sentence-transformers or ``openai``; batched and normalised."""
+    """Text embeddings: ``local`` sentence-transformers or ``openai``; batched and normalised.
+
+    An OpenAI call waits at most ``timeout`` seconds per attempt and makes ``max_retries`` retries
+    (429, 5xx, timeouts, backing off up to 8 s), so a hanging server ends a question within
+    about ``(max_retries + 1) * timeout`` seconds; failures raise :class:`EmbeddingsError`.
+    """
 
     provider: Optional[str] = None  # "local" (unset) | "openai"; never inferred from OPENAI_API_KEY
     model: Optional[str] = None
@@ -55,6 +64,8 @@ class EmbeddingsResource(dg.ConfigurableResource):
     base_url: Optional[str] = None
     api_key: Optional[str] = None
     device: Optional[str] = None
+    timeout: float = 30.0  # seconds per attempt (connect, read, write)
+    max_retries: int = 2
 
     _client: Any = PrivateAttr(default=None)
 
@@ -119,8 +130,11 @@ class EmbeddingsResource(dg.ConfigurableResource):
         Python floats: what a bulk embedding step wants)."""
         import numpy as np
 
+        from reference_arch.common.unicode_text import valid_text
+
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        texts = [valid_text(t) for t in texts]  # tokenizers refuse lone surrogates
         if self.resolved_provider() == "openai":
             return np.asarray(self._embed_openai(texts), dtype=np.float32)
         model = load_sentence_transformer(self.resolved_model(), self.device)
@@ -135,16 +149,23 @@ class EmbeddingsResource(dg.ConfigurableResource):
         import numpy as np
         from openai import OpenAI
 
+        from reference_arch.common.openai_errors import openai_errors_explained
+
+        key = self.api_key or os.environ.get("OPENAI_API_KEY")
         if self._client is None:
-            self._client = OpenAI(api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-                                  base_url=self.base_url, max_retries=4)
+            self._client = OpenAI(api_key=key or "not-needed", base_url=self.base_url, timeout=self.timeout,
+                                  max_retries=self.max_retries)
         vectors: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start:start + self.batch_size]
-            response = self._client.embeddings.create(model=self.resolved_model(), input=batch)
-            for item in sorted(response.data, key=lambda d: d.index):
-                v = np.asarray(item.embedding, dtype=np.float32)
-                vectors.append((v / (np.linalg.norm(v) or 1.0)).tolist())
+        with openai_errors_explained(EmbeddingsError, what="embeddings",
+                                     where=self.base_url or os.environ.get("OPENAI_BASE_URL"),
+                                     model=self.resolved_model(), timeout=self.timeout,
+                                     max_retries=self.max_retries, key=key):
+            for start in range(0, len(texts), self.batch_size):
+                batch = texts[start:start + self.batch_size]
+                response = self._client.embeddings.create(model=self.resolved_model(), input=batch)
+                for item in sorted(response.data, key=lambda d: d.index):
+                    v = np.asarray(item.embedding, dtype=np.float32)
+                    vectors.append((v / (np.linalg.norm(v) or 1.0)).tolist())
         return vectors
 
     def as_langchain(self):

@@ -4,8 +4,10 @@ The session retries what is transient (429, 5xx, timeouts, dropped connections, 
 rate limit is spent), waiting what the server asks (``Retry-After``, ``X-RateLimit-Reset``) or
 backing off exponentially, always bounded. Anything else, or a transient error that outlasts the
 retries, raises :class:`ApiError` with a message naming the service, the status and what to check.
-Tokens travel through ``BearerTokenAuth`` (applied when the request is prepared), so neither our
-errors nor dlt's request logs ever contain them.
+Tokens travel through ``BearerTokenAuth`` (applied when the request is prepared), so dlt's request
+logs never contain them, and every ``ApiError`` is scrubbed of the configured secrets (a server may
+quote the presented token back). Each attempt is bounded by ``timeout`` (connect and read), the whole
+call by ``max_attempts`` and ``max_wait``; a call that timed out says so.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ HINTS = {
 class ApiError(RuntimeError):
     """A request failed for good; ``status`` is the HTTP status (None when the server was unreachable)."""
 
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, status: int | None = None, secrets: tuple = ()):
+        from reference_arch.common.secrets import scrub
+
+        super().__init__(scrub(message, *secrets))
         self.status = status
 
 
@@ -71,9 +75,10 @@ class RetryingSession(requests.Session):
 
     def __init__(self, service: str, *, max_attempts: int = 5, backoff: float = 1.0, max_wait: float = 120.0,
                  timeout: float = 30.0, hint: Callable[[requests.Response], str | None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, secrets: tuple = ()):
         super().__init__()
         self.service = service
+        self.secrets = secrets  # scrubbed from errors on top of the environment's (a token given as config)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_wait = max_wait
@@ -83,15 +88,18 @@ class RetryingSession(requests.Session):
         self.raise_for_status = False  # tells dlt's RESTClient that its own hook raises
 
     def send(self, request, **kwargs):
-        kwargs.setdefault("timeout", self.timeout)
+        if kwargs.get("timeout") is None:  # requests passes timeout=None itself: never wait forever
+            kwargs["timeout"] = self.timeout
         where = f"{request.method} {_path(request.url)}"
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = super().send(request, **kwargs)
             except TRANSIENT_EXCEPTIONS as exc:
                 if attempt == self.max_attempts:
-                    raise ApiError(f"{self.service} unreachable ({where}) after {attempt} attempts: "
-                                   f"{type(exc).__name__}") from exc
+                    what = (f"timed out ({where}): no answer within {self.timeout:g} s"
+                            if isinstance(exc, requests.Timeout) else f"unreachable ({where})")
+                    # from None: the exception's text holds the request, its URL and query too.
+                    raise ApiError(f"{self.service} {what} after {attempt} attempts: {type(exc).__name__}") from None
                 self._wait(self.backoff * 2 ** (attempt - 1), attempt, where, type(exc).__name__)
                 continue
             except requests.HTTPError as exc:  # raised by dlt's RESTClient response hook
@@ -106,7 +114,7 @@ class RetryingSession(requests.Session):
             if asked is not None and asked > self.max_wait:
                 raise ApiError(f"{self.service} rate limit exhausted ({where}): the server asks to wait "
                                f"{asked:.0f}s, more than the {self.max_wait:.0f}s allowed; retry later",
-                               response.status_code)
+                               response.status_code, self.secrets)
             delay = asked if asked is not None else self.backoff * 2 ** (attempt - 1)
             self._wait(delay, attempt, where, f"HTTP {response.status_code}")
         raise AssertionError("unreachable")
@@ -128,7 +136,7 @@ class RetryingSession(requests.Session):
             text += f" ({hint})"
         if attempts > 1:
             text += f" after {attempts} attempts"
-        return ApiError(text, status)
+        return ApiError(text, status, self.secrets)
 
 
 def _path(url: str) -> str:
@@ -156,4 +164,4 @@ def rest_client(base_url: str, service: str, *, token: str | None = None, pagina
 
     return RESTClient(base_url=base_url, headers=headers, auth=BearerTokenAuth(token) if token else None,
                       paginator=paginator, data_selector=data_selector,
-                      session=RetryingSession(service, **session_options))
+                      session=RetryingSession(service, secrets=(token,) if token else (), **session_options))

@@ -24,6 +24,19 @@ class LLMError(RuntimeError):
     """A model call failed for a reason the user can act on."""
 
 
+def _valid_messages(messages):
+    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text."""
+    from reference_arch.common.unicode_text import valid_text
+
+    if isinstance(messages, str):
+        return valid_text(messages)
+    if not isinstance(messages, list):
+        return messages  # a prompt value or message objects: built from text already validated
+    return [(m[0], valid_text(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
+            else {**m, "content": valid_text(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
+            else m for m in messages]
+
+
 class LLMResource(dg.ConfigurableResource):
     """Chat model: ``local`` (Hugging Face causal LM) or ``openai`` (any OpenAI-compatible server)."""
 
@@ -33,13 +46,14 @@ class LLMResource(dg.ConfigurableResource):
     api_key: Optional[str] = None
     temperature: float = 0.0
     max_tokens: int = 256
-    timeout: float = 60.0
-    max_retries: int = 4
+    timeout: float = 60.0  # seconds per attempt (connect, read, write); a call ends within
+    max_retries: int = 4  # (max_retries + 1) * timeout plus the client's backoff (at most 8 s a retry)
     cache: Optional[bool] = None
     device: str = "auto"
 
     _tracker: Any = PrivateAttr(default=None)
     _chat: Any = PrivateAttr(default=None)
+    _cache: Any = PrivateAttr(default=None)
 
     # -- what is used --------------------------------------------------------------------
     def resolved_provider(self) -> str:
@@ -89,6 +103,7 @@ class LLMResource(dg.ConfigurableResource):
 
         self._tracker = UsageTracker()
         cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
+        self._cache = cache or None
         common = dict(temperature=self.temperature, max_tokens=self.max_tokens,
                       callbacks=[self._tracker], cache=cache)
         if self.resolved_provider() == "openai":
@@ -115,41 +130,26 @@ class LLMResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def errors_explained(self) -> Iterator[None]:
-        """Turn client errors into one clear line that never contains the key."""
-        try:
-            yield
-        except LLMError:
-            raise
-        except Exception as err:  # noqa: BLE001 - translated below, re-raised otherwise
-            import openai
+        """Turn client errors into one clear line that never contains the key (``openai_errors``)."""
+        from reference_arch.common.openai_errors import openai_errors_explained
 
-            where = self.base_url or "api.openai.com"
-            if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
-                raise LLMError(
-                    f"the OpenAI-compatible server at {where} refused the API key "
-                    f"(HTTP {err.status_code}); check OPENAI_API_KEY"
-                ) from None
-            if isinstance(err, openai.NotFoundError):
-                raise LLMError(f"model {self.resolved_model()!r} not found at {where} (HTTP 404)") from None
-            if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
-                raise LLMError(
-                    f"cannot reach the OpenAI-compatible server at {where} after {self.max_retries} retries"
-                ) from None
-            if isinstance(err, openai.APIStatusError):
-                raise LLMError(
-                    f"the server at {where} answered HTTP {err.status_code} after {self.max_retries} retries"
-                ) from None
-            raise
+        model = (self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model)
+        with openai_errors_explained(LLMError, where=self.base_url, model=model, timeout=self.timeout,
+                                     max_retries=self.max_retries, key=self._key()):
+            yield
 
     def generate(self, messages) -> str:
-        """One chat completion (messages, a prompt value or a string); returns the text."""
+        """One chat completion (messages, a prompt value or a string); returns the text. Message
+        text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
+        lone surrogates, whichever template variable, system prompt or source brought them."""
         chat = self.chat_model()
         with self.errors_explained():
-            return str(chat.invoke(messages).content)
+            return str(chat.invoke(_valid_messages(messages)).content)
 
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:
         tracker = self._tracker
+        rebuilt = {"llm/cache_rebuilt": self._cache.rebuilt} if self._cache is not None and self._cache.rebuilt else {}
         return {
             "llm/provider": self.resolved_provider(),
             "llm/model": self.resolved_model(),
@@ -158,6 +158,7 @@ class LLMResource(dg.ConfigurableResource):
             "llm/prompt_tokens": tracker.prompt_tokens if tracker else 0,
             "llm/completion_tokens": tracker.completion_tokens if tracker else 0,
             "llm/latency_ms": round(1000 * tracker.latency_s, 1) if tracker else 0.0,
+            **rebuilt,  # only when the response cache could not be read and was started afresh
         }
 
     def usage(self) -> dict[str, Any]:

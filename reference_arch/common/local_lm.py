@@ -49,7 +49,10 @@ def load_causal_lm(path: str, device: str = "auto"):
 
 
 def to_chat_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    return [{"role": _ROLES.get(m.type, m.type), "content": str(m.content)} for m in messages]
+    """Plain chat messages; a line of text that would read as the template's ``### Role:`` header is escaped."""
+    from reference_arch.common.untrusted_text import escape_role_markers
+
+    return [{"role": _ROLES.get(m.type, m.type), "content": escape_role_markers(str(m.content))} for m in messages]
 
 
 class LocalChatModel(BaseChatModel):

@@ -24,7 +24,11 @@ class QuestionConfig(dg.Config):
 
 
 def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> str:
-    text = (question or "").strip()
+    """The question stripped and made valid Unicode (undecodable bytes and lone surrogates become
+    U+FFFD, ``unicode_text.repair_text``); ``QuestionError`` when it is empty or too long."""
+    from reference_arch.common.unicode_text import valid_text
+
+    text = valid_text(question or "").strip()
     if not text:
         raise QuestionError("the question is empty: ask something")
     if len(text) > max_chars:
@@ -38,11 +42,17 @@ def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS
 def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -> str:
     """The body of every ``question`` asset: the validated question, recorded in metadata, or a
     failure naming the problem before any model is called."""
+    from reference_arch.common.unicode_text import repair_text
+
     try:
         text = validate_question(config.question, config.max_chars)
     except QuestionError as err:
         raise dg.Failure(description=f"question refused: {err}") from None
-    context.add_output_metadata({"question": text, "characters": len(text)})
+    repaired = repair_text(config.question or "")[1]
+    if repaired:
+        context.log.warning(f"the question held {repaired} characters that are not valid Unicode; "
+                            "they were replaced with U+FFFD")
+    context.add_output_metadata({"question": text, "characters": len(text), "repaired_characters": repaired})
     return text
 
 

@@ -9,6 +9,7 @@ a half-written model.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from reference_arch.common.atomic import write_json
 from reference_arch.common.settings import home_path
 
+log = logging.getLogger(__name__)
 PREFIX = "registry:"
 CARD = "card.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -78,20 +80,38 @@ class ModelRegistry:
         return self.get(name, version)
 
     def _versions(self, name: str) -> list[int]:
+        """Versions of ``name`` whose card reads; one that does not is skipped with a warning."""
         model_dir = self.root / name
         if not model_dir.is_dir():
             return []
-        return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / CARD).exists())
+        found = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / CARD).exists())
+        return [v for v in found if self._card(model_dir / str(v)) is not None]
+
+    @staticmethod
+    def _card(path: Path) -> dict | None:
+        try:
+            card = json.loads((path / CARD).read_text())
+            return card if isinstance(card, dict) else None
+        except (OSError, ValueError) as err:
+            log.warning("skipping %s: its %s cannot be read (%s); re-publish it or delete the folder", path, CARD, err)
+            return None
 
     def get(self, name: str, version: int | str = "latest") -> RegisteredModel:
         versions = self._versions(name)
+        if version != "latest" and int(version) not in versions and (self.root / name / str(version) / CARD).exists():
+            raise ModelNotFoundError(f"model {name!r} version {version} is damaged: "
+                                     f"{self.root / name / str(version) / CARD} cannot be read; re-publish it "
+                                     "(re-materialize the asset that published it) or delete the folder")
         if not versions:
             raise ModelNotFoundError(f"no model named {name!r} in the registry at {self.root}")
         number = versions[-1] if version == "latest" else int(version)
         if number not in versions:
             raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {versions})")
         path = self.root / name / str(number)
-        return RegisteredModel(name, number, path, json.loads((path / CARD).read_text()))
+        card = self._card(path)
+        if card is None:  # damaged between listing and reading
+            raise ModelNotFoundError(f"{path / CARD} cannot be read; re-publish the model or delete the folder")
+        return RegisteredModel(name, number, path, card)
 
     def list(self) -> list[RegisteredModel]:
         """Every version of every model, oldest first."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -65,6 +66,11 @@ class Embedding(tuple):
         return cls(record.get("embedding_model") or None, int(dimension) if str(dimension or "").isdigit() else None)
 
 
+class UnreadableIndexError(VectorStoreError):
+    """A LanceDB table's files cannot be read (a truncated data file or manifest). The table is
+    derived from the chunks: ``rag/vector_index`` rebuilds it (``LanceCollection.recreate``)."""
+
+
 def _sql_list(values: Iterable[str]) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
@@ -82,6 +88,7 @@ class VectorStoreResource(dg.ConfigurableResource):
     nprobes: int = 8  # IVF partitions searched
     ef: int = 400  # HNSW candidate list size: recall, not latency, moves with it
     refine_factor: int = 3  # re-rank refine_factor * k ANN candidates with exact distances (IVF_PQ wants ~10)
+    timeout_s: float = 60.0  # Weaviate: seconds per query (connect: at most 10, inserts: twice this)
 
     def resolved_backend(self) -> str:
         backend = self.backend or ("weaviate" if (self.url or os.environ.get("WEAVIATE_URL")) else "lancedb")
@@ -244,6 +251,30 @@ class VectorCollection:
 
 # -- LanceDB ---------------------------------------------------------------------------------
 
+def _lance_errors(method):
+    """Lance's IO errors and Rust panics (``pyo3_runtime.PanicException``, a ``BaseException``) from
+    unreadable table files as one :class:`UnreadableIndexError` line naming the table and the fix."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except VectorStoreError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - only Lance's own failures are translated
+            text = str(err)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)) or (
+                    type(err).__name__ != "PanicException" and "LanceError" not in text and "lance error" not in text):
+                raise
+            cause = re.sub(r",\s*/\S+:\d+:\d+\s*$", "", text.strip().splitlines()[0] if text.strip() else "")
+            raise UnreadableIndexError(
+                f"the LanceDB table {self.name} at {self.uri} cannot be read ({cause or type(err).__name__}); it is "
+                "derived from the chunks: re-materialize rag/vector_index (`reference-arch materialize rag`), "
+                "which rebuilds it") from None
+    return wrapper
+
+
 class LanceCollection(VectorCollection):
     def __init__(self, store: VectorStoreResource, name: str, embedding: Embedding, rebuild: bool = False):
         super().__init__(store, name, embedding, rebuild)
@@ -276,6 +307,7 @@ class LanceCollection(VectorCollection):
         with self._lock:
             yield
 
+    @_lance_errors
     def recorded(self) -> Embedding | None:
         if self.name not in self._db.table_names():
             return None
@@ -290,6 +322,18 @@ class LanceCollection(VectorCollection):
         with self._write_lock():
             self._db.drop_table(self.name, ignore_missing=True)
         self._table, self._index_cache = None, None
+
+    def recreate(self) -> None:
+        """Drop the table and create it empty (its files being unreadable); the caller refills it."""
+        import shutil
+
+        try:
+            self._drop()
+        except Exception:  # noqa: BLE001 - a table too broken to drop: remove its folder
+            shutil.rmtree(os.path.join(self.uri, f"{self.name}.lance"), ignore_errors=True)
+            self._table, self._index_cache = None, None
+        self._create()
+        self._ready = True
 
     def table(self):
         """The LanceDB table (``None``: it does not exist and this handle only reads)."""
@@ -312,6 +356,7 @@ class LanceCollection(VectorCollection):
         columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), self.dimension)
         return pa.Table.from_pydict(columns, schema=self._schema())
 
+    @_lance_errors
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
         self._check(records)
         document_ids = sorted(set(document_ids) | {r["document_id"] for r in records})
@@ -326,6 +371,7 @@ class LanceCollection(VectorCollection):
             (self.table().merge_insert("id").when_not_matched_insert_all()
              .when_not_matched_by_source_delete(stale).execute(self._arrow(records)))
 
+    @_lance_errors
     def delete_documents(self, document_ids) -> int:
         document_ids = sorted(set(document_ids))
         if not document_ids or not self._open():
@@ -340,9 +386,11 @@ class LanceCollection(VectorCollection):
             self._index_cache = (table.version, {i.columns[0]: i.index_type for i in table.list_indices()})
         return self._index_cache[1]
 
+    @_lance_errors
     def index_types(self) -> dict[str, str]:
         return self._indices() if self._open() else {}
 
+    @_lance_errors
     def optimize(self) -> dict[str, Any]:
         from lancedb.index import FTS, HnswSq, IvfPq
 
@@ -374,15 +422,18 @@ class LanceCollection(VectorCollection):
     def _columns(self, columns: list[str]):
         return self.table().search().select(columns).limit(None).to_arrow()
 
+    @_lance_errors
     def chunk_ids(self) -> dict[str, str]:
         if not self._open():
             return {}
         data = self._columns(["id", "document_id"])
         return dict(zip(data.column("id").to_pylist(), data.column("document_id").to_pylist()))
 
+    @_lance_errors
     def count(self) -> int:
         return self.table().count_rows() if self._open() else 0
 
+    @_lance_errors
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         if field not in FIELDS:
             raise VectorStoreError(f"unknown field {field!r}")
@@ -395,6 +446,7 @@ class LanceCollection(VectorCollection):
         rows = query.select([*FIELDS, score_column]).to_list()
         return [{**{f: r.get(f) for f in FIELDS}, "score": convert(float(r[score_column]))} for r in rows]
 
+    @_lance_errors
     def search(self, vector, k=5) -> list[dict]:
         import numpy as np
 
@@ -410,6 +462,7 @@ class LanceCollection(VectorCollection):
                 query = query.ef(self.store.ef)
         return self._rows(query, "_distance", lambda d: 1.0 - d)
 
+    @_lance_errors
     def keyword_search(self, text, k=5) -> list[dict]:
         if not text.strip() or not self.count():
             return []
@@ -418,6 +471,7 @@ class LanceCollection(VectorCollection):
         query = self.table().search(text, query_type="fts", fts_columns="text").limit(k)
         return self._rows(query, "_score", lambda s: s)
 
+    @_lance_errors
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from lancedb.rerankers import RRFReranker
 
@@ -433,6 +487,31 @@ class LanceCollection(VectorCollection):
 
 
 # -- Weaviate --------------------------------------------------------------------------------
+
+def _weaviate_errors(method):
+    """One line for a Weaviate call that timed out; any error text holding a secret is scrubbed
+    (the client's errors can carry the request, its Authorization header too)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from reference_arch.common.secrets import scrubbed
+
+        try:
+            with scrubbed(self._key(), error=VectorStoreError):
+                return method(self, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - timeouts translated, the rest re-raised
+            from weaviate.exceptions import WeaviateTimeoutError
+
+            text = f"{type(err).__name__}: {err}"
+            if isinstance(err, (WeaviateTimeoutError, TimeoutError)) or any(
+                    t in text for t in ("DEADLINE_EXCEEDED", "ReadTimeout", "ConnectTimeout", "timed out")):
+                raise VectorStoreError(
+                    f"Weaviate at {self.store.location()} timed out ({method.__name__}): no answer within "
+                    f"{self.store.timeout_s:g} s (raise the vector store's timeout_s for a slow server)") from None
+            raise
+    return wrapper
+
 
 class WeaviateCollection(VectorCollection):
     """A Weaviate collection with self-provided vectors; object UUIDs derive from chunk ids."""
@@ -454,16 +533,14 @@ class WeaviateCollection(VectorCollection):
         url = urlparse(self.store._weaviate_url())
         secure = url.scheme == "https"
         grpc_port = self.store.grpc_port or int(os.environ.get("WEAVIATE_GRPC_PORT", "50051"))
-        key = self.store.api_key
-        if isinstance(key, dg.EnvVar):  # a resource used outside a Dagster run holds the EnvVar, i.e. its *name*
-            key = key.get_value()
-        key = key or os.environ.get("WEAVIATE_API_KEY")
+        key, timeout = self._key(), self.store.timeout_s
         try:
             self._client = weaviate.connect_to_custom(
                 http_host=url.hostname, http_port=url.port or (443 if secure else 80), http_secure=secure,
                 grpc_host=url.hostname, grpc_port=grpc_port, grpc_secure=secure,
                 auth_credentials=Auth.api_key(key) if key else None,
-                additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+                additional_config=AdditionalConfig(timeout=Timeout(init=min(10, timeout), query=timeout,
+                                                                   insert=2 * timeout)),
                 skip_init_checks=True,
             )
         except UnexpectedStatusCodeError as e:
@@ -474,6 +551,12 @@ class WeaviateCollection(VectorCollection):
             raise VectorStoreError(f"{where} refused the API key (HTTP {e.status_code}): check WEAVIATE_API_KEY"
                                    if key else f"{where} needs an API key: set WEAVIATE_API_KEY") from None
         return self._client
+
+    def _key(self) -> Optional[str]:
+        key = self.store.api_key
+        if isinstance(key, dg.EnvVar):  # a resource used outside a Dagster run holds the EnvVar, i.e. its *name*
+            key = key.get_value()
+        return key or os.environ.get("WEAVIATE_API_KEY")
 
     def close(self) -> None:
         if self._client is not None:
@@ -563,6 +646,7 @@ class WeaviateCollection(VectorCollection):
             found.update(chunks)
         return found
 
+    @_weaviate_errors
     def replace_documents(self, document_ids, records, keep_ids=()) -> None:
         from weaviate.classes.query import Filter
 
@@ -601,6 +685,7 @@ class WeaviateCollection(VectorCollection):
             if not done:
                 return deleted
 
+    @_weaviate_errors
     def delete_documents(self, document_ids) -> int:
         from weaviate.classes.query import Filter
 
@@ -613,17 +698,20 @@ class WeaviateCollection(VectorCollection):
                 collection, Filter.by_property("document_id").contains_any(document_ids[start:start + 100]))
         return deleted
 
+    @_weaviate_errors
     def chunk_ids(self) -> dict[str, str]:
         if not self._open():
             return {}
         return {o.properties["chunk_id"]: o.properties["document_id"]
                 for o in self.collection().iterator(return_properties=["chunk_id", "document_id"])}
 
+    @_weaviate_errors
     def count(self) -> int:
         if not self._open():
             return 0
         return int(self.collection().aggregate.over_all(total_count=True).total_count or 0)
 
+    @_weaviate_errors
     def count_by(self, field: str = "source_type") -> dict[str, int]:
         from weaviate.classes.aggregate import GroupByAggregate
 
@@ -642,6 +730,7 @@ class WeaviateCollection(VectorCollection):
             rows.append({**row, "score": float(score(o.metadata))})
         return rows
 
+    @_weaviate_errors
     def search(self, vector, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
@@ -651,6 +740,7 @@ class WeaviateCollection(VectorCollection):
                                                      return_metadata=MetadataQuery(distance=True))
         return self._rows(result.objects, lambda m: 1.0 - (m.distance or 0.0))
 
+    @_weaviate_errors
     def keyword_search(self, text, k=5) -> list[dict]:
         from weaviate.classes.query import MetadataQuery
 
@@ -660,6 +750,7 @@ class WeaviateCollection(VectorCollection):
                                               return_metadata=MetadataQuery(score=True))
         return self._rows(result.objects, lambda m: m.score or 0.0)
 
+    @_weaviate_errors
     def hybrid_search(self, text, vector, k=5) -> list[dict]:
         from weaviate.classes.query import HybridFusion, MetadataQuery
 

@@ -126,13 +126,20 @@ def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), 
 
 def git_checkout(url: str, target: Path, ref: str | None = None) -> Path:
     """A shallow clone of ``url`` (any URL or path git understands) at ``target``, replaced atomically."""
-    from reference_arch.common.atomic import staging_dir
+    from urllib.parse import urlsplit
 
+    from reference_arch.common.atomic import staging_dir
+    from reference_arch.common.secrets import scrub
+
+    password = urlsplit(url).password if "://" in url else None  # https://user:TOKEN@host/...
     with staging_dir(target) as staging:
         command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []), url, str(staging)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise CorpusError(scrub(f"git clone of {url} timed out after 600 s", password)) from None
         if done.returncode != 0:
-            raise CorpusError(f"git clone of {url} failed: {done.stderr.strip() or done.returncode}")
+            raise CorpusError(scrub(f"git clone of {url} failed: {done.stderr.strip() or done.returncode}", password))
     return target
 
 
@@ -152,8 +159,11 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
         try:
             with urllib.request.urlopen(request, timeout=120) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)
-        except OSError as err:  # URLError and HTTPError are OSErrors
-            raise CorpusError(f"cannot download {repo} from {api_url}: {err}") from None
+        except OSError as err:  # URLError, HTTPError and timeouts are OSErrors
+            from reference_arch.common.secrets import scrub
+
+            why = "timed out (no data for 120 s)" if "timed out" in str(err) else str(err)
+            raise CorpusError(scrub(f"cannot download {repo} from {api_url}: {why}", token)) from None
         with tarfile.open(archive) as tar:
             tar.extractall(download / "x", filter="data")  # refuses absolute paths and links outside
         tops = list((download / "x").iterdir())

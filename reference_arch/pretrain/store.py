@@ -49,7 +49,11 @@ def read_manifest(name: str) -> dict[str, Any]:
     if not target.exists():
         raise dg.Failure(f"pretrain/{name.split('/')[0]} has not been materialized yet (no {target}); "
                          f"materialize it first")
-    return json.loads(target.read_text())
+    try:
+        return json.loads(target.read_text())
+    except (OSError, ValueError) as err:  # derived: the asset that wrote it writes it again
+        raise dg.Failure(f"{target} cannot be read ({type(err).__name__}: {err}); re-materialize "
+                         f"pretrain/{name.split('/')[0]}, which writes it again") from None
 
 
 def fingerprint(*parts: Any) -> str:

@@ -2,7 +2,9 @@
 
 Embedding is the slow step: a text is embedded once per model, whatever document or chunking it
 comes from, so re-materializing unchanged data, switching the vector store backend or rebuilding the
-index costs no model call. The file is rewritten atomically (temporary file, then rename).
+index costs no model call. The file is rewritten atomically (temporary file, then rename). A file that
+cannot be read (truncated, not Parquet) is derived state: it is set aside as ``*.unreadable`` and the
+cache starts empty (``unreadable`` says why), so the next embedding step rebuilds it.
 """
 
 from __future__ import annotations
@@ -28,15 +30,25 @@ class EmbeddingCache:
         self.index: dict[str, int] = {}
         self.matrix = np.zeros((0, 0), dtype=np.float32)
         self.changed = False
+        self.unreadable: str | None = None  # why the file on disk could not be read, if it could not
         if path.exists():
-            import pyarrow.parquet as pq
+            try:
+                self._read()
+            except Exception as err:  # noqa: BLE001 - any unreadable file: derived, rebuilt
+                self.unreadable = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+                self.index, self.matrix = {}, np.zeros((0, 0), dtype=np.float32)
+                os.replace(path, path.with_suffix(".unreadable"))  # kept once, for a look; next save rebuilds
 
-            table = pq.read_table(path)
-            keys = table.column("key").to_pylist()
-            if keys:
-                flat = table.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
-                self.matrix = flat.astype(np.float32).reshape(len(keys), -1)
-            self.index = {k: i for i, k in enumerate(keys)}
+    def _read(self) -> None:
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.path)
+        keys = table.column("key").to_pylist()
+        if keys:
+            flat = table.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
+            self.matrix = flat.astype(np.float32).reshape(len(keys), -1)
+        self.index = {k: i for i, k in enumerate(keys)}
 
     @property
     def dimension(self) -> int | None:

@@ -22,7 +22,7 @@ import dagster as dg
 
 from reference_arch.common.embeddings import EmbeddingsResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.vector_store import FIELDS, VectorStoreResource
+from reference_arch.common.vector_store import FIELDS, UnreadableIndexError, VectorStoreResource
 from reference_arch.rag.config import rag_dir
 from reference_arch.rag.ingestion import DLT_RESOURCES, dlt_asset_key
 
@@ -57,12 +57,34 @@ def write_rows(path: Path, rows: list[dict], fields) -> None:
     os.replace(tmp, path)
 
 
+# Which asset writes each derived file: what to re-materialize when one cannot be read.
+WRITTEN_BY = {"documents.parquet": "rag/documents", "chunks.parquet": "rag/chunks"}
+
+
 def read_rows(path: Path, columns: list[str] | None = None) -> list[dict]:
+    """The rows of a Parquet file written by ``write_rows``; ``[]`` when it does not exist; a
+    failure naming the file and the asset that rebuilds it when it cannot be read."""
     if not path.exists():
         return []
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, columns=columns).to_pylist()
+    try:
+        return pq.read_table(path, columns=columns).to_pylist()
+    except Exception as err:  # noqa: BLE001 - truncated or not Parquet: say which asset rebuilds it
+        asset = WRITTEN_BY.get(path.name, "the asset that writes it")
+        raise dg.Failure(description=f"{path} cannot be read ({type(err).__name__}: "
+                                     f"{(str(err).strip().splitlines() or [''])[0]}); it is "
+                                     f"derived: re-materialize {asset} (`reference-arch materialize rag`)") from None
+
+
+def read_previous(context, path: Path, columns: list[str] | None = None) -> tuple[list[dict], int]:
+    """``(rows, 0)`` of an asset's own previous output, or ``([], 1)`` with a warning when it cannot be
+    read: the asset is about to rewrite it, so it starts over instead of failing forever."""
+    try:
+        return read_rows(path, columns), 0
+    except dg.Failure as failure:
+        context.log.warning(f"{failure.description.split('; it is derived')[0]}; rebuilding it from scratch")
+        return [], 1
 
 
 def _table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.TableMetadataValue:
@@ -93,14 +115,15 @@ def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     if not docs:  # a valid state (an emptied docs folder, every source off): the index empties too
         context.log.warning("no documents: the enabled sources hold nothing yet "
                             f"(enabled: {', '.join(sorted(enabled_sources())) or 'none'})")
-    before = {r["id"]: r["content_hash"] for r in read_rows(documents_path(), ["id", "content_hash"])}
+    previous, unreadable = read_previous(context, documents_path(), ["id", "content_hash"])
+    before = {r["id"]: r["content_hash"] for r in previous}
     now = {d["id"]: d["content_hash"] for d in docs}
     write_rows(documents_path(), docs, DOCUMENT_FIELDS)
     return dg.MaterializeResult(metadata={
         "documents": len(docs), **_counts(docs),
         "new": sum(1 for k in now if k not in before),
         "changed": sum(1 for k, h in now.items() if k in before and before[k] != h),
-        "removed": sum(1 for k in before if k not in now),
+        "removed": sum(1 for k in before if k not in now), "previous_unreadable": unreadable,
         "path": dg.MetadataValue.path(str(documents_path())),
         "sample": _table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"]),
     })
@@ -129,7 +152,8 @@ def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: 
     settings = ChunkSettings(max_tokens=limit, chunk_tokens=config.chunk_tokens, overlap_tokens=config.overlap_tokens)
     chunker = settings.fingerprint(embeddings.model_label())
     previous: dict[str, list[dict]] = {}
-    for row in read_rows(chunks_path()):
+    rows_before, unreadable = read_previous(context, chunks_path())
+    for row in rows_before:
         previous.setdefault(row["document_id"], []).append(row)
     count = embeddings.token_counter()
     rows, rechunked = [], 0
@@ -144,7 +168,7 @@ def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: 
     tokens = [r["tokens"] for r in rows]
     return dg.MaterializeResult(metadata={
         "chunks": len(rows), **_counts(rows), "documents_rechunked": rechunked,
-        "documents_unchanged": len(docs) - rechunked, "token_limit": limit,
+        "documents_unchanged": len(docs) - rechunked, "previous_unreadable": unreadable, "token_limit": limit,
         "max_tokens": max(tokens, default=0), "mean_tokens": round(sum(tokens) / max(1, len(tokens)), 1),
         "total_tokens": sum(tokens), "chunker": chunker, "path": dg.MetadataValue.path(str(chunks_path())),
         "sample": _table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"]),
@@ -168,6 +192,9 @@ def chunk_embeddings(context: dg.AssetExecutionContext, embeddings: EmbeddingsRe
 
     rows = read_rows(chunks_path(), ["text_hash", "text"])
     cache = embedding_cache(embeddings)
+    if cache.unreadable:
+        context.log.warning(f"the embedding cache {cache.path} could not be read ({cache.unreadable}); "
+                            "rebuilding it: every chunk is embedded again")
     keys = [r["text_hash"] for r in rows]
     started = time.perf_counter()
     embedded = cached_embed(cache, keys, [r["text"] for r in rows], embeddings.embed_array, log=context.log.info)
@@ -179,6 +206,7 @@ def chunk_embeddings(context: dg.AssetExecutionContext, embeddings: EmbeddingsRe
         "embedding_seconds": round(seconds, 2),
         "chunks_per_second": round(embedded / seconds, 1) if embedded and seconds else 0.0,
         "model": embeddings.model_label(), "dimension": cache.dimension or 0,
+        "cache_rebuilt": int(bool(cache.unreadable)),
         "cache": dg.MetadataValue.path(str(cache.path)),
     })
 
@@ -255,7 +283,13 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
                                      "first (the index is left as it was)")
     # The writer: an index built with another model is dropped and rebuilt (derived state), never mixed.
     collection = open_collection(embeddings, vector_store, cache.dimension or embeddings.dimension())
-    changes = sync_index(collection, rows, cache.vectors, log=context.log.info)
+    rebuilt = 0
+    try:
+        changes = sync_index(collection, rows, cache.vectors, log=context.log.info)
+    except UnreadableIndexError as err:  # derived from the chunks: rebuild it rather than fail forever
+        context.log.warning(f"{err}; rebuilding it from the {len(rows)} chunks now")
+        collection.recreate()
+        changes, rebuilt = sync_index(collection, rows, cache.vectors, log=context.log.info), 1
     if collection.rebuilt_from is not None:
         context.log.info(f"rebuilt the index: it held vectors of {collection.rebuilt_from.describe()}")
     if changes["chunks_inserted"] or changes["chunks_deleted"] or not collection.index_types():
@@ -263,7 +297,8 @@ def vector_index(context: dg.AssetExecutionContext, embeddings: EmbeddingsResour
     indexes = collection.index_types()
     counts = collection.count_by("source_type")
     return dg.MaterializeResult(metadata={
-        **changes, "rows": collection.count(), **{f"source_type/{k}": v for k, v in sorted(counts.items())},
+        **changes, "rows": collection.count(), "index_rebuilt": rebuilt,
+        **{f"source_type/{k}": v for k, v in sorted(counts.items())},
         "backend": vector_store.resolved_backend(), "collection": collection.name,
         "embedding_model": embeddings.model_label(), "embedding_dimension": collection.dimension,
         "rebuilt_from": collection.rebuilt_from.describe() if collection.rebuilt_from else "",

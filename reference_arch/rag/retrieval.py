@@ -26,11 +26,11 @@ def default_mode() -> str:
     """The mode with the best mean dev recall@k over the question sets when ``rag/retrieval_evaluation``
     last ran, else ``DEFAULT_MODE``."""
     path = best_mode_path()
-    if path.exists():
-        mode = json.loads(path.read_text()).get("best_mode")
-        if mode in SEARCH_MODES:
-            return mode
-    return DEFAULT_MODE
+    try:
+        mode = json.loads(path.read_text()).get("best_mode") if path.exists() else None
+    except (OSError, ValueError, AttributeError):  # derived by rag/retrieval_evaluation: its next run rewrites it
+        mode = None
+    return mode if mode in SEARCH_MODES else DEFAULT_MODE
 
 
 def group_sources(chunks: list[dict], k: int) -> list[dict]:

@@ -45,11 +45,36 @@ def pipeline(source_name: str):
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Serialise loads and reads of the warehouse across processes."""
+    """Serialise loads and reads of the warehouse across processes; a DuckDB warehouse that cannot
+    be opened fails here, in one line (see ``check_readable``)."""
     from filelock import FileLock
 
     with FileLock(str(rag_dir() / "warehouse.lock"), timeout=3600):
+        check_readable()
         yield
+
+
+def check_readable() -> None:
+    """The DuckDB warehouse opens and lists its tables, or a ``dg.Failure`` naming the file and what to
+    do. It is the source of truth for everything ingested (incremental loads do not re-read what
+    they loaded before), so it is never replaced or rebuilt behind the user's back."""
+    path = warehouse_path()
+    if destination_name() != "duckdb" or not os.path.exists(path):
+        return
+    import dagster as dg
+    import duckdb
+
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
+    except duckdb.Error as err:
+        if "lock" in str(err).lower():  # held by another process's writer: not damage
+            return
+        raise dg.Failure(description=(
+            f"the warehouse {path} cannot be opened ({str(err).strip().splitlines()[0]}). It holds every "
+            "ingested record and is not rebuilt automatically: restore it from a backup, or move it and the "
+            f"pipelines' incremental state ({dlt_pipelines_dir()}/rag_*) away and re-run every ingestion "
+            "partition (`reference-arch materialize rag`) to load the sources again")) from None
 
 
 def read_table(source_name: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
