@@ -38,6 +38,18 @@ def files_holding(root: Path, secret: str) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
+def one_chunk_index(embeddings: EmbeddingsResource) -> None:
+    """A one-chunk index recorded with ``embeddings``' model (3 dimensions), so a question is
+    refused by nothing before it reaches that model's client."""
+    from reference_arch.common.vector_store import VectorStoreResource
+    from reference_arch.rag.processing import COLLECTION
+
+    index = VectorStoreResource().collection(COLLECTION, embeddings.model_label(), 3, rebuild=True)
+    index.replace_documents(["docs:a"], [{"id": "docs:a#0", "document_id": "docs:a", "source_type": "docs",
+                                          "text": "rename_axis sets the index name", "vector": [1.0, 0.0, 0.0]}])
+    index.close()
+
+
 # -- 13: a key quoted back -----------------------------------------------------------------------
 @pytest.fixture
 def fresh_rag_definitions():
@@ -55,6 +67,9 @@ def test_ask_rag_with_a_server_quoting_the_key_leaks_it_nowhere(tmp_home, monkey
                                                                 fresh_rag_definitions):
     from reference_arch import cli
 
+    # An index built with the OpenAI model, so the question is embedded by the openai client.
+    monkeypatch.setenv("REFERENCE_ARCH_EMBEDDINGS_PROVIDER", "openai")
+    one_chunk_index(EmbeddingsResource(provider="openai"))
     with FakeOpenAI(script=[ECHO_401] * 10) as server:
         monkeypatch.setenv("OPENAI_API_KEY", SECRET)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
@@ -159,12 +174,14 @@ def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
     from reference_arch.rag import answers
 
     with hanging_server() as url, dg.DagsterInstance.ephemeral() as instance:
+        embeddings = EmbeddingsResource(provider="openai", base_url=f"{url}/v1", api_key="k", timeout=0.5,
+                                        max_retries=1)
+        one_chunk_index(embeddings)
         started = time.monotonic()
         result = dg.materialize(
             [answers.question, answers.retrieved_sources], instance=instance, raise_on_error=False,
             run_config=question_run_config("rag", "How do I rename the index of a Series?"),
-            resources={"embeddings": EmbeddingsResource(provider="openai", base_url=f"{url}/v1", api_key="k",
-                                                        timeout=0.5, max_retries=1),
+            resources={"embeddings": embeddings,
                        "vector_store": VectorStoreResource()})
         seconds = time.monotonic() - started
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
