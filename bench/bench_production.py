@@ -1,6 +1,6 @@
 """The production shape, measured: how long ``dagster dev`` takes to load the four locations, the
 latency of a synchronous answer through the GraphQL client (one process vs a process per step), and
-a run's overhead on Postgres vs SQLite instance storage (when ``DAGSTER_PG_URL`` is set)."""
+a run's overhead on Postgres vs SQLite instance storage (when a server is found, as the tests find one)."""
 
 from __future__ import annotations
 
