@@ -10,7 +10,7 @@ import json
 import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_record
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record
 from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.evaluation import published_model
 
@@ -61,8 +61,8 @@ def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = model.usage()
-    return dg.Output(answer_record(text, usage["model"], usage),
-                     metadata={"answer": dg.MetadataValue.md(text or "_(empty answer)_"), **model.usage_metadata()})
+    return dg.Output(answer_record(text, usage["model"], usage, question=question),
+                     metadata=answer_metadata(question, text or "_(empty answer)_", **model.usage_metadata()))
 
 
 finetuned_question_job = dg.define_asset_job(

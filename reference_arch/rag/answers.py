@@ -14,7 +14,8 @@ import dagster as dg
 from reference_arch.common.embeddings import EmbeddingsResource
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, sources_table
+from reference_arch.common.questions import REGISTRY_MODELS, QuestionConfig, accept_question, answer_record, \
+    run_metadata, sources_table
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.evaluation import retrieval_evaluation
 from reference_arch.rag.processing import vector_index
@@ -83,6 +84,7 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
 @dg.asset(
     key=["rag", "answer"], group_name="rag", owners=OWNERS, kinds={"python", "huggingface", "openai"},
     ins={"question": dg.AssetIn(key=["rag", "question"]), "sources": dg.AssetIn(key=["rag", "retrieved_sources"])},
+    deps=REGISTRY_MODELS,
     description="The LLM's answer, grounded in the numbered sources and citing them as [1], [2].",
 )
 def answer(context: dg.AssetExecutionContext, question: str, sources: list, llm: LLMResource) -> dg.Output:
@@ -96,8 +98,12 @@ def answer(context: dg.AssetExecutionContext, question: str, sources: list, llm:
     # `id` is the source document's id, the field every question job's JSON shares.
     shown = [{"id": s["document_id"], **{k: s[k] for k in ("rank", "title", "source", "url", "score", "document_id",
                                                            "source_type", "chunk_ids", "text")}} for s in sources]
-    record = answer_record(text, llm.resolved_model(), llm.usage(), shown, question=question)
+    retrieval = {k: v for k, v in run_metadata(context, dg.AssetKey(["rag", "retrieved_sources"])).items()
+                 if k in ("mode", "k")}  # as retrieved_sources ran in this run
+    record = answer_record(text, llm.resolved_model(), llm.usage(), shown, question=question, **retrieval)
     return dg.Output(record, metadata={
+        "question": dg.MetadataValue.text(question),
+        **retrieval,
         "answer": dg.MetadataValue.md(f"{text or '(empty answer)'}\n\n**Sources**\n\n{listed or 'none'}"),
         "sources": sources_table(sources),
         "citations": dg.MetadataValue.text(", ".join(f"[{n}]" for n in valid) or "none"),
