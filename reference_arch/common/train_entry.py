@@ -190,8 +190,13 @@ def _apply_lora(model, lora: dict[str, Any]):
     known = {"r", "alpha", "dropout", "target_modules"}
     if set(lora) - known:
         raise ValueError(f"unknown lora settings {sorted(set(lora) - known)}; known: {sorted(known)}")
+    from transformers.pytorch_utils import Conv1D
+
+    # GPT-2 stores its projections as Conv1D, weights (in, out): peft must be told (fan_in_fan_out),
+    # else it warns and flips the setting itself.
+    conv1d = any(isinstance(module, Conv1D) for module in model.modules())
     config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
-                        lora_dropout=float(lora.get("dropout", 0.0)),
+                        lora_dropout=float(lora.get("dropout", 0.0)), fan_in_fan_out=conv1d,
                         target_modules=lora.get("target_modules") or "all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
@@ -226,6 +231,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from reference_arch.common.model_init import name_causal_lm_loss
     from reference_arch.common.throughput import flop_parameters, measure_peak_flops, mfu
 
     output_dir = Path(spec.output_dir)
@@ -237,6 +243,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir or spec.model_dir)
     model = _build_model(spec, tokenizer)
     model.config.use_cache = False  # no KV cache while training: it only costs memory and time
+    name_causal_lm_loss(model)
     n_flop_params = flop_parameters(model)
     if spec.lora:
         model = _apply_lora(model, spec.lora)
