@@ -124,8 +124,6 @@ def step_job(location: str, step: Step, defs):
 
 def materialize_location(location: str, inst, echo=print) -> list:
     """Materialize every asset and partition of a location; returns the run results."""
-    import dagster as dg
-
     defs = load_defs(location)
     results = []
     for step in plan(defs):

@@ -68,5 +68,6 @@ def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
 finetuned_question_job = dg.define_asset_job(
     "finetuned_question_job",
     selection=dg.AssetSelection.assets(question, answer),
+    executor_def=dg.in_process_executor,  # one process: no per-step process start-up for a short answer
     description="Answer one question with the fine-tuned model: config ops.finetune__question.config.question.",
 )

@@ -114,6 +114,7 @@ def answer(context: dg.AssetExecutionContext, question: str, sources: list, llm:
 
 rag_question_job = dg.define_asset_job(
     "rag_question_job", selection=dg.AssetSelection.assets(question, retrieved_sources, answer),
+    executor_def=dg.in_process_executor,  # one process: no per-step process start-up for a short answer
     description="Answer one question from the indexed GitHub, Slack and docs: config "
                 "ops.rag__question.config.question (and ops.rag__retrieved_sources.config.k / mode).",
 )

@@ -45,3 +45,22 @@ def test_plain_dagster_dev_shows_the_runs_the_cli_made(webserver, monkeypatch):
     runs = graphql(webserver.url, RUNS)["runsOrError"]["results"]
     assert result.run_id in {run["runId"] for run in runs}
     assert os.path.isfile(webserver.dagster_home / "history" / "runs.db")
+
+
+LINEAGE = """query Lineage($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {
+  assetKey { path } dependencyKeys { path } repository { location { name } } } }"""
+
+
+def test_answers_draw_the_registry_lineage_across_locations(webserver):
+    """The answers use the registry's published model: the webserver's global graph draws that edge
+    from the pretrain (and finetune) location's ``published_model`` into the prompt and rag answers."""
+    from reference_arch.common.questions import REGISTRY_MODELS
+
+    keys = [{"path": [location, "answer"]} for location in ("prompt", "rag")]
+    nodes = graphql(webserver.url, LINEAGE, {"keys": keys})["assetNodes"]
+    assert {node["repository"]["location"]["name"] for node in nodes} == {"prompt", "rag"}
+    for node in nodes:
+        deps = {"/".join(dep["path"]) for dep in node["dependencyKeys"]}
+        assert {key.to_user_string() for key in REGISTRY_MODELS} <= deps, node["assetKey"]
+    publishers = graphql(webserver.url, LINEAGE, {"keys": [{"path": key.path} for key in REGISTRY_MODELS]})
+    assert {n["repository"]["location"]["name"] for n in publishers["assetNodes"]} >= {"pretrain", "finetune"}
