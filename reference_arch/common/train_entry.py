@@ -198,7 +198,13 @@ def _apply_lora(model, lora: dict[str, Any]):
     config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
                         lora_dropout=float(lora.get("dropout", 0.0)), fan_in_fan_out=conv1d,
                         target_modules=lora.get("target_modules") or "all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft 0.21 (the newest) reads transformers 5's deprecated `is_gradient_checkpointing` alias, a
+        # FutureWarning about peft's code, not ours: silenced for this one message, at this one call.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _save_final(model, tokenizer, output_dir: Path, lora: bool) -> tuple[Path, Optional[Path]]:

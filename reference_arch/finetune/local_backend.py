@@ -25,7 +25,7 @@ def load_chat_tokenizer(model_dir: str):
 
 
 def build_dataset(tokenizer, examples: list[dict], max_seq_len: int, target: Path) -> dict:
-    """Save the examples as a ``datasets`` dataset of fixed-length ``input_ids`` and ``labels``.
+    """Save the examples as a ``datasets`` dataset of fixed-length ``input_ids``, ``labels`` and ``attention_mask``.
 
     Sequences are padded to the longest example (not to ``max_seq_len``): on a CPU every padded
     position costs as much as a real one.
@@ -41,6 +41,8 @@ def build_dataset(tokenizer, examples: list[dict], max_seq_len: int, target: Pat
     rows = {
         "input_ids": [ids + [pad] * (width - len(ids)) for ids, _ in encoded],
         "labels": [labels + [-100] * (width - len(labels)) for _, labels in encoded],
+        # The padding is masked out of attention, not only out of the loss (transformers warns otherwise).
+        "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded],
     }
     Dataset.from_dict(rows).save_to_disk(str(target))
     return {"examples": len(encoded), "seq_len": width,
