@@ -24,9 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest reference_arch_tests
 
 dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m reference_arch.common.pools
+	$(BIN)/python -m reference_arch.common.pools  # writes $(DAGSTER_HOME)/dagster.yaml when missing
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

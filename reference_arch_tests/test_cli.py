@@ -36,3 +36,62 @@ def test_materialize_prompt_every_partition(registry_with_tiny_model, capsys):
     instance = dg.DagsterInstance.get()
     materialized = instance.get_materialized_partitions(dg.AssetKey(["prompt", "answer"]))
     assert materialized == {"pandas", "pandas_example"}
+    # The runs are named for what they do, not __ephemeral_asset_job__.
+    names = {run.job_name for run in instance.get_runs()}
+    assert names == {"materialize_prompt_question_to_answer"}
+
+
+def test_demo_lines_say_what_happened(registry_with_tiny_model):
+    """The demo's cache wording, its expected-offline label and its local-model line, on real runs:
+    `materialize prompt` answers the default question, so asking it again is a cache hit *from that
+    materialization*; a new question costs tokens."""
+    from reference_arch import cli
+
+    instance = dg.DagsterInstance.get()
+    results = cli.materialize_location("prompt", instance, echo=lambda *a, **k: None)
+    answered = cli.questions_answered(results)
+    assert answered == {"prompt": {"What is a series?"}}
+
+    lines = cli.check_summary(results, cli.OFFLINE_EXPECTED_FAILURES)
+    assert any("answer_format" in line for line in lines)
+    for line in lines:
+        assert ("expected offline" in line) == ("answer_format FAILED" in line), line
+
+    again = cli.ask("prompt", "What is a series?", instance)
+    assert again["usage"]["cache_hits"] == 1
+    assert "`materialize prompt` above sent this same prompt" in cli.usage_line(again, True, "prompt")
+    fresh = cli.ask("prompt", "What is a DataFrame?", instance)
+    assert fresh["usage"]["cache_hits"] == 0 and cli.usage_line(fresh, False, "prompt").startswith("tokens ")
+
+    line = cli.local_model_line(120.0)
+    assert "registry:tiny-lm@1" in line and "not answers" in line and "OPENAI_API_KEY" in line
+
+
+def test_ask_json_has_one_shape_for_every_target(registry_with_tiny_model, tmp_path, monkeypatch, capsys):
+    """prompt, rag and finetuned print the same keys (question included), then their own extras; the
+    answer assets carry the question (and rag its retrieval mode and k) as metadata for the UI."""
+    from reference_arch.cli import ASK_TARGETS, DEMO_QUESTIONS
+    from reference_arch.common.questions import ANSWER_KEYS
+    from reference_arch.finetune.config import FINETUNED_MODEL
+    from reference_arch_tests.production.conftest import build_rag_index, tiny_rag_exports
+
+    for name, value in tiny_rag_exports(tmp_path / "exports").items():
+        monkeypatch.setenv(name, value)
+    instance = dg.DagsterInstance.get()
+    build_rag_index(instance)
+    tiny = registry_with_tiny_model.get("tiny-lm")
+    registry_with_tiny_model.publish(FINETUNED_MODEL, tiny.path, {"kind": "test"})
+
+    extras = {"prompt": {"template", "template_hash"}, "rag": {"mode", "k"}, "finetuned": set()}
+    for target, question in DEMO_QUESTIONS.items():
+        assert main(["ask", target, question, "--json"]) == 0, target
+        record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert set(record) == {*ANSWER_KEYS, "run_id", *extras[target]}, target
+        assert record["question"] == question and isinstance(record["sources"], list), target
+
+        location_prefix = ASK_TARGETS[target][2]
+        stored = instance.fetch_materializations(dg.AssetKey([location_prefix, "answer"]), limit=1).records[0]
+        metadata = stored.asset_materialization.metadata
+        assert stored.run_id == record["run_id"] and metadata["question"].value == question, target
+        if target == "rag":
+            assert metadata["mode"].value == record["mode"] and metadata["k"].value == record["k"] == 5

@@ -61,10 +61,37 @@ def question_run_config(location: str, question: str) -> dict[str, Any]:
     return {"ops": {f"{location}__question": {"config": {"question": question}}}}
 
 
-def answer_record(answer: str, model: str, usage: dict[str, Any], sources: list[dict] | None = None,
-                  **extra: Any) -> dict[str, Any]:
-    """The value of every ``answer`` asset: what ``reference-arch ask --json`` prints."""
-    return {"answer": answer, "sources": sources or [], "model": model, "usage": usage, **extra}
+# The local LLM is the newest model in the registry, published by one of these assets (pretrain's base
+# model or its fine-tuned variant): answer assets list them as deps, so the UI draws that lineage
+# across code locations (with OPENAI_API_KEY set the dependency is not used, the lineage stays).
+REGISTRY_MODELS = [dg.AssetKey(["pretrain", "published_model"]), dg.AssetKey(["finetune", "published_model"])]
+
+# Keys every answer record has, whatever the question job: what `reference-arch ask --json` prints
+# (plus `run_id`, added by the CLI), before any job-specific extras.
+ANSWER_KEYS = ("question", "answer", "sources", "model", "usage")
+
+
+def answer_record(answer: str, model: str, usage: dict[str, Any], sources: list[dict] | None = None, *,
+                  question: str, **extra: Any) -> dict[str, Any]:
+    """The value of every ``answer`` asset: ``ANSWER_KEYS``, then the job's own ``extra`` keys."""
+    return {"question": question, "answer": answer, "sources": sources or [], "model": model, "usage": usage,
+            **extra}
+
+
+def answer_metadata(question: str, answer_md: str, **extra: Any) -> dict[str, Any]:
+    """What every ``answer`` asset shows in the UI first: the question it answered and the answer."""
+    return {"question": dg.MetadataValue.text(question), "answer": dg.MetadataValue.md(answer_md), **extra}
+
+
+def run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
+    """The metadata ``key`` was materialized with earlier in this run ({} when it was not)."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in reversed(records):
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is not None and materialization.asset_key == key:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    return {}
 
 
 def sources_table(sources: list[dict]) -> dg.TableMetadataValue:

@@ -58,16 +58,31 @@ def duckdb_path() -> str:
     return str(home() / "warehouse.duckdb")
 
 
+# The repo's dagster.yaml keys that hold paths relative to the repo root (for plain `dagster dev`
+# there, see dagster.yaml); a DAGSTER_HOME keeps these under itself instead, Dagster's default.
+RELATIVE_STORAGE_KEYS = ("storage", "local_artifact_storage", "compute_logs")
+
+
+def write_instance_config(dagster_home_dir: Path) -> Path:
+    """Write ``dagster.yaml`` into ``dagster_home_dir``: the repo's, without its relative storage
+    paths, so the instance stores everything under ``dagster_home_dir``."""
+    import yaml
+
+    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text()) or {}
+    for key in RELATIVE_STORAGE_KEYS:
+        config.pop(key, None)
+    from reference_arch.common.atomic import write_text
+
+    return write_text(Path(dagster_home_dir) / "dagster.yaml",
+                      "# Written by reference-arch from the repo's dagster.yaml.\n" + yaml.safe_dump(config, sort_keys=False))
+
+
 def dagster_home() -> Path:
-    """``DAGSTER_HOME``, defaulting to ``.dagster_home/`` with the repo's dagster.yaml."""
+    """``DAGSTER_HOME``, defaulting to ``.dagster_home/``; writes its dagster.yaml when missing."""
     path = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    template = PROJECT_ROOT / "dagster.yaml"
-    if not config.exists() and template.exists():
-        from reference_arch.common.atomic import write_text
-
-        write_text(config, template.read_text())
+    if not (path / "dagster.yaml").exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+        write_instance_config(path)
     os.environ["DAGSTER_HOME"] = str(path)
     return path
 

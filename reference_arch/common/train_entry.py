@@ -273,7 +273,13 @@ def _apply_lora(model, lora: dict[str, Any]):
     config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
                         lora_dropout=float(lora.get("dropout", 0.0)), fan_in_fan_out=conv1d,
                         target_modules=lora.get("target_modules") or "all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft 0.21 (the newest) reads transformers 5's deprecated `is_gradient_checkpointing` alias, a
+        # FutureWarning about peft's code, not ours: silenced for this one message, at this one call.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _save_final(model, tokenizer, output_dir: Path, lora: bool) -> tuple[Path, Optional[Path]]:
@@ -305,6 +311,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from reference_arch.common.model_init import name_causal_lm_loss
     from reference_arch.common.throughput import flop_parameters, measure_peak_flops, mfu
 
     output_dir = Path(spec.output_dir)
@@ -318,6 +325,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec.tokenizer_dir or spec.model_dir)
     model = _build_model(spec, tokenizer)
     model.config.use_cache = False  # no KV cache while training: it only costs memory and time
+    name_causal_lm_loss(model)
     n_flop_params = flop_parameters(model)
     if spec.lora:
         model = _apply_lora(model, spec.lora)

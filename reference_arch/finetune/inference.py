@@ -10,7 +10,8 @@ import json
 import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, markdown_text
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
+    markdown_text
 from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
 from reference_arch.finetune.evaluation import published_model
 
@@ -61,13 +62,13 @@ def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = model.usage()
-    return dg.Output(answer_record(text, usage["model"], usage),
-                     metadata={"answer": dg.MetadataValue.md(markdown_text(text) or "_(empty answer)_"),
-                               **model.usage_metadata()})
+    return dg.Output(answer_record(text, usage["model"], usage, question=question),
+                     metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", **model.usage_metadata()))
 
 
 finetuned_question_job = dg.define_asset_job(
     "finetuned_question_job",
     selection=dg.AssetSelection.assets(question, answer),
+    executor_def=dg.in_process_executor,  # one process: no per-step process start-up for a short answer
     description="Answer one question with the fine-tuned model: config ops.finetune__question.config.question.",
 )

@@ -25,7 +25,7 @@ def load_chat_tokenizer(model_dir: str):
 
 
 def build_dataset(tokenizer, examples: list[dict], max_seq_len: int, target: Path) -> dict:
-    """Save the examples as a ``datasets`` dataset of fixed-length ``input_ids`` and ``labels``.
+    """Save the examples as a ``datasets`` dataset of fixed-length ``input_ids``, ``labels`` and ``attention_mask``.
 
     Sequences are padded to the longest example (not to ``max_seq_len``): on a CPU every padded
     position costs as much as a real one.

@@ -4,7 +4,8 @@ import dagster as dg
 
 from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_record, markdown_text
+from reference_arch.common.questions import REGISTRY_MODELS, QuestionConfig, accept_question, answer_metadata, \
+    answer_record, markdown_text
 from reference_arch.prompt.templates import TEMPLATES, chat_prompt, check_format, templates_version
 
 templates = dg.StaticPartitionsDefinition(list(TEMPLATES))
@@ -43,12 +44,13 @@ def prompt(context: dg.AssetExecutionContext, question: str) -> list[dict[str, s
 @dg.asset(
     key_prefix=["prompt"], group_name="prompt", partitions_def=templates, owners=OWNERS,
     kinds={"python", "langchain", "huggingface", "openai"},
-    ins={"prompt": dg.AssetIn(key=["prompt", "prompt"])},
+    ins={"question": dg.AssetIn(key=["prompt", "question"]), "prompt": dg.AssetIn(key=["prompt", "prompt"])},
+    deps=REGISTRY_MODELS,
     check_specs=[dg.AssetCheckSpec("answer_format", asset=dg.AssetKey(["prompt", "answer"]),
                                    description="The answer keeps the format its template asks for.")],
     description="The LLM's answer to the rendered prompt (local registry model, or OpenAI when configured).",
 )
-def answer(context: dg.AssetExecutionContext, prompt: list[dict[str, str]], llm: LLMResource):
+def answer(context: dg.AssetExecutionContext, question: str, prompt: list[dict[str, str]], llm: LLMResource):
     template = TEMPLATES[context.partition_key]
     messages = [(m["role"], m["content"]) for m in prompt]
     try:
@@ -58,13 +60,10 @@ def answer(context: dg.AssetExecutionContext, prompt: list[dict[str, str]], llm:
     usage = llm.usage()
     passed, measured = check_format(template, text)
     yield dg.Output(
-        answer_record(text, usage["model"], usage, template=template.name, template_hash=template.hash),
-        metadata={
-            "answer": dg.MetadataValue.md(markdown_text(text) or "_(empty answer)_"),
-            "template": template.name,
-            "template_hash": template.hash,
-            **llm.usage_metadata(),
-        },
+        answer_record(text, usage["model"], usage, question=question, template=template.name,
+                      template_hash=template.hash),
+        metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", template=template.name,
+                                 template_hash=template.hash, **llm.usage_metadata()),
     )
     yield dg.AssetCheckResult(
         check_name="answer_format",

@@ -127,8 +127,23 @@ def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> 
                             + "; ".join(stats.examples[:5]))
     for result in results:
         yield dg.MaterializeResult(asset_key=result.asset_key, metadata={
-            **(result.metadata or {}), **stats.as_metadata(), "warehouse": warehouse.warehouse_path()
+            **run_counts(context, result.metadata or {}), **stats.as_metadata(), "warehouse": warehouse.warehouse_path()
             if warehouse.destination_name() == "duckdb" else warehouse.destination_name()})
+
+
+def run_counts(context: dg.AssetExecutionContext, metadata: dict) -> dict:
+    """dagster-dlt's metadata, with its ``rows_loaded`` (the whole load's count) renamed in a run over a
+    range of partitions: Dagster records a ranged run's metadata on every partition of the range and
+    cannot record one value per partition (dagster-io/dagster#18123), so there the count is labelled
+    as the run's, with the range it covers. A one-partition run (the schedule's, a sensor's) keeps
+    ``rows_loaded``, its own count."""
+    if not (context.has_partition_key_range and len(context.partition_keys) > 1) or "rows_loaded" not in metadata:
+        return dict(metadata)
+    counts = {k: v for k, v in metadata.items() if k != "rows_loaded"}
+    keys = context.partition_keys
+    counts["rows_loaded_in_run"] = metadata["rows_loaded"]
+    counts["run_partitions"] = f"{keys[0]} .. {keys[-1]} ({len(keys)} partitions, one load)"
+    return counts
 
 
 @dg.multi_asset(name="rag_github", specs=dlt_specs("github"), partitions_def=DAILY, backfill_policy=SINGLE_RUN,

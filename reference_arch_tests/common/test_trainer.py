@@ -83,3 +83,33 @@ def test_launchers():
     assert "--nproc_per_node=4" in torchrun and torchrun[-2:] == ["-m", "reference_arch.common.train_entry"]
     with pytest.raises(dg.Failure, match="unknown trainer launcher"):
         TrainerResource(launcher="slurm").command()
+
+
+def test_the_training_setup_gives_the_libraries_no_cause_to_warn(tiny_model_dir, tmp_path):
+    """What transformers and peft warned about in the demo, fixed at the cause: the causal-LM loss is
+    named, LoRA on GPT-2's Conv1D projections says fan_in_fan_out, the padded fine-tuning examples
+    carry an attention mask."""
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    from reference_arch.common.model_init import name_causal_lm_loss
+    from reference_arch.common.train_entry import _apply_lora
+    from reference_arch.finetune.local_backend import build_dataset, load_chat_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert name_causal_lm_loss(model).loss_type == "ForCausalLM"  # transformers names none for GPT2LMHeadModel
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lora = _apply_lora(model, {"r": 2})
+    assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
+    assert lora.peft_config["default"].fan_in_fan_out is True
+
+    tokenizer = load_chat_tokenizer(str(tiny_model_dir))
+    examples = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+                for q, a in [("What is a series?", "A 1-d array."), ("Add?", "def add(a, b): return a + b")]]
+    build_dataset(tokenizer, examples, 64, tmp_path / "data")
+    rows = datasets.load_from_disk(str(tmp_path / "data"))
+    for ids, mask in zip(rows["input_ids"], rows["attention_mask"]):
+        assert len(mask) == len(ids) and mask == sorted(mask, reverse=True) and 0 < sum(mask)
+    assert any(0 in mask for mask in rows["attention_mask"])  # the shorter example is padded, and masked

@@ -18,18 +18,39 @@ from reference_arch_tests.production.webserver import Webserver, start_webserver
 ARTIFACTS = PROJECT_ROOT / "artifacts"
 
 
-# -- Postgres ------------------------------------------------------------------------------------
+# -- services: used when the machine has them, else skipped with one line (CI: required) ---------
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # what .ci/prepare starts
+
+
+def service_missing(message: str) -> None:
+    """Skip with ``message`` (how to enable the tests), or fail under REFERENCE_ARCH_REQUIRE_SERVICES=1 (CI)."""
+    if os.environ.get("REFERENCE_ARCH_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def accepts_connections(url: str, timeout_s: int = 2) -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(url, connect_timeout=timeout_s).close()
+    except psycopg2.Error:
+        return False
+    return True
+
+
 def postgres_server_url() -> str | None:
-    """The server to test against: ``DAGSTER_PG_URL``, or the ``DAGSTER_POSTGRES_*`` variables."""
+    """The server to test against: ``DAGSTER_PG_URL``, the ``DAGSTER_POSTGRES_*`` variables, or a
+    PostgreSQL accepting connections at 127.0.0.1:5432 as user ``postgres`` (a developer's machine)."""
     if os.environ.get("DAGSTER_PG_URL"):
         return os.environ["DAGSTER_PG_URL"]
-    if not os.environ.get("DAGSTER_POSTGRES_HOST"):
-        return None
-    user = quote(os.environ.get("DAGSTER_POSTGRES_USER", "postgres"))
-    password = os.environ.get("DAGSTER_POSTGRES_PASSWORD")
-    auth = f"{user}:{quote(password)}" if password else user
-    host, port = os.environ["DAGSTER_POSTGRES_HOST"], os.environ.get("DAGSTER_POSTGRES_PORT", "5432")
-    return f"postgresql://{auth}@{host}:{port}/{os.environ.get('DAGSTER_POSTGRES_DB', 'postgres')}"
+    if os.environ.get("DAGSTER_POSTGRES_HOST"):
+        user = quote(os.environ.get("DAGSTER_POSTGRES_USER", "postgres"))
+        password = os.environ.get("DAGSTER_POSTGRES_PASSWORD")
+        auth = f"{user}:{quote(password)}" if password else user
+        host, port = os.environ["DAGSTER_POSTGRES_HOST"], os.environ.get("DAGSTER_POSTGRES_PORT", "5432")
+        return f"postgresql://{auth}@{host}:{port}/{os.environ.get('DAGSTER_POSTGRES_DB', 'postgres')}"
+    return LOCAL_POSTGRES_URL if accepts_connections(LOCAL_POSTGRES_URL) else None
 
 
 def with_database(url: str, name: str) -> str:
@@ -39,13 +60,11 @@ def with_database(url: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_database_url():
-    """A database created for this test run and dropped after it; skips when no server is set."""
+    """A database created for this test run and dropped after it; skips when no server is found."""
     server = postgres_server_url()
     if not server:
-        message = "no Postgres configured: set DAGSTER_PG_URL (CI sets it; see .ci/prepare)"
-        if os.environ.get("REFERENCE_ARCH_REQUIRE_SERVICES") == "1":  # CI: these tests must run
-            pytest.fail(message)
-        pytest.skip(message)
+        service_missing(f"no PostgreSQL: start one accepting `{LOCAL_POSTGRES_URL}` or set DAGSTER_PG_URL "
+                        "to run the Postgres tests (.ci/prepare starts one)")
     import psycopg2
 
     server = server.replace("postgresql+psycopg2://", "postgresql://")  # a SQLAlchemy URL works too
@@ -102,15 +121,22 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+def chromium_executable() -> str | None:
+    """Debian's ``chromium`` on PATH (or at /usr/bin/chromium), else None."""
+    found = shutil.which("chromium") or "/usr/bin/chromium"
+    return found if Path(found).exists() else None
+
+
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
     """Debian's headless Chromium driven by Playwright; no browser is ever downloaded.
 
     Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
     is open, which breaks later tests that call ``asyncio.run`` (Dagster's automation evaluator)."""
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.fail("Chromium is missing: `apt-get install -y chromium` (.ci/prepare does it)")
+    executable = chromium_executable()
+    if executable is None:
+        service_missing("no Chromium: `apt-get install -y chromium` (Debian's package; Playwright downloads "
+                        "none) to run the browser tests (.ci/prepare installs it)")
     from playwright.sync_api import sync_playwright
 
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

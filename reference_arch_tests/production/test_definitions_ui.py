@@ -97,4 +97,6 @@ def test_question_jobs_follow_the_convention():
             graph = defs.resolve_asset_graph()
             keys = {key for key in graph.get_all_asset_keys() if key.path[0] == location}
             assert dg.AssetKey([location, "question"]) in keys and dg.AssetKey([location, "answer"]) in keys
+            # One process for the whole run: a synchronous answer should not pay a process per step.
+            assert job.executor_def.name == "in_process", f"{job.name} runs on {job.executor_def.name}"
     assert found >= 1

@@ -84,8 +84,8 @@ def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, w
     tags = {}
     if job.partitions_def is not None:
         tags["dagster/partition"] = job.partitions_def.get_partition_keys()[0]
-    # One process for the whole run: a synchronous answer should not pay a process per step.
-    run_config = {**question_run_config(location, QUESTIONS[location]), "execution": {"config": {"in_process": {}}}}
+    # No execution config: question jobs run in one process by default (no process per step).
+    run_config = question_run_config(location, QUESTIONS[location])
     run_id = client.submit_job_execution(job_name, repository_location_name=location, run_config=run_config,
                                          tags=tags)
     assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
@@ -95,6 +95,7 @@ def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, w
     answer = by_key[f"{location}/answer"]
     entries = {e["label"]: e for e in answer["metadataEntries"]}
     assert entries["answer"]["__typename"] == "MarkdownMetadataEntry"
+    assert entries["question"]["text"] == QUESTIONS[location]  # the answer page says what it answered
     assert isinstance(entries["answer"]["mdStr"], str)
     assert entries["llm/prompt_tokens"]["__typename"] == "IntMetadataEntry"
     assert entries["llm/prompt_tokens"]["intValue"] > 0

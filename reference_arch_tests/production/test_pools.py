@@ -5,14 +5,12 @@ with the multiprocess executor that would otherwise run them side by side."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from reference_arch.common.pools import GPU_POOL, OPENAI_POOL, POOL_LIMITS, apply_pool_limits
-from reference_arch.common.settings import PROJECT_ROOT
 from reference_arch_tests.production import pool_steps
 
 
@@ -41,7 +39,9 @@ def pool_log(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sqlite_instance(tmp_home):
     """The laptop instance: the repo's dagster.yaml (SQLite) in a fresh DAGSTER_HOME."""
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml")
+    from reference_arch.common.settings import write_instance_config
+
+    write_instance_config(Path(os.environ["DAGSTER_HOME"]))  # what `reference-arch` writes there
     with dg.DagsterInstance.get() as instance:
         yield instance
 

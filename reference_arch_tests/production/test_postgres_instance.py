@@ -1,5 +1,6 @@
 """The instance on Postgres, for real: docker/dagster.yaml pointed at a database made for this test
-run. Runs when ``DAGSTER_PG_URL`` (or ``DAGSTER_POSTGRES_*``) is set, as in CI (.ci/prepare)."""
+run. Runs when a server is found (``DAGSTER_PG_URL``, ``DAGSTER_POSTGRES_*``, or one accepting connections at
+127.0.0.1:5432), as in CI (.ci/prepare); skips with one line otherwise."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_the_webserver_serves_every_location_and_asset(webserver):
         assert defined_keys(location) <= served.get(location, set()), location
 
 
-def test_locations_page_shows_four_loaded_locations(webserver, page, artifacts_dir):
+def test_locations_page_shows_four_loaded_locations(page, webserver, artifacts_dir):
     open_page(page, f"{webserver.url}/locations")
     for location in LOCATIONS:
         # The location's row: the nearest block around its link that says "Loaded".
@@ -77,7 +77,7 @@ def expand_all_groups(page) -> None:
     raise AssertionError("the asset graph's menu has no 'Expand all groups'")
 
 
-def test_asset_graph_renders_every_location(webserver, page, artifacts_dir):
+def test_asset_graph_renders_every_location(page, webserver, artifacts_dir):
     expected = {location: defined_keys(location) for location in LOCATIONS}
     page.set_viewport_size({"width": 1920, "height": 1200})  # the picture in the README
     open_page(page, f"{webserver.url}/asset-groups")
@@ -114,7 +114,7 @@ def test_asset_graph_renders_every_location(webserver, page, artifacts_dir):
         page.set_viewport_size({"width": 1600, "height": 1000})
 
 
-def test_answer_asset_page_shows_description_kinds_and_source(webserver, page, artifacts_dir):
+def test_answer_asset_page_shows_description_kinds_and_source(page, webserver, artifacts_dir):
     from pathlib import Path
 
     from reference_arch.prompt.definitions import defs

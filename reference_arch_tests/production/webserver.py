@@ -1,4 +1,4 @@
-"""``dagster dev`` for the UI tests and the production benchmark: started on a free loopback port
+"""Plain ``dagster dev`` for the UI tests and the production benchmark: started on a free loopback port
 in a session of its own (job control), polled over GraphQL until every location is loaded, stopped
 by its process id."""
 
@@ -95,25 +95,35 @@ class Webserver:
             self.process.wait(timeout=10)
 
 
-def start_webserver(root: Path, tiny_model_dir: Path) -> Webserver:
-    """``dagster dev -w workspace.yaml`` with a temporary DAGSTER_HOME (the repo's dagster.yaml) and
-    a home whose registry holds the tiny model (the question jobs' local LLM); offline backends."""
-    from reference_arch.common.registry import ModelRegistry
+CHECKOUT_FILES = ("pyproject.toml", "workspace.yaml", "dagster.yaml")  # what plain `dagster dev` reads in cwd
 
-    dagster_home, reference_arch_home = root / "dagster_home", root / "home"
-    dagster_home.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+
+def start_webserver(root: Path, tiny_model_dir: Path) -> Webserver:
+    """Plain ``dagster dev`` (no ``-w``, no ``DAGSTER_HOME``), as a user types it in the repo root:
+    run in a copy of the root's files that ``dagster dev`` reads (pyproject.toml, workspace.yaml,
+    dagster.yaml), so its instance lives in that copy's ``.dagster_home/``, where the CLI's default
+    instance would be; a home whose registry holds the tiny model (the question jobs' local LLM);
+    offline backends."""
+    from reference_arch.common.registry import ModelRegistry
+    from reference_arch.common.settings import write_instance_config
+
+    checkout, reference_arch_home = root / "checkout", root / "home"
+    checkout.mkdir(parents=True)
+    for name in CHECKOUT_FILES:
+        shutil.copy(PROJECT_ROOT / name, checkout / name)
+    dagster_home = checkout / ".dagster_home"
+    dagster_home.mkdir()
+    write_instance_config(dagster_home)  # as `reference-arch` leaves it after a first run
     ModelRegistry(reference_arch_home / "models").publish("tiny-lm", tiny_model_dir, {"kind": "test"})
-    env = {k: v for k, v in os.environ.items() if k not in SECRETS_AND_SWITCHES}
-    env.update(DAGSTER_HOME=str(dagster_home), REFERENCE_ARCH_HOME=str(reference_arch_home),
-               DAGSTER_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in (*SECRETS_AND_SWITCHES, "DAGSTER_HOME")}
+    env.update(REFERENCE_ARCH_HOME=str(reference_arch_home), DAGSTER_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
     port = free_port()
     log = root / "dagster-dev.log"
     dagster = Path(sys.executable).with_name("dagster")
     with open(log, "wb") as out:
         # A session of its own (like `set -m`), so the whole process tree stops on one signal.
         process = subprocess.Popen(
-            [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return Webserver(f"http://127.0.0.1:{port}", process, log, dagster_home, reference_arch_home)

@@ -28,7 +28,14 @@ def test_graph_ingests_indexes_evaluates_and_stays_consistent(rag_data, instance
     daily, docs = run_ingestion(instance)
     assert daily.success and docs.success
     assert set(instance.get_dynamic_partitions("rag_docs")) == {"package:json", "dir:.", "dir:guides"}
-    assert metadata(daily, "github_issues")["rows_loaded"] >= 1
+    # A two-day run records its count as the run's on both days, never as each day's own rows_loaded.
+    ranged = [e.materialization for e in daily.get_asset_materialization_events()
+              if e.asset_key.path[-1] == "github_issues"]
+    assert {m.partition for m in ranged} == {DAY1, DAY2}
+    for materialization in ranged:
+        values = {k: v.value for k, v in materialization.metadata.items()}
+        assert "rows_loaded" not in values and values["rows_loaded_in_run"] >= 1
+        assert values["run_partitions"].startswith(f"{DAY1} .. {DAY2} (2 partitions")
 
     first = run_processing(instance)
     assert first.success
@@ -171,3 +178,17 @@ def _failure(result) -> str:
             return text + str(event.step_failure_data.user_failure_data.description
                               if event.step_failure_data.user_failure_data else "")
     return ""
+
+
+def test_a_one_day_run_records_that_days_row_count(rag_data, instance):
+    """The schedule's and sensors' runs are one day each: rows_loaded is that day's own count."""
+    from reference_arch.rag import ingestion
+
+    counts = {}
+    for day in (DAY1, DAY2):
+        result = dg.materialize([ingestion.github_assets], instance=instance, partition_key=day)
+        assert result.success
+        counts[day] = metadata(result, "github_issues")["rows_loaded"]
+    ranged = dg.materialize([ingestion.github_assets], instance=instance, tags=range_tags(DAY1, DAY2))
+    assert counts[DAY1] + counts[DAY2] == metadata(ranged, "github_issues")["rows_loaded_in_run"]
+
