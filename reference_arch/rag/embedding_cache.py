@@ -93,9 +93,10 @@ class EmbeddingCache:
             if dim else pa.array([], type=pa.list_(pa.float32(), 1))
         table = pa.table({"key": list(self.index), "vector": vectors})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        from reference_arch.common.atomic import staging_file
+
+        with staging_file(self.path) as tmp:
+            pq.write_table(table, tmp)
         self.changed = False
 
 

@@ -13,7 +13,6 @@ These assets are unpartitioned and follow the ingestion assets through declarati
 (``AFTER_INGESTION``); ``rag_index_job`` runs them explicitly.
 """
 
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -52,9 +51,10 @@ def write_rows(path: Path, rows: list[dict], fields) -> None:
 
     table = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
         {f: pa.array([], type=pa.string()) for f in fields})
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    from reference_arch.common.atomic import staging_file
+
+    with staging_file(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 # Which asset writes each derived file: what to re-materialize when one cannot be read.
