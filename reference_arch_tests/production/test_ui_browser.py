@@ -1,5 +1,6 @@
 """The UI as a person sees it: headless Chromium on the ``dagster dev`` webserver shows the four
-code locations loaded and every asset of each location; screenshots go to artifacts/."""
+code locations loaded and every asset of each location, the question jobs' launchpads ready to launch,
+an answer page with its question, mode and k, and the registry's lineage; screenshots go to artifacts/."""
 
 from __future__ import annotations
 
@@ -128,3 +129,140 @@ def test_answer_asset_page_shows_description_kinds_and_source(page, webserver, a
     source = Path(spec.metadata["dagster/code_references"].code_references[0].file_path).name
     assert source.lower() in text, "no link to the source"
     page.screenshot(path=str(artifacts_dir / "prompt-answer.png"), full_page=True)
+
+
+# -- the question jobs' launchpads, a question launched from one, and what its answer page shows ------------
+QUESTION_JOBS = {"prompt": "prompt_question_job", "rag": "rag_question_job", "finetune": "finetuned_question_job"}
+# The UI opens a partitioned job's launchpad with an unset, red partition picker and no way to preset it
+# (dagster-webui 1.13: useInitialDataForMode gives presets only to unpartitioned jobs, and a partitioned
+# job's `config=` dict becomes a PartitionedConfig, not a preset); prompt_question_job is partitioned by
+# template. Strict: this fails loudly once the prompt launchpad opens valid.
+PARTITIONED_LAUNCHPAD = pytest.mark.xfail(strict=True, reason="prompt_question_job is partitioned by template: "
+                                                             "its launchpad opens with an unset partition")
+RUN_STATUS = "query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
+
+
+def open_launchpad(page, url: str, location: str, job: str):
+    open_page(page, f"{url}/locations/{location}/jobs/{job}/playground")
+    launch = page.get_by_role("button", name="Launch Run")
+    launch.wait_for()
+    page.get_by_text("No errors").first.wait_for()  # the config's validation has answered
+    return launch
+
+
+def assert_launchpad_valid(page, launch, job: str) -> None:
+    """What a person sees as ready: no red (danger) input such as an unset partition picker, the default
+    config valid, and a Launch button that launches without a "partition missing" prompt."""
+    from playwright.sync_api import expect
+
+    red = page.locator('input[style*="accent-red"]')  # an input in error: its stroke is the red accent
+    assert red.count() == 0, f"{job}: red inputs {[red.nth(i).get_attribute('placeholder') for i in range(red.count())]}"
+    assert page.get_by_placeholder("Partition").count() == 0, f"{job}: the launchpad asks for a partition"
+    expect(launch).to_be_enabled(timeout=60_000)  # once the config is validated
+
+
+def wait_for_run(url: str, run_id: str, timeout: float = 420) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} still {status} after {timeout}s")
+
+
+@pytest.mark.parametrize("location", [pytest.param("prompt", marks=PARTITIONED_LAUNCHPAD), "rag", "finetune"])
+def test_question_job_launchpad_opens_valid(page, webserver, artifacts_dir, location):
+    job = QUESTION_JOBS[location]
+    launch = open_launchpad(page, webserver.url, location, job)
+    page.screenshot(path=str(artifacts_dir / f"launchpad-{job}.png"))
+    assert_launchpad_valid(page, launch, job)
+    text = page.locator("body").inner_text()
+    assert "question:" in text, f"{job}: the launchpad's config has no question"
+
+
+@pytest.fixture(scope="module")
+def rag_index(webserver, tmp_path_factory):
+    """The tiny index in the webserver's home and instance (what `reference-arch materialize rag` builds)."""
+    from reference_arch_tests.production.test_graphql_client import build_rag_index_for
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        build_rag_index_for(webserver, tmp_path_factory.mktemp("rag-exports"), monkeypatch)
+
+
+@pytest.mark.parametrize("location", [pytest.param("prompt", marks=PARTITIONED_LAUNCHPAD), "rag"])
+def test_a_question_launched_from_the_launchpad_succeeds(page, webserver, rag_index, location):
+    job = QUESTION_JOBS[location]
+    launch = open_launchpad(page, webserver.url, location, job)
+    assert_launchpad_valid(page, launch, job)
+    launch.click()
+    page.wait_for_url("**/runs/*", timeout=60_000)  # no confirmation asked: the launch goes straight to the run
+    run_id = page.url.rstrip("/").split("/runs/")[1].split("?")[0]
+    assert wait_for_run(webserver.url, run_id) == "SUCCESS", webserver.log_tail()
+
+
+def test_rag_answer_page_shows_question_mode_and_k(page, webserver, rag_index, artifacts_dir):
+    """The answer's latest materialization, as a person opens it: the question, the retrieval mode and k."""
+    from urllib.parse import urlsplit
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    from reference_arch.common.questions import question_run_config
+
+    question = "How do I rename the index of a Series?"
+    url = urlsplit(webserver.url)
+    client = DagsterGraphQLClient(url.hostname, port_number=url.port, timeout=60)
+    run_config = question_run_config("rag", question)
+    run_config["ops"]["rag__retrieved_sources"] = {"config": {"k": 3, "mode": "hybrid"}}
+    run_id = client.submit_job_execution("rag_question_job", repository_location_name="rag", run_config=run_config)
+    assert wait_for_run(webserver.url, run_id) == "SUCCESS", webserver.log_tail()
+
+    page.set_viewport_size({"width": 1600, "height": 1400})
+    try:
+        open_page(page, f"{webserver.url}/assets/rag/answer?view=events")
+        page.get_by_text(question).first.wait_for()
+        rows = page.locator("body").inner_text().split("\n")
+        for label, value in [("question", question), ("mode", "hybrid"), ("k", "3")]:
+            assert label in rows and value in rows, (label, value, rows)
+        page.screenshot(path=str(artifacts_dir / "rag-answer.png"))
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1000})
+
+
+ANSWERS_AND_MODELS = ('key:"prompt/answer" or key:"rag/answer" or key:"pretrain/published_model" '
+                      'or key:"finetune/published_model"')
+
+
+def test_registry_lineage_draws_answers_downstream_of_published_models(page, webserver, artifacts_dir):
+    """The global asset graph, narrowed to the answers and the published models: edges across locations."""
+    nodes = graphql(webserver.url, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]
+    upstream = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
+    for answer in ("prompt/answer", "rag/answer"):  # the edges the picture draws
+        assert {"pretrain/published_model", "finetune/published_model"} <= upstream[answer], upstream[answer]
+    page.set_viewport_size({"width": 1600, "height": 1100})
+    try:
+        open_page(page, f"{webserver.url}/asset-groups")
+        search = page.locator(".CodeMirror").first  # the selection input is a CodeMirror editor
+        search.click()
+        page.keyboard.type(ANSWERS_AND_MODELS)
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(2000)
+        if page.locator('[role=img][aria-label="unfold_more"]').count():
+            expand_all_groups(page)
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        page.get_by_text("published_model", exact=True).first.wait_for()
+        zoom_out = page.locator('[role=img][aria-label="zoom_out"]').first
+        for _ in range(3):  # the four groups and their edges in one view
+            zoom_out.click()
+            page.wait_for_timeout(300)
+        page.get_by_text("published_model", exact=True).first.wait_for()
+        for name in ("answer", "published_model"):  # two of each, one per location
+            page.get_by_text(name, exact=True).nth(1).wait_for()
+        page.wait_for_timeout(1500)  # let the layout settle before the picture
+        page.screenshot(path=str(artifacts_dir / "registry-lineage.png"))
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1000})
