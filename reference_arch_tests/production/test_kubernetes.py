@@ -96,15 +96,20 @@ def test_executor_switch(monkeypatch):
         executor_from_env()
 
 
-def test_a_question_job_on_the_k8s_executor_accepts_step_pod_config(monkeypatch):
+def test_on_the_k8s_executor_asset_jobs_take_step_pod_config_and_question_jobs_stay_in_one_process(monkeypatch):
+    """Materializations run each step as a Kubernetes Job; a question job runs in its run's pod (one
+    process: a short answer pays no pod start-up per step)."""
     from reference_arch.common.questions import question_run_config
     from reference_arch.prompt import assets
     from reference_arch.prompt.jobs import prompt_question_job
 
     monkeypatch.setenv("REFERENCE_ARCH_EXECUTOR", "k8s")
-    defs = dg.Definitions(assets=[assets.question, assets.prompt, assets.answer], jobs=[prompt_question_job],
+    materialize_prompt = dg.define_asset_job("materialize_prompt", selection=dg.AssetSelection.groups("prompt"))
+    defs = dg.Definitions(assets=[assets.question, assets.prompt, assets.answer],
+                          jobs=[prompt_question_job, materialize_prompt],
                           executor=executor_from_env(), resources={"llm": dg.ResourceDefinition.none_resource()})
-    job = defs.resolve_job_def("prompt_question_job")
+    assert defs.resolve_job_def("prompt_question_job").executor_def.name == "in_process"
+    job = defs.resolve_job_def("materialize_prompt")
     assert job.executor_def.name == "k8s"
     run_config = {
         **question_run_config("prompt", "What is a series?"),
