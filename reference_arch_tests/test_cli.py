@@ -82,7 +82,7 @@ def test_ask_json_has_one_shape_for_every_target(registry_with_tiny_model, tmp_p
     tiny = registry_with_tiny_model.get("tiny-lm")
     registry_with_tiny_model.publish(FINETUNED_MODEL, tiny.path, {"kind": "test"})
 
-    extras = {"prompt": {"template", "template_hash"}, "rag": {"mode", "k"}, "finetuned": set()}
+    extras = {"prompt": {"template", "template_hash"}, "rag": {"mode", "k", "answerer"}, "finetuned": set()}
     for target, question in DEMO_QUESTIONS.items():
         assert main(["ask", target, question, "--json"]) == 0, target
         record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
