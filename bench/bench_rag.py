@@ -16,7 +16,8 @@
    sets (``samples``, ``pandas_dataframe``, ``numpy``): recall@5 and MRR of the mode chosen on the dev
    parts and of the baseline (1000/100-character chunks, MiniLM, exact cosine), dev and test, per set,
    from that one run. Targets, on each test part: recall@5 at least the baseline's and at least 0.95.
-   ``python -m bench.bench_rag quality [HOME]`` runs this part alone (HOME keeps the embedding caches).
+   ``python -m bench.bench_rag quality [HOME]`` runs this part alone (HOME keeps the embedding caches)
+   and writes it to ``bench/results/bench_rag_quality.json`` and ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -305,10 +306,31 @@ def run() -> dict:
     }
 
 
+def quality_only(home: Path | None) -> dict:
+    """Part 4 alone, written to ``bench/results/bench_rag_quality.json`` and ``RESULTS.md``."""
+    import json
+    from datetime import datetime, timezone
+
+    from bench.run import RESULTS, write_markdown
+
+    started = time.perf_counter()
+    with temporary_home() as root:
+        meta = retrieval_quality(home or root / "quality")
+    result = {"title": "RAG: retrieval quality against the plain LangChain recipe (one run)",
+              "rows": [*quality_rows(meta),
+                       row("baseline chunks embedded in this run (the rest from its cache)",
+                           meta.get("baseline_embedded"), "chunks", f"of {meta.get('baseline_chunks')}", None)],
+              "seconds": round(time.perf_counter() - started, 1),
+              "measured_at": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_rag_quality.json").write_text(json.dumps(result, indent=2, default=str))
+    write_markdown()
+    return result
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["quality"]:
-        with temporary_home() as root:
-            for r in quality_rows(retrieval_quality(Path(sys.argv[2]) if sys.argv[2:] else root / "quality")):
-                print(f"{r['metric']}: {r['value']}  {r['target']}  {'' if r['ok'] is None else r['ok']}")
+        for r in quality_only(Path(sys.argv[2]) if sys.argv[2:] else None)["rows"]:
+            print(f"{r['metric']}: {r['value']}  {r['target']}  {'' if r['ok'] is None else r['ok']}")

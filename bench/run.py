@@ -40,8 +40,14 @@ def main(argv: list[str]) -> int:
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
         for row in result.get("rows", []):
             print(f"   {row['metric']}: {row['value']} {row.get('unit', '')}  (target {row.get('target', '-')})")
-    # The table covers every result on disk, so running one benchmark (`python -m bench.run
-    # bench_rag`) refreshes its section without dropping the others.
+    write_markdown()
+    print(f"results written to {RESULTS}/")
+    return 1 if failed else 0
+
+
+def write_markdown() -> None:
+    """``RESULTS.md`` from every ``bench_*.json`` on disk, so running one benchmark (`python -m bench.run
+    bench_rag`, or `python -m bench.bench_rag quality`) refreshes its section without dropping the others."""
     lines = [f"# Benchmarks ({platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores)", ""]
     for path in sorted(RESULTS.glob("bench_*.json")):
         result = json.loads(path.read_text())
@@ -55,8 +61,6 @@ def main(argv: list[str]) -> int:
             lines.append(f"| {row['metric']} | {row['value']} | {row.get('unit', '')} | {row.get('target', '')} | {ok} |")
         lines.append("")
     (RESULTS / "RESULTS.md").write_text("\n".join(lines))
-    print(f"results written to {RESULTS}/")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -103,9 +103,11 @@ class EmbeddingCache:
 def cached_embed(cache: EmbeddingCache, keys: Sequence[str], texts: Sequence[str], embed, batch: int = 512,
                  log=None) -> int:
     """Embed the texts whose keys the cache lacks (``embed``: list of texts -> array); returns how many.
-    The cache is saved after every batch, so an interrupted run keeps what it paid for."""
+    The cache is saved after every batch, so an interrupted run keeps what it paid for. Texts go to the
+    model shortest first: a model batch is padded to its longest text, so batches of like lengths waste
+    little (sentence-transformers sorts within one call; this sorts across the calls too)."""
     todo = dict(zip(keys, texts))
-    missing = cache.missing(keys)
+    missing = sorted(cache.missing(keys), key=lambda key: len(todo[key]))
     for start in range(0, len(missing), batch):
         part = missing[start:start + batch]
         cache.add(part, embed([todo[k] for k in part]))

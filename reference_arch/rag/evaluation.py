@@ -48,9 +48,12 @@ def cached_langchain_embeddings(embeddings: EmbeddingsResource, cache):
     return CachedEmbeddings()
 
 
-def baseline_rankings(docs: list[dict], questions: list[str], embeddings: EmbeddingsResource, k: int,
-                      cache) -> list[list[str]]:
-    """Document rankings of the plain LangChain recipe: 1000/100-character chunks, MiniLM, exact cosine."""
+def baseline_rankings(docs: list[dict], question_vectors, embeddings: EmbeddingsResource, k: int,
+                      cache) -> tuple[list[list[str]], dict]:
+    """Document rankings of the plain LangChain recipe (1000/100-character chunks, MiniLM, exact cosine)
+    for the questions' vectors (the ones the project's modes use: each question is embedded once), and
+    ``{"chunks": n, "embedded": m}``: the recipe's chunks are embedded through ``cache`` (by text hash),
+    so a run embeds only text no earlier run embedded."""
     from langchain_core.vectorstores import InMemoryVectorStore
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -60,18 +63,22 @@ def baseline_rankings(docs: list[dict], questions: list[str], embeddings: Embedd
         for piece in splitter.split_text(doc["text"]):
             texts.append(piece)
             metadatas.append({"document_id": doc["id"]})
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    before = len(cache.missing(keys))
     store = InMemoryVectorStore(embedding=cached_langchain_embeddings(embeddings, cache))
     store.add_texts(texts, metadatas=metadatas)
-    cache.keep_only(hashlib.sha256(t.encode()).hexdigest() for t in texts)
+    cache.keep_only(keys)
     cache.save()
     rankings = []
-    for question in questions:
+    for vector in question_vectors:
         ranked: list[str] = []
-        for hit, _ in store.similarity_search_with_score(question, k=max(k, MRR_DEPTH) * CHUNKS_PER_SOURCE):
+        hits = store.similarity_search_with_score_by_vector(list(map(float, vector)),
+                                                            k=max(k, MRR_DEPTH) * CHUNKS_PER_SOURCE)
+        for hit, _ in hits:
             if hit.metadata["document_id"] not in ranked:
                 ranked.append(hit.metadata["document_id"])
         rankings.append(ranked)
-    return rankings
+    return rankings, {"chunks": len(texts), "embedded": before}
 
 
 class EvaluationConfig(dg.Config):
@@ -86,19 +93,21 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
              baseline_cache=None) -> dict:
     """Rankings and scores of every mode (and the baseline, given its embedding cache) on the questions
     the index can answer. Returns ``{"judged": [(question, answering ids)], "rankings": {mode: [...]},
-    "scores": {set: {split: {mode: score}}}, "best_mode", "mean_dev_recall": {mode: float}}``."""
+    "scores": {set: {split: {mode: score}}}, "best_mode", "mean_dev_recall": {mode: float},
+    "baseline": {"chunks", "embedded"} (empty without the baseline)}``."""
     names = document_names([d for d in docs if d["id"] in set(collection.chunk_ids().values())])
     judged = [(q, rel) for questions in sets.values() for q in questions if (rel := answerable(q, names))]
     texts = [q.question for q, _ in judged]
     depth = max(k, MRR_DEPTH)
     rankings: dict[str, list[list[str]]] = {}
+    baseline: dict = {}
     if judged:
         vectors = embeddings.embed_array(texts)
         for mode in SEARCH_MODES:
             rankings[mode] = [[s["document_id"] for s in retrieve(collection, t, v, mode, depth)]
                               for t, v in zip(texts, vectors)]
         if baseline_cache is not None:
-            rankings[BASELINE] = baseline_rankings(docs, texts, embeddings, k, baseline_cache)
+            rankings[BASELINE], baseline = baseline_rankings(docs, vectors, embeddings, k, baseline_cache)
     scored = [*SEARCH_MODES, *([BASELINE] if baseline_cache is not None else [])]
     scores: dict = {}
     for name in sets:
@@ -110,7 +119,8 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
     # ties go to the fallback default, then to the order of SEARCH_MODES
     candidates = [DEFAULT_MODE, *(m for m in SEARCH_MODES if m != DEFAULT_MODE)]
     best, mean = select_mode({n: s["dev"] for n, s in scores.items()}, candidates)
-    return {"judged": judged, "rankings": rankings, "scores": scores, "best_mode": best, "mean_dev_recall": mean}
+    return {"judged": judged, "rankings": rankings, "scores": scores, "best_mode": best, "mean_dev_recall": mean,
+            "baseline": baseline}
 
 
 @dg.asset(
@@ -147,7 +157,8 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
 
     metadata: dict = {"questions": total, "judged": len(judged), "best_mode": best, "k": k,
                       "selection": dg.MetadataValue.text(f"mean dev recall@{k} over the sets: {selection} -> {best}"),
-                      "question_sets": dg.MetadataValue.text(", ".join(str(p) for p in paths))}
+                      "question_sets": dg.MetadataValue.text(", ".join(str(p) for p in paths)),
+                      **{f"baseline_{key}": v for key, v in result["baseline"].items()}}
     summary = []
     for name, parts in scores.items():
         for split, by_mode in parts.items():

@@ -13,7 +13,7 @@ from reference_arch.common.vector_store import SEARCH_MODES
 from reference_arch.rag.config import rag_dir
 
 # Until rag/retrieval_evaluation has run: the mode with the best mean dev recall@5 over the shipped sets
-# (samples + pandas Series/DataFrame + numpy corpus: dense 0.784, keyword 0.734, hybrid 0.722).
+# (samples + the pandas and numpy APIs: dense 0.752, keyword 0.477, hybrid 0.660; bench/results/).
 DEFAULT_MODE = "dense"
 CHUNKS_PER_SOURCE = 4  # chunks fetched per wanted source: enough distinct documents after grouping
 

@@ -129,3 +129,21 @@ def test_a_docstring_also_gets_its_name_and_summary_alone_as_a_chunk():
     assert [c["text"] for c in chunk_document(bare, count, SETTINGS)] == ["pkg.g\n\npkg.g()\n\nParameters\n----------\nx"]
     page = document("docs:a.md", "docs", "markdown", "A", "a.md", "", "# A\n\nFirst.\n\nSecond.", 0, 0)
     assert len(chunk_document(page, count, SETTINGS)) == 1
+
+
+def test_the_summary_skips_a_docstring_s_own_signature_lines():
+    """Compiled callables (numpy's ufuncs, builtins) start their docstring with their signature, once
+    or on several lines: the summary chunk is the first paragraph of prose after them, not a signature."""
+    import numpy as np
+
+    count, _ = counters()
+    for name, obj, prose in (("numpy.absolute", np.absolute, "Calculate the absolute value element-wise."),
+                             ("numpy.busday_count", np.busday_count, "Counts the number of valid days between")):
+        text = f"{name}(...)\n\n{obj.__doc__.strip()}"  # as the docs source writes it
+        doc = document(f"docs:{name}", "docs", "docstring", name, name, "", text, 0, 0)
+        summary = chunk_document(doc, count, SETTINGS)[-1]["text"]
+        assert summary.startswith(f"{name}\n\n{prose}"), summary
+    # a docstring whose signature lines are followed by a section has no summary
+    doc = document("docs:pkg.f", "docs", "docstring", "pkg.f", "pkg.f", "",
+                   "pkg.f(x)\n\nf(x) -> int\n\nParameters\n----------\nx : int", 0, 0)
+    assert not any(c["text"].endswith("f(x) -> int") for c in chunk_document(doc, count, SETTINGS))

@@ -105,6 +105,13 @@ def test_user_set_is_judged_on_what_is_indexed_and_the_shipped_sets_have_nothing
         # judged against the documents that are indexed: the missing page is not counted against recall
         assert rows["colours"]["relevant"] == "docs:guides/charts.md, github:acme/widgets#2"
         assert meta["best_mode"] in ("dense", "keyword", "hybrid") and "mean dev recall@5" in meta["selection"]
+        # the baseline's chunks go through an embedding cache: a second run embeds none of them, same scores
+        assert meta["baseline_embedded"] == meta["baseline_chunks"] > 0
+        again = metadata(dg.materialize([evaluation.retrieval_evaluation], instance=instance, resources=resources()),
+                         "retrieval_evaluation")
+        assert again["baseline_embedded"] == 0 and again["baseline_chunks"] == meta["baseline_chunks"]
+        assert {k: v for k, v in again.items() if "langchain_baseline" in k} == \
+            {k: v for k, v in meta.items() if "langchain_baseline" in k}
 
         # The shipped sets ask about the samples, pandas and numpy: nothing of them is in this corpus.
         shipped = dg.materialize(
