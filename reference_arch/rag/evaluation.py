@@ -83,8 +83,11 @@ def baseline_rankings(docs: list[dict], question_vectors, embeddings: Embeddings
 
 class EvaluationConfig(dg.Config):
     k: int = 5
-    min_recall: float = 0.8  # pooled test recall@k of the chosen mode (an alarm; the shipped sets reach 0.95)
-    min_mrr: float = 0.7
+    # Alarm thresholds on the chosen mode's pooled test recall@k and MRR, chosen on the dev parts: on the
+    # default corpus (samples + the pandas API) pooled dev recall@5 is about 0.75 and MRR about 0.64
+    # (bench/results/bench_rag_quality.json); the alarm sits about 0.1 below, outside run-to-run noise.
+    min_recall: float = 0.65
+    min_mrr: float = 0.5
     baseline: bool = True  # also score the plain LangChain recipe (embeds the corpus a second time, once)
     question_sets: list[str] = []  # YAML files; default: REFERENCE_ARCH_RAG_EVAL_SET, else rag/eval_sets/*.yaml
 
