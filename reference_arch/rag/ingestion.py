@@ -110,17 +110,23 @@ def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> 
 
     from reference_arch.common.http_client import ApiError
     from reference_arch.rag import warehouse
+    from reference_arch.rag.partition_counts import log_partition_counts, partition_row_counts
 
+    pipeline = warehouse.pipeline(source_name)
     try:
         with warehouse.locked():
             results = list(DagsterDltResource().run(context=context, dlt_source=dlt_source,
-                                                    dlt_pipeline=warehouse.pipeline(source_name),
-                                                    dagster_dlt_translator=translator()))
+                                                    dlt_pipeline=pipeline, dagster_dlt_translator=translator()))
+            if _ranged(context):  # each partition's own count, read back before another load can write
+                counts = partition_row_counts(pipeline, source_name, list(DLT_RESOURCES[source_name]),
+                                              context.partition_keys, context.assets_def.partitions_def)
     except Exception as err:  # dlt wraps the source's errors: report the root cause in one line
         cause = _root_cause(err)
         if isinstance(cause, (FileNotFoundError, ValueError, ApiError)):
             raise dg.Failure(description=f"cannot load {source_name}: {cause}") from err
         raise
+    if _ranged(context):
+        log_partition_counts(context, counts, lambda resource: dlt_asset_key(source_name, resource))
     stats = dlt_source.skipped
     if stats.total:
         context.log.warning(f"{source_name}: skipped {stats.total} bad records or files: "
@@ -131,13 +137,18 @@ def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> 
             if warehouse.destination_name() == "duckdb" else warehouse.destination_name()})
 
 
+def _ranged(context: dg.AssetExecutionContext) -> bool:
+    return context.has_partition_key_range and len(context.partition_keys) > 1
+
+
 def run_counts(context: dg.AssetExecutionContext, metadata: dict) -> dict:
     """dagster-dlt's metadata, with its ``rows_loaded`` (the whole load's count) renamed in a run over a
     range of partitions: Dagster records a ranged run's metadata on every partition of the range and
     cannot record one value per partition (dagster-io/dagster#18123), so there the count is labelled
-    as the run's, with the range it covers. A one-partition run (the schedule's, a sensor's) keeps
+    as the run's, with the range it covers, and each partition's own ``rows_loaded`` is an
+    observation (``partition_counts``). A one-partition run (the schedule's, a sensor's) keeps
     ``rows_loaded``, its own count."""
-    if not (context.has_partition_key_range and len(context.partition_keys) > 1) or "rows_loaded" not in metadata:
+    if not _ranged(context) or "rows_loaded" not in metadata:
         return dict(metadata)
     counts = {k: v for k, v in metadata.items() if k != "rows_loaded"}
     keys = context.partition_keys

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-DAY1, DAY2 = "2026-06-01", "2026-06-02"
+DAY1, DAY2, DAY3 = "2026-06-01", "2026-06-02", "2026-06-03"  # DAY3: nothing happened
 REPO = "acme/widgets"
 
 ISSUES = [

@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import pytest
 
-from reference_arch_tests.rag.conftest import (DAY1, DAY2, checks_passed, metadata, range_tags, resources,
+from reference_arch_tests.rag.conftest import (DAY1, DAY2, DAY3, checks_passed, metadata, range_tags, resources,
                                                run_ingestion, run_processing)
 
 
@@ -36,6 +36,12 @@ def test_graph_ingests_indexes_evaluates_and_stays_consistent(rag_data, instance
         values = {k: v.value for k, v in materialization.metadata.items()}
         assert "rows_loaded" not in values and values["rows_loaded_in_run"] >= 1
         assert values["run_partitions"].startswith(f"{DAY1} .. {DAY2} (2 partitions")
+    # ... and each partition's own count as an observation; the docs partitions too
+    pages = {o.asset_observation_data.asset_observation.partition:
+             o.asset_observation_data.asset_observation.metadata["rows_loaded"].value
+             for o in docs.get_asset_observation_events()}
+    assert set(pages) == {"package:json", "dir:.", "dir:guides"} and min(pages.values()) >= 2  # pages + marker
+    assert sum(pages.values()) == metadata(docs, "docs_pages")["rows_loaded_in_run"]
 
     first = run_processing(instance)
     assert first.success
@@ -181,7 +187,9 @@ def _failure(result) -> str:
 
 
 def test_a_one_day_run_records_that_days_row_count(rag_data, instance):
-    """The schedule's and sensors' runs are one day each: rows_loaded is that day's own count."""
+    """The schedule's and sensors' runs are one day each: rows_loaded is that day's own count. A run
+    over a range observes each day's own rows_loaded: they match the one-day runs, sum to the run's
+    count, and a day with nothing observes 0."""
     from reference_arch.rag import ingestion
 
     counts = {}
@@ -189,6 +197,22 @@ def test_a_one_day_run_records_that_days_row_count(rag_data, instance):
         result = dg.materialize([ingestion.github_assets], instance=instance, partition_key=day)
         assert result.success
         counts[day] = metadata(result, "github_issues")["rows_loaded"]
-    ranged = dg.materialize([ingestion.github_assets], instance=instance, tags=range_tags(DAY1, DAY2))
-    assert counts[DAY1] + counts[DAY2] == metadata(ranged, "github_issues")["rows_loaded_in_run"]
-
+    assert counts == {DAY1: 1, DAY2: 1}
+    ranged = dg.materialize([ingestion.github_assets, ingestion.slack_assets], instance=instance,
+                            tags=range_tags(DAY1, DAY3))
+    assert ranged.success
+    observed = {}
+    for event in ranged.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        observed.setdefault(observation.asset_key.path[-1], {})[observation.partition] = \
+            observation.metadata["rows_loaded"].value
+    assert observed["github_issues"] == {**counts, DAY3: 0}
+    assert sum(observed["github_issues"].values()) == metadata(ranged, "github_issues")["rows_loaded_in_run"]
+    # comments count on their issue's day (the bot's comment is stored too); messages on their own ts
+    assert observed["github_comments"] == {DAY1: 2, DAY2: 1, DAY3: 0}
+    assert observed["slack_messages"] == {DAY1: 2, DAY2: 0, DAY3: 0}
+    assert "slack_channels" not in observed and "slack_users" not in observed  # snapshots, not by day
+    # what each partition's history shows: its own count
+    stored = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["rag", "github_issues"]),
+                                                               asset_partitions=[DAY3]), limit=5).records
+    assert [r.asset_observation.metadata["rows_loaded"].value for r in stored] == [0]
