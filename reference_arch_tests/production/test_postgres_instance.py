@@ -40,15 +40,20 @@ def test_instance_storage_is_postgres(pg_instance):
 def test_partitioned_asset_materializes_on_postgres(pg_instance):
     from reference_arch.prompt import assets
 
-    result = dg.materialize([assets.question, assets.prompt], partition_key="pandas", instance=pg_instance,
+    templates = dg.materialize([assets.template], partition_key="pandas", instance=pg_instance)
+    assert templates.success
+    template_key = dg.AssetKey(["prompt", "template"])
+    assert pg_instance.get_materialized_partitions(template_key) == {"pandas"}
+    record = pg_instance.fetch_materializations(template_key, limit=1).records[0]
+    assert record.run_id == templates.run_id and record.partition_key == "pandas"
+
+    result = dg.materialize([assets.question, assets.prompt], instance=pg_instance,
                             run_config=question_run_config("prompt", "What is a DataFrame?"))
     assert result.success
-    key = dg.AssetKey(["prompt", "prompt"])
-    assert pg_instance.get_materialized_partitions(key) == {"pandas"}
-    record = pg_instance.fetch_materializations(key, limit=1).records[0]
+    record = pg_instance.fetch_materializations(dg.AssetKey(["prompt", "prompt"]), limit=1).records[0]
     metadata = record.asset_materialization.metadata
-    assert record.run_id == result.run_id and record.partition_key == "pandas"
-    assert "What is a DataFrame?" in metadata["prompt"].value
+    assert record.run_id == result.run_id and metadata["template"].value == "pandas"
+    assert "What is a DataFrame\\?" in metadata["prompt"].value  # Markdown-escaped, shown as text
     assert pg_instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
 
 
@@ -70,7 +75,9 @@ def test_question_job_answers_on_postgres(location, pg_instance, registry_with_t
     assert stored.run_id == record["run_id"]
     metadata = stored.asset_materialization.metadata
     assert isinstance(metadata["answer"], dg.MarkdownMetadataValue)
-    assert record["answer"].strip() in metadata["answer"].value
+    from reference_arch.common.questions import markdown_text
+
+    assert markdown_text(record["answer"].strip()) in metadata["answer"].value  # shown as text, not markup
     assert isinstance(metadata["llm/prompt_tokens"].value, int) and metadata["llm/prompt_tokens"].value > 0
     if location == "rag":  # sources as table metadata, best first
         assert record["sources"] and isinstance(metadata["sources"], dg.TableMetadataValue)
