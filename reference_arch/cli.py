@@ -101,7 +101,8 @@ class Step:
 
 def plan(defs) -> list[Step]:
     """Ordered steps, each one run (or one run per partition) of assets sharing a partitions
-    definition: an asset joins the earliest step of its kind that comes after all its parents."""
+    definition: an asset joins the earliest step of its kind that comes after all its parents, then
+    a step merges into a later one of its kind when no step between depends on it."""
     graph = defs.resolve_asset_graph()
     steps: list[Step] = []
     step_of: dict = {}
@@ -123,6 +124,18 @@ def plan(defs) -> list[Step]:
         steps[index].keys.append(key)
         steps[index].single_run &= single
         step_of[key] = index
+    # A step joins a later one of its kind when no step between reads it (``prompt/question`` joins
+    # its prompt and answer after the template partitions): fewer runs, and a question answered in one.
+    for i in reversed(range(len(steps) - 1)):
+        mine = set(steps[i].keys)
+        for j in range(i + 1, len(steps)):
+            if steps[j].partitions_def == steps[i].partitions_def:
+                steps[j].keys[:0] = steps[i].keys
+                steps[j].single_run &= steps[i].single_run
+                del steps[i]
+                break
+            if any(mine & graph.get(k).parent_keys for k in steps[j].keys):
+                break
     return steps
 
 
@@ -230,15 +243,18 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
         job = defs.resolve_job_def(job_name)
     except Exception:  # noqa: BLE001 - a location not built yet
         raise CliError(f"the {location} location has no {job_name} yet") from None
-    kwargs = {}
-    if job.partitions_def is not None:
-        keys = job.partitions_def.get_partition_keys(dynamic_partitions_store=inst)
-        kwargs["partition_key"] = template or keys[0]
-        if kwargs["partition_key"] not in keys:
-            raise CliError(f"unknown partition {kwargs['partition_key']!r}: choose one of {', '.join(keys)}")
     run_config = {**question_run_config(prefix, question), **QUIET}
-    result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False,
-                                    **kwargs)
+    if template is not None:
+        if location != "prompt":
+            raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
+        from reference_arch.prompt.templates import template_named
+
+        try:
+            template_named(template)
+        except ValueError as err:
+            raise CliError(str(err)) from None
+        run_config["ops"]["prompt__prompt"] = {"config": {"template": template}}
+    result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False)
     if not result.success:
         raise CliError(first_failure(result))
     record = dict(result.asset_value(dg.AssetKey([prefix, "answer"])))
@@ -374,7 +390,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("target", choices=list(ASK_TARGETS))
     a.add_argument("question")
     a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.add_argument("--template", help="prompt template (the prompt location's partition)")
+    a.add_argument("--template", help="prompt template (a partition of prompt/template; default pandas)")
     sub.add_parser("demo", help="pretrain -> finetune -> rag -> prompt, then ask the seed questions")
     return p
 

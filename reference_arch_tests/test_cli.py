@@ -34,11 +34,22 @@ def test_materialize_prompt_every_partition(registry_with_tiny_model, capsys):
     out = capsys.readouterr().out
     assert "prompt/answer" in out and "answer_format" in out
     instance = dg.DagsterInstance.get()
-    materialized = instance.get_materialized_partitions(dg.AssetKey(["prompt", "answer"]))
+    materialized = instance.get_materialized_partitions(dg.AssetKey(["prompt", "template"]))
     assert materialized == {"pandas", "pandas_example"}
-    # The runs are named for what they do, not __ephemeral_asset_job__.
-    names = {run.job_name for run in instance.get_runs()}
-    assert names == {"materialize_prompt_question_to_answer"}
+    for name in ("question", "prompt", "answer"):  # unpartitioned, after the templates
+        assert instance.get_latest_materialization_event(dg.AssetKey(["prompt", name])) is not None, name
+    # The runs are named for what they do, not __ephemeral_asset_job__; the question is answered in one run.
+    names = [run.job_name for run in reversed(instance.get_runs())]
+    assert names == ["materialize_prompt_template"] * 2 + ["materialize_prompt_question_to_answer"]
+
+
+def test_ask_prompt_with_a_template(registry_with_tiny_model, capsys):
+    assert main(["ask", "prompt", "What is a series?", "--json", "--template", "pandas_example"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["template"] == "pandas_example"
+    assert main(["ask", "prompt", "What is a series?", "--template", "pandsa"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: unknown template 'pandsa': choose one of pandas, pandas_example"
 
 
 def test_demo_lines_say_what_happened(registry_with_tiny_model):

@@ -60,8 +60,7 @@ def test_every_question_asset_repairs_run_config(tmp_home, location):
     from reference_arch.rag import answers
 
     asset = {"prompt": prompt_assets.question, "rag": answers.question, "finetune": inference.question}[location]
-    result = dg.materialize_to_memory([asset], run_config=question_run_config(location, LONE_SURROGATE),
-                                      partition_key="pandas" if location == "prompt" else None)
+    result = dg.materialize_to_memory([asset], run_config=question_run_config(location, LONE_SURROGATE))
     value = result.asset_value(dg.AssetKey([location, "question"]))
     assert value == "What is a \ufffd series?" and valid(value)
     [materialization] = result.get_asset_materialization_events()
@@ -72,10 +71,10 @@ def test_prompt_graph_with_a_lone_surrogate_in_run_config(registry_with_tiny_mod
     from reference_arch.prompt import assets
 
     result = dg.materialize_to_memory(
-        [assets.question, assets.prompt, assets.answer], partition_key="pandas", resources={"llm": LLMResource()},
+        [assets.question, assets.prompt, assets.answer], resources={"llm": LLMResource()},
         run_config={"ops": {"prompt__question": {"config": {"question": LONE_SURROGATE}}}}, raise_on_error=False)
     assert result.success
-    assert result.asset_value(dg.AssetKey(["prompt", "prompt"]))[0]["content"].endswith("What is a \ufffd series?")
+    assert result.asset_value(dg.AssetKey(["prompt", "prompt"]))["messages"][0]["content"].endswith("What is a \ufffd series?")
 
 
 def test_model_calls_repair_text_from_any_source(registry_with_tiny_model):

@@ -1,4 +1,5 @@
-"""The seed's prompt-engineering graph: question -> prompt -> answer, one partition per template."""
+"""The seed's prompt-engineering graph: question -> prompt -> answer, with the template from run config;
+``prompt/template`` materializes each template (one partition per template) as the prompt's lineage."""
 
 import dagster as dg
 
@@ -6,17 +7,47 @@ from reference_arch.common.llm import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import REGISTRY_MODELS, QuestionConfig, accept_question, answer_metadata, \
     answer_record, markdown_text
-from reference_arch.prompt.templates import TEMPLATES, chat_prompt, check_format, templates_version
+from reference_arch.prompt.templates import DEFAULT_TEMPLATE, TEMPLATES, check_format, render, template_named, \
+    templates_version
 
 templates = dg.StaticPartitionsDefinition(list(TEMPLATES))
+TEMPLATE = dg.AssetKey(["prompt", "template"])
+PLACEHOLDER = "{question}"  # what the template asset renders in the question's place
 
 
 class PromptQuestion(QuestionConfig):
     question: str = "What is a series?"
 
 
+class PromptConfig(dg.Config):
+    template: str = DEFAULT_TEMPLATE  # a key of prompt.templates.TEMPLATES (a partition of prompt/template)
+
+
+def messages_md(messages: list[dict[str, str]]) -> dg.MetadataValue:
+    return dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {markdown_text(m['content'])}" for m in messages))
+
+
 @dg.asset(
-    key_prefix=["prompt"], group_name="prompt", partitions_def=templates, owners=OWNERS, kinds={"python"},
+    key_prefix=["prompt"], group_name="prompt", partitions_def=templates, owners=OWNERS,
+    kinds={"python", "langchain"}, code_version=templates_version(),
+    description="One prompt template per partition: its messages rendered with a placeholder question, "
+                "its hash (the data version) and the answer format it asks for.",
+)
+def template(context: dg.AssetExecutionContext) -> dg.Output[dict]:
+    chosen = TEMPLATES[context.partition_key]
+    messages = render(chosen, PLACEHOLDER)
+    rules = {"max_sentences": chosen.max_sentences, "links": chosen.links, "code_block": chosen.code_block}
+    return dg.Output(
+        {"name": chosen.name, "hash": chosen.hash, "text": chosen.text, "messages": messages, **rules},
+        data_version=dg.DataVersion(chosen.hash),
+        metadata={"template_hash": chosen.hash, "messages": messages_md(messages),
+                  "expected_sentences": f"1-{chosen.max_sentences}", "expected_links": chosen.links,
+                  "code_block": chosen.code_block},
+    )
+
+
+@dg.asset(
+    key_prefix=["prompt"], group_name="prompt", owners=OWNERS, kinds={"python"},
     description="The user's question, from run config; refused here if empty or over the length limit.",
 )
 def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> str:
@@ -24,25 +55,24 @@ def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> str:
 
 
 @dg.asset(
-    key_prefix=["prompt"], group_name="prompt", partitions_def=templates, owners=OWNERS,
+    key_prefix=["prompt"], group_name="prompt", owners=OWNERS,
     kinds={"python", "langchain"}, code_version=templates_version(),
-    ins={"question": dg.AssetIn(key=["prompt", "question"])},
-    description="The question rendered into this partition's LangChain ChatPromptTemplate (versioned by hash).",
+    ins={"question": dg.AssetIn(key=["prompt", "question"])}, deps=[TEMPLATE],
+    description="The question rendered into the LangChain ChatPromptTemplate named by run config "
+                "(ops.prompt__prompt.config.template, default pandas); the template's hash goes with it.",
 )
-def prompt(context: dg.AssetExecutionContext, question: str) -> list[dict[str, str]]:
-    template = TEMPLATES[context.partition_key]
-    messages = chat_prompt(template).format_messages(question=question)
-    rendered = [{"role": "user" if m.type == "human" else m.type, "content": str(m.content)} for m in messages]
-    context.add_output_metadata({
-        "template": template.name,
-        "template_hash": template.hash,
-        "prompt": dg.MetadataValue.md("\n\n".join(f"**{m['role']}**: {markdown_text(m['content'])}" for m in rendered)),
-    })
-    return rendered
+def prompt(context: dg.AssetExecutionContext, config: PromptConfig, question: str) -> dict:
+    try:
+        chosen = template_named(config.template)
+    except ValueError as err:
+        raise dg.Failure(description=str(err)) from None
+    messages = render(chosen, question)
+    context.add_output_metadata({"template": chosen.name, "template_hash": chosen.hash, "prompt": messages_md(messages)})
+    return {"template": chosen.name, "template_hash": chosen.hash, "messages": messages}
 
 
 @dg.asset(
-    key_prefix=["prompt"], group_name="prompt", partitions_def=templates, owners=OWNERS,
+    key_prefix=["prompt"], group_name="prompt", owners=OWNERS,
     kinds={"python", "langchain", "huggingface", "openai"},
     ins={"question": dg.AssetIn(key=["prompt", "question"]), "prompt": dg.AssetIn(key=["prompt", "prompt"])},
     deps=REGISTRY_MODELS,
@@ -50,25 +80,25 @@ def prompt(context: dg.AssetExecutionContext, question: str) -> list[dict[str, s
                                    description="The answer keeps the format its template asks for.")],
     description="The LLM's answer to the rendered prompt (local registry model, or OpenAI when configured).",
 )
-def answer(context: dg.AssetExecutionContext, question: str, prompt: list[dict[str, str]], llm: LLMResource):
-    template = TEMPLATES[context.partition_key]
-    messages = [(m["role"], m["content"]) for m in prompt]
+def answer(context: dg.AssetExecutionContext, question: str, prompt: dict, llm: LLMResource):
+    chosen = template_named(prompt["template"])  # the template the stored prompt was rendered with
+    messages = [(m["role"], m["content"]) for m in prompt["messages"]]
     try:
         text = llm.generate(messages)
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = llm.usage()
-    passed, measured = check_format(template, text)
+    passed, measured = check_format(chosen, text)
     yield dg.Output(
-        answer_record(text, usage["model"], usage, question=question, template=template.name,
-                      template_hash=template.hash),
-        metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", template=template.name,
-                                 template_hash=template.hash, **llm.usage_metadata()),
+        answer_record(text, usage["model"], usage, question=question, template=chosen.name,
+                      template_hash=prompt["template_hash"]),
+        metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", template=chosen.name,
+                                 template_hash=prompt["template_hash"], **llm.usage_metadata()),
     )
     yield dg.AssetCheckResult(
         check_name="answer_format",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={**measured, "expected_sentences": f"1-{template.max_sentences}", "expected_links": template.links},
-        description=None if passed else f"expected 1-{template.max_sentences} sentences and {template.links} links",
+        metadata={**measured, "expected_sentences": f"1-{chosen.max_sentences}", "expected_links": chosen.links},
+        description=None if passed else f"expected 1-{chosen.max_sentences} sentences and {chosen.links} links",
     )

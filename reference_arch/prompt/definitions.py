@@ -6,7 +6,7 @@ from reference_arch.prompt import assets
 from reference_arch.prompt.jobs import prompt_question_job
 
 defs = location_definitions(
-    assets=[assets.question, assets.prompt, assets.answer],
+    assets=[assets.template, assets.question, assets.prompt, assets.answer],
     jobs=[prompt_question_job],
     resources={"llm": llm_resource()},
 )

@@ -1,7 +1,8 @@
 """The prompt templates: the seed's Pandas template and a variant, each with the format it asks for.
 
-Templates are versioned by content: ``template_hash`` goes into the prompt asset's code version
-and metadata, so editing a template marks the prompts and answers built from it as stale.
+Templates are versioned by content: ``template_hash`` is each ``prompt/template`` partition's data
+version and metadata, and ``templates_version()`` the code version of the template and prompt assets,
+so editing a template marks the prompts and answers built from it as stale.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 DEFAULT_TEMPLATE = "pandas"
+
+
+def template_named(name: str) -> PromptTemplate:
+    """The template called ``name``; ``ValueError`` with one line listing the known templates."""
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown template {name!r}: choose one of {', '.join(TEMPLATES)}") from None
+
+
+def render(template: PromptTemplate, question: str) -> list[dict[str, str]]:
+    """The template rendered for ``question``: chat messages ``[{"role": "user", "content": ...}]``."""
+    messages = chat_prompt(template).format_messages(question=question)
+    return [{"role": "user" if m.type == "human" else m.type, "content": str(m.content)} for m in messages]
 
 
 def templates_version() -> str:

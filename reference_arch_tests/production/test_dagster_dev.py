@@ -39,7 +39,7 @@ def test_plain_dagster_dev_shows_the_runs_the_cli_made(webserver, monkeypatch):
     monkeypatch.setenv("REFERENCE_ARCH_HOME", str(webserver.reference_arch_home))
     assert dagster_home() == webserver.dagster_home.resolve()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize([assets.question, assets.prompt], partition_key="pandas", instance=instance,
+        result = dg.materialize([assets.question, assets.prompt], instance=instance,
                                 run_config=question_run_config("prompt", "What is a series?"))
     assert result.success
     runs = graphql(webserver.url, RUNS)["runsOrError"]["results"]

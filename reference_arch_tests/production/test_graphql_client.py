@@ -81,13 +81,10 @@ def test_graphql_client_launches_a_question_job_and_reads_the_answer(location, w
 
     url = urlsplit(webserver.url)
     client = DagsterGraphQLClient(url.hostname, port_number=url.port, timeout=60)
-    tags = {}
-    if job.partitions_def is not None:
-        tags["dagster/partition"] = job.partitions_def.get_partition_keys()[0]
+    assert job.partitions_def is None  # nothing to pick but the question (prompt: the template has a default)
     # No execution config: question jobs run in one process by default (no process per step).
     run_config = question_run_config(location, QUESTIONS[location])
-    run_id = client.submit_job_execution(job_name, repository_location_name=location, run_config=run_config,
-                                         tags=tags)
+    run_id = client.submit_job_execution(job_name, repository_location_name=location, run_config=run_config)
     assert wait_for_run(client, run_id) == dg.DagsterRunStatus.SUCCESS
 
     run = graphql(webserver.url, MATERIALIZATIONS, {"runId": run_id})["runOrError"]

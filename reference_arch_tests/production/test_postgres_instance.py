@@ -40,15 +40,20 @@ def test_instance_storage_is_postgres(pg_instance):
 def test_partitioned_asset_materializes_on_postgres(pg_instance):
     from reference_arch.prompt import assets
 
-    result = dg.materialize([assets.question, assets.prompt], partition_key="pandas", instance=pg_instance,
+    templates = dg.materialize([assets.template], partition_key="pandas", instance=pg_instance)
+    assert templates.success
+    template_key = dg.AssetKey(["prompt", "template"])
+    assert pg_instance.get_materialized_partitions(template_key) == {"pandas"}
+    record = pg_instance.fetch_materializations(template_key, limit=1).records[0]
+    assert record.run_id == templates.run_id and record.partition_key == "pandas"
+
+    result = dg.materialize([assets.question, assets.prompt], instance=pg_instance,
                             run_config=question_run_config("prompt", "What is a DataFrame?"))
     assert result.success
-    key = dg.AssetKey(["prompt", "prompt"])
-    assert pg_instance.get_materialized_partitions(key) == {"pandas"}
-    record = pg_instance.fetch_materializations(key, limit=1).records[0]
+    record = pg_instance.fetch_materializations(dg.AssetKey(["prompt", "prompt"]), limit=1).records[0]
     metadata = record.asset_materialization.metadata
-    assert record.run_id == result.run_id and record.partition_key == "pandas"
-    assert "What is a DataFrame" in metadata["prompt"].value  # shown as text: punctuation escaped
+    assert record.run_id == result.run_id and metadata["template"].value == "pandas"
+    assert "What is a DataFrame\\?" in metadata["prompt"].value  # Markdown-escaped, shown as text
     assert pg_instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
 
 

@@ -134,11 +134,8 @@ def test_answer_asset_page_shows_description_kinds_and_source(page, webserver, a
 # -- the question jobs' launchpads, a question launched from one, and what its answer page shows ------------
 QUESTION_JOBS = {"prompt": "prompt_question_job", "rag": "rag_question_job", "finetune": "finetuned_question_job"}
 # The UI opens a partitioned job's launchpad with an unset, red partition picker and no way to preset it
-# (dagster-webui 1.13: useInitialDataForMode gives presets only to unpartitioned jobs, and a partitioned
-# job's `config=` dict becomes a PartitionedConfig, not a preset); prompt_question_job is partitioned by
-# template. Strict: this fails loudly once the prompt launchpad opens valid.
-PARTITIONED_LAUNCHPAD = pytest.mark.xfail(strict=True, reason="prompt_question_job is partitioned by template: "
-                                                             "its launchpad opens with an unset partition")
+# (dagster-webui 1.13: useInitialDataForMode gives presets only to unpartitioned jobs), so no question job
+# is partitioned: the prompt template is run config (ops.prompt__prompt.config.template, with a default).
 RUN_STATUS = "query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
 
 
@@ -174,7 +171,7 @@ def wait_for_run(url: str, run_id: str, timeout: float = 420) -> str:
     raise AssertionError(f"run {run_id} still {status} after {timeout}s")
 
 
-@pytest.mark.parametrize("location", [pytest.param("prompt", marks=PARTITIONED_LAUNCHPAD), "rag", "finetune"])
+@pytest.mark.parametrize("location", ["prompt", "rag", "finetune"])
 def test_question_job_launchpad_opens_valid(page, webserver, artifacts_dir, location):
     job = QUESTION_JOBS[location]
     launch = open_launchpad(page, webserver.url, location, job)
@@ -193,7 +190,7 @@ def rag_index(webserver, tmp_path_factory):
         build_rag_index_for(webserver, tmp_path_factory.mktemp("rag-exports"), monkeypatch)
 
 
-@pytest.mark.parametrize("location", [pytest.param("prompt", marks=PARTITIONED_LAUNCHPAD), "rag"])
+@pytest.mark.parametrize("location", ["prompt", "rag"])
 def test_a_question_launched_from_the_launchpad_succeeds(page, webserver, rag_index, location):
     job = QUESTION_JOBS[location]
     launch = open_launchpad(page, webserver.url, location, job)

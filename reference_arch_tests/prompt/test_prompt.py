@@ -16,11 +16,12 @@ GOOD = ("A Series is a one-dimensional labeled array. It holds any data type.\n"
         "- https://pandas.pydata.org/docs/user_guide/dsintro.html")
 
 
-def run(question, llm, partition="pandas", instance=None):
-    return dg.materialize_to_memory(
-        PROMPT_ASSETS, partition_key=partition, resources={"llm": llm}, raise_on_error=False, instance=instance,
-        run_config={"ops": {"prompt__question": {"config": {"question": question}}}},
-    )
+def run(question, llm, template=None, instance=None):
+    ops = {"prompt__question": {"config": {"question": question}}}
+    if template is not None:
+        ops["prompt__prompt"] = {"config": {"template": template}}
+    return dg.materialize_to_memory(PROMPT_ASSETS, resources={"llm": llm}, raise_on_error=False, instance=instance,
+                                    run_config={"ops": ops})
 
 
 def test_prompt_graph_with_the_local_model(registry_with_tiny_model):
@@ -29,6 +30,8 @@ def test_prompt_graph_with_the_local_model(registry_with_tiny_model):
     record = result.asset_value(ANSWER)
     assert record["model"] == "registry:tiny-lm@1" and record["sources"] == []
     rendered = result.asset_value(dg.AssetKey(["prompt", "prompt"]))
+    assert rendered["template"] == "pandas" and rendered["template_hash"] == TEMPLATES["pandas"].hash
+    rendered = rendered["messages"]
     assert rendered[0]["content"].startswith("In the context of the python framework Pandas.")
     assert rendered[0]["content"].endswith("Question: What is a series?")
     meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
@@ -58,13 +61,49 @@ def test_an_answer_starting_with_a_hash_is_shown_as_text(tmp_home):
     assert "<h1>" not in html and "<pre>" not in html and "# Series" in html
 
 
-def test_each_template_is_a_partition_with_its_own_prompt(tmp_home):
+def test_each_template_from_run_config_gives_its_own_prompt(tmp_home):
     with FakeOpenAI(answer=GOOD) as server:
         llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
         for name in TEMPLATES:
-            assert run("What is a series?", llm, partition=name).success
+            result = run("What is a series?", llm, template=name)
+            assert result.success
+            meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
+            assert meta["template"].value == name and meta["template_hash"].value == TEMPLATES[name].hash
     sent = [r["body"]["messages"][0]["content"] for r in server.requests]
     assert len(set(sent)) == len(TEMPLATES) and "```python" in sent[1]
+
+
+def test_an_unknown_template_is_refused_with_the_known_ones_before_any_model_call(tmp_home):
+    with FakeOpenAI() as server:
+        result = run("What is a series?", LLMResource(provider="openai", base_url=server.base_url, api_key="k"),
+                     template="pandsa")
+    assert not result.success and server.requests == []
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "prompt__prompt"
+    assert failure.step_failure_data.error.message.strip().endswith(
+        "unknown template 'pandsa': choose one of pandas, pandas_example")
+
+
+def test_the_question_job_is_unpartitioned_and_each_template_is_a_partition(tmp_home):
+    """The launchpad needs no partition; the catalogue keeps one ``prompt/template`` partition per
+    template, each with its hash as data version, upstream of the prompt."""
+    job = defs.resolve_job_def("prompt_question_job")
+    assert job.partitions_def is None
+    assert {n.name for n in job.nodes} == {"prompt__question", "prompt__prompt", "prompt__answer"}
+    template_key = dg.AssetKey(["prompt", "template"])
+    graph = defs.resolve_asset_graph()
+    assert template_key in graph.get(dg.AssetKey(["prompt", "prompt"])).parent_keys
+    assert graph.get(template_key).partitions_def.get_partition_keys() == list(TEMPLATES)
+
+    instance = dg.DagsterInstance.ephemeral()
+    for name, template in TEMPLATES.items():
+        result = dg.materialize([assets.template], partition_key=name, instance=instance)
+        value = result.asset_value(template_key)
+        assert value["hash"] == template.hash and value["links"] == template.links
+        assert value["messages"][0]["content"].endswith("Question: {question}")
+        [event] = result.get_asset_materialization_events()
+        assert event.materialization.tags["dagster/data_version"] == template.hash
+    assert instance.get_materialized_partitions(template_key) == set(TEMPLATES)
 
 
 @pytest.mark.parametrize("question, problem", [("   ", "empty"), ("x" * 4001, "over the limit of 4000")])
