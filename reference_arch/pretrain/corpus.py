@@ -165,7 +165,7 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
             why = "timed out (no data for 120 s)" if "timed out" in str(err) else str(err)
             raise CorpusError(scrub(f"cannot download {repo} from {api_url}: {why}", token)) from None
         with tarfile.open(archive) as tar:
-            tar.extractall(download / "x", filter="data")  # refuses absolute paths and links outside
+            safe_extract(tar, download / "x")
         tops = list((download / "x").iterdir())
         tree = tops[0] if len(tops) == 1 and tops[0].is_dir() else download / "x"
         with staging_dir(target) as staging:
@@ -174,6 +174,25 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
     finally:
         shutil.rmtree(download, ignore_errors=True)
     return target
+
+
+def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:
+    """Extract ``tar`` into ``folder``, refusing members that would land outside it (absolute paths,
+    ``..``, links pointing out) and special files. The ``data`` extraction filter (PEP 706) does
+    this where the Python has it (3.11.4+, and backports); older ones (Debian 12's 3.11.2) get the
+    same rules checked here first."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(folder, filter="data")
+        return
+    root = folder.resolve()
+    for member in tar.getmembers():
+        where = (root / member.name).resolve()
+        link_to = (where.parent / member.linkname).resolve() if member.issym() or member.islnk() else root
+        if not (where.is_relative_to(root) and link_to.is_relative_to(root)) or not (
+                member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise CorpusError(f"the archive's member {member.name!r} would land outside {folder} or is not a "
+                              "plain file: refused")
+    tar.extractall(folder)
 
 
 def write_parquet(files: list[dict], path: Path) -> Path:

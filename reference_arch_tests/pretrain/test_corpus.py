@@ -109,3 +109,29 @@ def test_failure_keeps_the_stored_corpus(tmp_home, instance, corpus_dir, tmp_pat
     assert not result.success
     assert store.read_manifest("raw_corpus") == before
     assert isinstance(dg.AssetKey(["pretrain", "raw_corpus"]), dg.AssetKey)
+
+
+@pytest.mark.parametrize("has_filter", [True, False])
+def test_archives_extract_safely_with_or_without_the_data_filter(tmp_path, monkeypatch, has_filter):
+    """Debian 12's Python 3.11.2 predates tarfile's ``filter`` argument: extraction must still work
+    there, and refuse a member that would land outside the folder either way."""
+    from reference_arch.pretrain.corpus import CorpusError, safe_extract
+
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def archive(name: str) -> tarfile.TarFile:
+        payload = io.BytesIO()
+        with tarfile.open(fileobj=payload, mode="w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"x=1"))
+        payload.seek(0)
+        return tarfile.open(fileobj=payload, mode="r:gz")
+
+    with archive("repo-abc/src/f.py") as tar:
+        safe_extract(tar, tmp_path / "ok")
+    assert (tmp_path / "ok" / "repo-abc" / "src" / "f.py").read_text() == "x=1"
+    with archive("../escape.py") as tar, pytest.raises((CorpusError, tarfile.TarError)):
+        safe_extract(tar, tmp_path / "bad")
+    assert not (tmp_path / "escape.py").exists()
