@@ -14,7 +14,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-GENERATED = re.compile(r"auto-?generated|generated (?:by|from|with)|do not edit|@generated", re.IGNORECASE)
+# A comment line may put words between "generated" and "by" ("# system configuration generated and
+# used by the sysconfig module": the build-config dump _sysconfigdata_*.py, whose dict literal made a
+# whole validation split unreadable); prose elsewhere keeps the strict form.
+GENERATED = re.compile(r"auto-?generated|generated (?:by|from|with)|do not edit|@generated"
+                       r"|^[ \t]*#[^\n]*\bgenerated\b[^\n]*\b(?:by|from|with)\b", re.IGNORECASE | re.MULTILINE)
 _CODE_TOKENS = re.compile(r"\w+|[^\w\s]")
 REASONS = ("exact_duplicate", "not_python", "too_short", "too_long", "generated", "minified", "near_duplicate")
 

@@ -194,3 +194,17 @@ def test_a_small_corpus_still_trains(tmp_home, instance, tmp_path):
     assert 1 <= len(data["validation_paths"]) < len(STDLIB_FILES)
     trained = materialize(instance, ["initial_model", "trained_model"], config)
     assert metadata(trained, "trained_model")["train/global_step"].value == 2
+
+
+def test_a_build_config_dump_is_a_generated_file():
+    """Debian's stdlib holds _sysconfigdata_*.py ("# system configuration generated and used by the
+    sysconfig module", then a dict literal); drawn into validation it put a demo's held-out perplexity
+    above the gate. Ordinary modules that mention generation stay."""
+    from reference_arch.pretrain.cleaning import Rules, rule_violation
+
+    dump = ("# system configuration generated and used by the sysconfig module\nbuild_time_vars = {"
+            + ",\n".join(f" 'VAR_{i}': 'value {i}'" for i in range(40)) + "}\n")
+    assert rule_violation(dump, Rules()) == "generated"
+    module = ('"""Random variable generators.\n\nSequences are generated lazily; the seed is taken from the '
+              'system.\n"""\n\n' + "def f(x):\n    return x + 1\n" * 20)
+    assert rule_violation(module, Rules()) is None
