@@ -35,13 +35,27 @@ class Rules:
     shingle_size: int = 5
 
 
+def parse_python(text: str, attempts: int = 3) -> ast.Module:
+    """``ast.parse(text)`` with warnings silenced (invalid escapes in old code). CPython 3.11 can
+    raise a spurious ``SystemError: AST constructor recursion depth mismatch`` when threads parse
+    at once (python/cpython#106905, fixed in 3.12): that one is retried, since the state it
+    complains of is reset at each call. Raises SyntaxError, ValueError, RecursionError as ast does."""
+    for attempt in range(attempts):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return ast.parse(text)
+            except SystemError as err:
+                if "recursion depth mismatch" not in str(err) or attempt == attempts - 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
 def parses(text: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # invalid escape sequences etc. in old code
-        try:
-            ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return False
+    try:
+        parse_python(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
     return True
 
 

@@ -17,7 +17,7 @@ import textwrap
 import warnings
 from typing import Any
 
-from reference_arch.pretrain.cleaning import parses
+from reference_arch.pretrain.cleaning import parse_python, parses
 
 
 def perplexity(model, blocks, batch_size: int = 8) -> tuple[float, float]:
@@ -44,12 +44,10 @@ def function_prompts(texts: list[str], n: int, seed: int = 0, max_chars: int = 6
     found: list[str] = []
     for text in texts:
         lines = text.splitlines(keepends=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                tree = ast.parse(text)
-            except (SyntaxError, ValueError):
-                continue
+        try:
+            tree = parse_python(text)
+        except (SyntaxError, ValueError, RecursionError):
+            continue
         for node in ast.walk(tree):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
                 continue
