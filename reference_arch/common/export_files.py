@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from reference_arch.common.unicode_text import valid_text
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,18 @@ class SkipStats:
         return sum(self.counts.values())
 
     def skip(self, reason: str, where: str, detail: str = "") -> None:
-        self.counts[reason] += 1
-        message = f"{where}: {reason}" + (f" ({detail})" if detail else "")
-        if len(self.examples) < 20:
-            self.examples.append(message)
-        log.warning("skipped bad input: %s", message)
+        self._note(self.counts, "skipped bad input", reason, where, detail=detail)
 
     def repair(self, reason: str, where: str, detail: str = "") -> None:
-        self.repaired[reason] += 1
-        message = f"{where}: repaired {reason}" + (f" ({detail})" if detail else "")
+        self._note(self.repaired, "repaired bad input", reason, where, label=f"repaired {reason}", detail=detail)
+
+    def _note(self, counter: Counter, what: str, reason: str, where: str, label: str | None = None,
+              detail: str = "") -> None:
+        counter[reason] += 1
+        message = f"{where}: {label or reason}" + (f" ({detail})" if detail else "")
         if len(self.examples) < 20:
             self.examples.append(message)
-        log.warning("repaired bad input: %s", message)
+        log.warning("%s: %s", what, message)
 
     def as_metadata(self) -> dict[str, int]:
         """Flat counts, ready for Dagster metadata: ``skipped``, ``skipped_<reason>``, ``repaired``,
@@ -67,8 +68,6 @@ def existing_dir(path: str | Path, what: str, env_var: str) -> Path:
     return folder
 
 
-SURROGATE = re.compile("[\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
 
 
 def decode_text(raw: bytes, where: str, stats: SkipStats) -> str:
@@ -80,18 +79,9 @@ def decode_text(raw: bytes, where: str, stats: SkipStats) -> str:
         return raw.decode("utf-8-sig", errors="replace")
 
 
-def repair_text(text: str) -> str:
-    """``text`` with every lone surrogate (unencodable as UTF-8) replaced by U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return SURROGATE.sub(REPLACEMENT, text)
-
-
 def _repair(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str):
-        fixed = repair_text(value)
+        fixed = valid_text(value)  # one repair for every entry of text (unicode_text)
         return fixed, fixed is not value
     if isinstance(value, dict):
         pairs = [(_repair(k), _repair(v)) for k, v in value.items()]
@@ -103,7 +93,7 @@ def _repair(value: Any) -> tuple[Any, bool]:
 
 
 def repair_row(row: Any, table: str, key: tuple[str, ...], stats: SkipStats) -> Any:
-    """``row`` with its strings made valid Unicode (see :func:`repair_text`), counted by ``table``/``key``.
+    """``row`` with its strings made valid Unicode (see ``unicode_text.repair_text``), counted by ``table``/``key``.
 
     Meant as a dlt map step (``resource.add_map``) on every resource that carries external text:
     writers (orjson, Arrow, DuckDB) reject lone surrogates, and one such record would fail the load.
