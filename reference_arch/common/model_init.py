@@ -145,13 +145,6 @@ def build_model(*, preset: str = "tiny", arch: str = "gpt2", context_length: int
     return model, f"random {preset} {arch} ({config.num_hidden_layers} layers, seed {seed})"
 
 
-def name_causal_lm_loss(model):
-    """Set ``model.loss_type`` to the causal-LM loss: transformers derives it from the class name, and
-    ``GPT2LMHeadModel`` names none, so a forward pass with ``labels`` warns before using this same loss."""
-    model.loss_type = "ForCausalLM"
-    return model
-
-
 def count_parameters(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 

@@ -311,7 +311,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from reference_arch.common.model_init import name_causal_lm_loss
+    from reference_arch.common.causal_lm import use_causal_lm_loss
     from reference_arch.common.throughput import flop_parameters, measure_peak_flops, mfu
 
     output_dir = Path(spec.output_dir)
@@ -325,7 +325,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec.tokenizer_dir or spec.model_dir)
     model = _build_model(spec, tokenizer)
     model.config.use_cache = False  # no KV cache while training: it only costs memory and time
-    name_causal_lm_loss(model)
+    use_causal_lm_loss(model)
     n_flop_params = flop_parameters(model)
     if spec.lora:
         model = _apply_lora(model, spec.lora)

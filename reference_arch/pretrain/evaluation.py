@@ -24,9 +24,9 @@ def perplexity(model, blocks, batch_size: int = 8) -> tuple[float, float]:
     """(mean token loss, perplexity) of ``model`` on an (n, block) tensor of token ids."""
     import torch
 
-    from reference_arch.common.model_init import name_causal_lm_loss
+    from reference_arch.common.causal_lm import use_causal_lm_loss
 
-    name_causal_lm_loss(model).eval()
+    use_causal_lm_loss(model).eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(blocks), batch_size):

@@ -93,12 +93,12 @@ def test_the_training_setup_gives_the_libraries_no_cause_to_warn(tiny_model_dir,
 
     from transformers import AutoModelForCausalLM
 
-    from reference_arch.common.model_init import name_causal_lm_loss
+    from reference_arch.common.causal_lm import use_causal_lm_loss
     from reference_arch.common.train_entry import _apply_lora
     from reference_arch.finetune.local_backend import build_dataset, load_chat_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    assert name_causal_lm_loss(model).loss_type == "ForCausalLM"  # transformers names none for GPT2LMHeadModel
+    assert use_causal_lm_loss(model).loss_type == "ForCausalLM"  # transformers names none for GPT2LMHeadModel
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         lora = _apply_lora(model, {"r": 2})
