@@ -38,7 +38,7 @@ def _base_model_dir(workdir: Path) -> tuple[str, str]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from reference_arch.common.model_init import build_model
+    from reference_arch.common.trainer.model_init import build_model
 
     # The pretrain location's shape: byte-level BPE of 8,192 tokens on Python source, the tiny preset.
     files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))[:100]
@@ -104,7 +104,7 @@ def _demo_finetune(model_dir: str, workdir: Path) -> dict:
         ModelRegistry().publish("code-lm", model_dir, {"kind": "bench"})
         from reference_arch.finetune.config import FineTuningResource
         from reference_arch.finetune.definitions import defs
-        from reference_arch.finetune.ingestion import MONTHLY
+        from reference_arch.finetune.defs.ingestion import MONTHLY
 
         keys = MONTHLY.get_partition_keys()
         resources = {**defs.resources, "fine_tuning": FineTuningResource(backend="local")}

@@ -121,8 +121,8 @@ def _preset_run(preset: str, *, steps: int, batch_size: int, context: int, peak:
     import datasets
     import torch
 
-    from reference_arch.common.model_init import build_model
-    from reference_arch.common.trainer import TrainerResource
+    from reference_arch.common.trainer.model_init import build_model
+    from reference_arch.common.trainer.resource import TrainerResource
     from reference_arch.pretrain.tokenization import train_tokenizer
 
     work = Path(tempfile.mkdtemp())
@@ -167,7 +167,7 @@ def run() -> dict:
     import dagster as dg
     import torch
 
-    from reference_arch.common.throughput import measure_peak_flops, mfu
+    from reference_arch.common.trainer.throughput import measure_peak_flops, mfu
 
     home = Path(tempfile.mkdtemp(prefix="bench-pretrain-"))
     saved = os.environ.get("REFERENCE_ARCH_HOME")
@@ -202,7 +202,7 @@ def run() -> dict:
             rows.append(_row("tokenization: shard work / bare encode_batch", round(ratio, 3), "x", ">= 0.9",
                              ratio >= 0.9))
 
-            from reference_arch.pretrain.model_assets import TrainConfig
+            from reference_arch.pretrain.defs.training import TrainConfig
 
             batch = TrainConfig().batch_size
             bare_before = _bare_loop(TRAIN_STEPS, batch)

@@ -52,12 +52,12 @@ def cli_answer_seconds(server, question: str) -> float:
 
 def run_overhead_ms(instance: dg.DagsterInstance, repeats: int = 3) -> float:
     """Median wall time of a small run (two cheap assets: the question and its prompt) on ``instance``."""
-    from reference_arch.prompt import assets
+    from reference_arch.prompt.defs import prompt
 
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        result = dg.materialize([assets.question, assets.prompt], instance=instance,
+        result = dg.materialize([prompt.question, prompt.prompt], instance=instance,
                                 run_config=question_run_config("prompt", "What is a DataFrame?"))
         assert result.success
         times.append(time.perf_counter() - started)

@@ -71,15 +71,16 @@ def warm_imports(embeddings) -> None:
 
 
 def processing_assets():
-    from reference_arch.rag import processing
+    from reference_arch.rag.defs import processing
+    from reference_arch.rag.defs import index as rag_index
 
-    return [processing.documents, processing.chunks, processing.chunk_embeddings, processing.vector_index]
+    return [processing.documents, processing.chunks, processing.chunk_embeddings, rag_index.vector_index]
 
 
 def rematerialization(embeddings, vector_store) -> dict:
     import dagster as dg
 
-    from reference_arch.rag import ingestion
+    from reference_arch.rag.defs import ingestion
 
     resources = {"embeddings": embeddings, "vector_store": vector_store}
     with dg.DagsterInstance.ephemeral() as instance:
@@ -106,8 +107,8 @@ def throughput(embeddings, home: Path) -> dict:
     """Chunks per second: bare encode at each batch size, then the asset at the best one (interleaved)."""
     import dagster as dg
 
-    from reference_arch.common.embeddings import EmbeddingsResource, load_sentence_transformer
-    from reference_arch.rag import processing
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource, load_sentence_transformer
+    from reference_arch.rag.defs import processing
     from reference_arch.rag.chunking import CHUNK_FIELDS
 
     rows = processing.read_rows(processing.chunks_path())[:THROUGHPUT_CHUNKS]
@@ -152,9 +153,9 @@ def throughput(embeddings, home: Path) -> dict:
 def query_latency(embeddings, home: Path) -> dict:
     import numpy as np
 
-    from reference_arch.common.vector_store import VectorStoreResource
+    from reference_arch.common.vector_store.store import VectorStoreResource
     from reference_arch.rag.question_sets import load_question_sets
-    from reference_arch.rag.processing import chunks_path, embedding_cache, read_rows
+    from reference_arch.rag.defs.processing import chunks_path, embedding_cache, read_rows
 
     rng = np.random.default_rng(0)
     cache = embedding_cache(embeddings)
@@ -202,9 +203,9 @@ def retrieval_quality(home: Path) -> dict:
     evaluation asset's metadata (``{set}/{part}/{mode}/recall@5`` ...)."""
     import dagster as dg
 
-    from reference_arch.common.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag import evaluation, ingestion, processing
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.rag.defs import evaluation, ingestion, processing
 
     saved = dict(os.environ)
     os.environ["REFERENCE_ARCH_HOME"] = str(home)
@@ -237,8 +238,8 @@ def retrieval_quality(home: Path) -> dict:
 
 
 def quality_rows(meta: dict) -> list[dict]:
-    from reference_arch.common.vector_store import SEARCH_MODES
-    from reference_arch.rag.evaluation import BASELINE
+    from reference_arch.common.vector_store.store import SEARCH_MODES
+    from reference_arch.rag.defs.evaluation import BASELINE
     from reference_arch.rag.question_sets import SPLITS
 
     best = meta["best_mode"]
@@ -271,8 +272,8 @@ def row(metric, value, unit, target, ok):
 
 
 def run() -> dict:
-    from reference_arch.common.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store import VectorStoreResource
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store.store import VectorStoreResource
 
     with temporary_home() as home:
         embeddings = EmbeddingsResource(provider="local")

@@ -296,7 +296,7 @@ OFFLINE_EXPECTED_FAILURES = {
 def local_model_line(stage_seconds: float | None) -> str:
     """What answers the questions offline, what it can and cannot do, and how to get real answers."""
     from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
-    from reference_arch.pretrain.model_assets import MODEL_NAME
+    from reference_arch.pretrain.defs.evaluation import MODEL_NAME
 
     try:
         model = ModelRegistry().latest()

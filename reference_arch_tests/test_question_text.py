@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from reference_arch.cli import main
-from reference_arch.common.llm import LLMResource
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.unicode_text import repair_text
 
 # What Python makes of argv bytes b"What is a \xff\xfe series?" (PEP 383).
@@ -55,11 +55,12 @@ def test_the_real_command_line_with_undecodable_bytes(registry_with_tiny_model):
 def test_every_question_asset_repairs_run_config(tmp_home, location):
     """All three question assets: the lone surrogate never leaves the door."""
     from reference_arch.common.questions import question_run_config
-    from reference_arch.finetune import inference
-    from reference_arch.prompt import assets as prompt_assets
-    from reference_arch.rag import answers
+    from reference_arch.finetune.defs import inference
+    from reference_arch.prompt.defs import prompt as prompt_assets
+    from reference_arch.prompt.defs import inference as prompt_inference
+    from reference_arch.rag.defs import inference
 
-    asset = {"prompt": prompt_assets.question, "rag": answers.question, "finetune": inference.question}[location]
+    asset = {"prompt": prompt_assets.question, "rag": inference.question, "finetune": inference.question}[location]
     result = dg.materialize_to_memory([asset], run_config=question_run_config(location, LONE_SURROGATE))
     value = result.asset_value(dg.AssetKey([location, "question"]))
     assert value == "What is a \ufffd series?" and valid(value)
@@ -68,10 +69,11 @@ def test_every_question_asset_repairs_run_config(tmp_home, location):
 
 
 def test_prompt_graph_with_a_lone_surrogate_in_run_config(registry_with_tiny_model):
-    from reference_arch.prompt import assets
+    from reference_arch.prompt.defs import prompt
+    from reference_arch.prompt.defs import inference as prompt_inference
 
     result = dg.materialize_to_memory(
-        [assets.question, assets.prompt, assets.answer], resources={"llm": LLMResource()},
+        [prompt.question, prompt.prompt, prompt_inference.answer], resources={"llm": LLMResource()},
         run_config={"ops": {"prompt__question": {"config": {"question": LONE_SURROGATE}}}}, raise_on_error=False)
     assert result.success
     assert result.asset_value(dg.AssetKey(["prompt", "prompt"]))["messages"][0]["content"].endswith("What is a \ufffd series?")
@@ -79,7 +81,7 @@ def test_prompt_graph_with_a_lone_surrogate_in_run_config(registry_with_tiny_mod
 
 def test_model_calls_repair_text_from_any_source(registry_with_tiny_model):
     """A system prompt (fine-tuning config) or a retrieved source holding a lone surrogate."""
-    from reference_arch.common.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 
     assert isinstance(LLMResource().generate([("system", "Be upbeat \udc80"), ("human", LONE_SURROGATE)]), str)
     assert EmbeddingsResource(provider="local").embed_array([LONE_SURROGATE]).shape == (1, 384)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 
@@ -12,16 +13,20 @@ from reference_arch.common.settings import PROJECT_ROOT
 OWNERS = ["team:ml-platform"]
 
 
-def location_definitions(*, assets=(), asset_checks=(), jobs=(), schedules=(), sensors=(), resources=None,
-                         **kwargs) -> dg.Definitions:
-    """``dg.Definitions`` whose assets link to their source (local files, or the git repo when
-    ``REFERENCE_ARCH_GIT_URL`` is set, so the UI's code links work on a deployment)."""
+def location_definitions(defs_root: ModuleType, *, resources: dict | None = None, sensors=()) -> dg.Definitions:
+    """The location's ``dg.Definitions``: everything its ``defs/`` package defines at module level
+    (``dg.load_definitions_from_package_module``: one module per step, no hand-kept lists), plus its ``resources`` and any shared
+    ``sensors``. Assets link to their source: local files, or the git repo when ``REFERENCE_ARCH_GIT_URL`` is
+    set, so the UI's code links work on a deployment."""
     import os
     import warnings
 
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # package loading is "preview" in 1.13
+        loaded = dg.load_definitions_from_package_module(defs_root)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in 1.13
-        linked = dg.with_source_code_references(list(assets))
+        linked = dg.with_source_code_references(list(loaded.assets or []))
     git_url = os.environ.get("REFERENCE_ARCH_GIT_URL")
     if git_url:
         linked = dg.link_code_references_to_git(
@@ -29,8 +34,16 @@ def location_definitions(*, assets=(), asset_checks=(), jobs=(), schedules=(), s
             file_path_mapping=dg.AnchorBasedFilePathMapping(
                 local_file_anchor=Path(PROJECT_ROOT), file_anchor_path_in_repository=""),
         )
+    extra = {}
     executor = executor_from_env()  # k8s_job_executor on Kubernetes, Dagster's default elsewhere
     if executor is not None:
-        kwargs.setdefault("executor", executor)
-    return dg.Definitions(assets=linked, asset_checks=list(asset_checks), jobs=list(jobs),
-                          schedules=list(schedules), sensors=list(sensors), resources=resources or {}, **kwargs)
+        extra["executor"] = executor
+    return dg.Definitions(assets=linked, asset_checks=list(loaded.asset_checks or []), jobs=list(loaded.jobs or []),
+                          schedules=list(loaded.schedules or []), sensors=[*(loaded.sensors or []), *sensors],
+                          resources=resources or {}, **extra)
+
+
+def asset_defaults(location: str) -> dict:
+    """The key prefix, group and owners every asset of ``location`` shares: ``@dg.asset(**asset_defaults("rag"))``
+    gives the key ``rag/<function name>`` in the group ``rag``."""
+    return dict(key_prefix=[location], group_name=location, owners=OWNERS)

@@ -11,9 +11,9 @@ import os
 
 import dagster as dg
 
-from reference_arch.common.embeddings import EmbeddingsResource
-from reference_arch.common.llm import LLMResource
-from reference_arch.common.trainer import TrainerResource
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+from reference_arch.common.llm.resource import LLMResource
+from reference_arch.common.trainer.resource import TrainerResource
 
 
 def _env(name: str):

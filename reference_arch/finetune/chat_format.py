@@ -103,8 +103,8 @@ def encode_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     Text in the messages never becomes a control token (``causal_lm.encode_chat``): the end of
     text that closes the answer is the only one the example adds.
     """
-    from reference_arch.common.causal_lm import encode_chat as encode_messages
-    from reference_arch.common.causal_lm import encode_text
+    from reference_arch.common.trainer.causal_lm import encode_chat as encode_messages
+    from reference_arch.common.trainer.causal_lm import encode_text
 
     target = messages[-1]
     prompt_ids = encode_messages(tokenizer, messages[:-1], add_generation_prompt=True)

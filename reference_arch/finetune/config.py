@@ -87,6 +87,16 @@ def finetune_dir(*parts: str) -> Path:
     return home_path("finetune", *parts)
 
 
+def split_path() -> Path:
+    """The train/validation split of the Q&A pairs, one JSON line per pair."""
+    return finetune_dir() / "split.jsonl"
+
+
+def prompts_path(side: str) -> Path:
+    """The OpenAI chat JSONL of ``side`` ("train" or "validation")."""
+    return finetune_dir("prompts") / f"{side}.jsonl"
+
+
 def fine_tuning_resource() -> FineTuningResource:
     return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
                               base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)

@@ -1,11 +1,12 @@
-"""The fine-tuning code location: GitHub Q&A by month -> leak-free split -> OpenAI chat JSONL ->
-LoRA on the pretrain model (or an OpenAI fine-tuning job) -> fine-tuned vs base -> published model."""
+"""The fine-tuning code location, one module per step in ``defs/``: ingestion (GitHub Q&A by month) ->
+processing (leak-free split -> OpenAI chat JSONL) -> training (LoRA on the pretrain model, or an OpenAI
+fine-tuning job) -> evaluation (fine-tuned vs base; the published model) -> inference."""
 
 import os
 
 from reference_arch.common.locations import location_definitions
 from reference_arch.common.resources import llm_resource, trainer_resource
-from reference_arch.finetune import evaluation, ingestion, inference, processing, training
+from reference_arch.finetune import defs as finetune_defs
 from reference_arch.finetune.config import fine_tuning_resource
 from reference_arch.finetune.openai_client import openai_client_resource
 
@@ -19,10 +20,4 @@ def resources() -> dict:
     }
 
 
-defs = location_definitions(
-    assets=[ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, processing.prompts,
-            training.fine_tuned_model, evaluation.published_model, inference.question, inference.answer],
-    asset_checks=[processing.split_is_disjoint, processing.openai_format, evaluation.better_than_base],
-    jobs=[inference.finetuned_question_job],
-    resources=resources(),
-)
+defs = location_definitions(finetune_defs, resources=resources())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 def load_chat_tokenizer(model_dir: str):
     """The model's tokenizer, with the project's chat template when the model has none."""
-    from reference_arch.common.causal_lm import load_tokenizer
-    from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE
+    from reference_arch.common.trainer.causal_lm import load_tokenizer
+    from reference_arch.common.llm.local import DEFAULT_CHAT_TEMPLATE
 
     tokenizer = load_tokenizer(model_dir)
     if not tokenizer.chat_template:
@@ -71,7 +71,7 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
     from reference_arch.common.atomic import staging_dir
     from reference_arch.finetune.config import finetune_dir
     from reference_arch.finetune.jsonl import read_jsonl
-    from reference_arch.finetune.processing import prompts_path
+    from reference_arch.finetune.config import prompts_path
     from reference_arch.finetune.split import TRAIN, VALIDATION
 
     base_spec, base_path = fine_tuning.base_model_path()

@@ -32,7 +32,7 @@ def answer_loss(model_dir: str, examples: list[dict], max_seq_len: int, batch_si
     from reference_arch.finetune.chat_format import encode_chat
     from reference_arch.finetune.local_backend import load_chat_tokenizer
 
-    from reference_arch.common.causal_lm import load_model
+    from reference_arch.common.trainer.causal_lm import load_model
 
     tokenizer = load_chat_tokenizer(model_dir)
     model = load_model(model_dir).eval()

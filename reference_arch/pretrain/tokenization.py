@@ -89,7 +89,7 @@ def control_token_counts(tokenizer, sequences) -> list[int]:
     data produced none."""
     import numpy as np
 
-    from reference_arch.common.causal_lm import control_ids
+    from reference_arch.common.trainer.causal_lm import control_ids
 
     special = np.array(sorted(control_ids(tokenizer)), dtype=np.int64)
     return [int(np.isin(np.asarray(s, dtype=np.int64), special).sum()) for s in sequences]

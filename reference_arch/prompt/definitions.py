@@ -1,12 +1,8 @@
-"""The prompt-engineering code location."""
+"""The prompt-engineering code location: defs/prompt (question -> prompt, with versioned templates) ->
+defs/inference (answer, and ``prompt_question_job``)."""
 
 from reference_arch.common.locations import location_definitions
 from reference_arch.common.resources import llm_resource
-from reference_arch.prompt import assets
-from reference_arch.prompt.jobs import prompt_question_job
+from reference_arch.prompt import defs as prompt_defs
 
-defs = location_definitions(
-    assets=[assets.template, assets.question, assets.prompt, assets.answer],
-    jobs=[prompt_question_job],
-    resources={"llm": llm_resource()},
-)
+defs = location_definitions(prompt_defs, resources={"llm": llm_resource()})

@@ -137,7 +137,7 @@ def load_documents() -> list[dict]:
     """The documents of the sources switched on now (``settings.enabled_sources``), sorted by id: a source
     switched off, a package no longer named or a docs folder that is gone leaves the index, though its rows
     stay in the warehouse until that source is loaded again. Empty when nothing is loaded: a valid state."""
-    from reference_arch.common.docs_source import partition_fingerprints
+    from reference_arch.sources.docs import partition_fingerprints
     from reference_arch.common.settings import source_enabled
     from reference_arch.rag.warehouse import read_table
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reference_arch.common.embeddings import EmbeddingsError, EmbeddingsResource
-from reference_arch.common.llm import LLMError, LLMResource
+from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
+from reference_arch.common.llm.resource import LLMError, LLMResource
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch_tests.fake_openai import FakeOpenAI
 
@@ -27,7 +27,7 @@ ECHO_401 = (401, {"error": {"message": f"Incorrect API key provided: {SECRET}. Y
 
 @contextlib.contextmanager
 def hanging_server():
-    """A TCP server that accepts connections (the kernel's backlog does) and never answers."""
+    """A TCP server that accepts connections (the kernel's backlog does) and never inference."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(64)
@@ -41,8 +41,8 @@ def files_holding(root: Path, secret: str) -> list[str]:
 def one_chunk_index(embeddings: EmbeddingsResource) -> None:
     """A one-chunk index recorded with ``embeddings``' model (3 dimensions), so a question is
     refused by nothing before it reaches that model's client."""
-    from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag.processing import COLLECTION
+    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.rag.defs.processing import COLLECTION
 
     index = VectorStoreResource().collection(COLLECTION, embeddings.model_label(), 3, rebuild=True)
     index.replace_documents(["docs:a"], [{"id": "docs:a#0", "document_id": "docs:a", "source_type": "docs",
@@ -120,7 +120,7 @@ def test_fine_tuning_client_401_is_one_line_without_the_key(tmp_home, instance):
 
 
 def test_github_and_slack_errors_never_hold_the_token(monkeypatch):
-    from reference_arch.common.http_client import ApiError, rest_client
+    from reference_arch.sources.http_client import ApiError, rest_client
     from reference_arch_tests.sources.conftest import FakeApi
 
     token = "ghp_" + "x" * 36
@@ -170,8 +170,8 @@ def test_chat_on_a_hanging_server_says_timed_out_not_cannot_reach(tmp_home):
 
 def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
     from reference_arch.common.questions import question_run_config
-    from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag import answers
+    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.rag.defs import inference
 
     with hanging_server() as url, dg.DagsterInstance.ephemeral() as instance:
         embeddings = EmbeddingsResource(provider="openai", base_url=f"{url}/v1", api_key="k", timeout=0.5,
@@ -179,7 +179,7 @@ def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
         one_chunk_index(embeddings)
         started = time.monotonic()
         result = dg.materialize(
-            [answers.question, answers.retrieved_sources], instance=instance, raise_on_error=False,
+            [inference.question, inference.retrieved_sources], instance=instance, raise_on_error=False,
             run_config=question_run_config("rag", "How do I rename the index of a Series?"),
             resources={"embeddings": embeddings,
                        "vector_store": VectorStoreResource()})
@@ -189,7 +189,7 @@ def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
 
 
 def test_github_slack_session_on_a_hanging_server_says_timed_out():
-    from reference_arch.common.http_client import ApiError, RetryingSession
+    from reference_arch.sources.http_client import ApiError, RetryingSession
 
     with hanging_server() as url:
         session = RetryingSession("Slack", max_attempts=2, backoff=0, timeout=0.5)
@@ -201,7 +201,7 @@ def test_github_slack_session_on_a_hanging_server_says_timed_out():
 
 
 def test_weaviate_on_a_hanging_server_says_timed_out(tmp_home):
-    from reference_arch.common.vector_store import VectorStoreError, VectorStoreResource
+    from reference_arch.common.vector_store.store import VectorStoreError, VectorStoreResource
 
     with hanging_server() as url, hanging_server() as grpc_url:
         store = VectorStoreResource(backend="weaviate", url=url, grpc_port=int(grpc_url.rsplit(":", 1)[1]),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch_tests.fake_openai import FakeOpenAI
 
 

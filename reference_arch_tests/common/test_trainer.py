@@ -5,8 +5,8 @@ import datasets
 import pytest
 import torch
 
-from reference_arch.common.train_entry import TrainSpec, collate_blocks
-from reference_arch.common.trainer import TrainerResource
+from reference_arch.common.trainer.entry import TrainSpec, collate_blocks
+from reference_arch.common.trainer.resource import TrainerResource
 
 
 def _asset(spec: dict, sink: dict):
@@ -78,9 +78,9 @@ def test_spec_validation_and_collation():
 
 
 def test_launchers():
-    assert TrainerResource().command()[1:] == ["-m", "reference_arch.common.train_entry"]
+    assert TrainerResource().command()[1:] == ["-m", "reference_arch.common.trainer.entry"]
     torchrun = TrainerResource(launcher="torchrun", nproc_per_node=4).command()
-    assert "--nproc_per_node=4" in torchrun and torchrun[-2:] == ["-m", "reference_arch.common.train_entry"]
+    assert "--nproc_per_node=4" in torchrun and torchrun[-2:] == ["-m", "reference_arch.common.trainer.entry"]
     with pytest.raises(dg.Failure, match="unknown trainer launcher"):
         TrainerResource(launcher="slurm").command()
 
@@ -93,8 +93,8 @@ def test_the_training_setup_gives_the_libraries_no_cause_to_warn(tiny_model_dir,
 
     from transformers import AutoModelForCausalLM
 
-    from reference_arch.common.causal_lm import use_causal_lm_loss
-    from reference_arch.common.train_entry import _apply_lora
+    from reference_arch.common.trainer.causal_lm import use_causal_lm_loss
+    from reference_arch.common.trainer.entry import _apply_lora
     from reference_arch.finetune.local_backend import build_dataset, load_chat_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

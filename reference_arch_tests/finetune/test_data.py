@@ -7,7 +7,8 @@ import json
 import dagster as dg
 import pytest
 
-from reference_arch.finetune import ingestion, processing
+from reference_arch.finetune.defs import ingestion, processing
+from reference_arch.finetune import config
 from reference_arch.finetune.config import FineTuningResource
 from reference_arch.finetune.split import TRAIN, VALIDATION, split_of, split_pairs
 
@@ -63,7 +64,7 @@ def test_ingestion_to_prompts(github_export, registry_with_base, instance):
 
     prompts = metadata(result, "prompts")
     assert prompts["train_examples"] == split["train"] and prompts["too_long"] == prompts["shortened"] == 0
-    line = json.loads(processing.prompts_path(TRAIN).read_text().splitlines()[0])
+    line = json.loads(config.prompts_path(TRAIN).read_text().splitlines()[0])
     system, user, assistant = line["messages"]
     assert system == {"role": "system",
                       "content": "You answer Github issues in an upbeat and helpful way to ensure user success."}
@@ -74,9 +75,9 @@ def test_ingestion_to_prompts(github_export, registry_with_base, instance):
     assert checks["split_is_disjoint"].passed and checks["openai_format"].passed
 
     # Re-running is stable: every issue stays on its side.
-    before = processing.split_path().read_text()
+    before = config.split_path().read_text()
     assert materialize(DATA_ASSETS, instance=instance, tags=RANGE).success
-    assert processing.split_path().read_text() == before
+    assert config.split_path().read_text() == before
 
 
 def test_too_few_examples_fail_before_anything_is_written(tmp_path, monkeypatch, registry_with_base, instance):
@@ -88,7 +89,7 @@ def test_too_few_examples_fail_before_anything_is_written(tmp_path, monkeypatch,
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "training examples" in failure.step_failure_data.error.message
     assert "at least 10" in failure.step_failure_data.error.message
-    assert not processing.prompts_path(TRAIN).exists()
+    assert not config.prompts_path(TRAIN).exists()
 
 
 def test_empty_month_materializes_an_empty_partition(github_export, tmp_home, instance):

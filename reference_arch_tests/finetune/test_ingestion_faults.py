@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from reference_arch.finetune import ingestion
+from reference_arch.finetune.defs import ingestion
 from reference_arch_tests.finetune.conftest import REPO, ExportWriter
 
 MONTH = "2026-01-01"

@@ -6,11 +6,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reference_arch.common.llm import LLMResource
-from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE
+from reference_arch.common.llm.resource import LLMResource
+from reference_arch.common.llm.local import DEFAULT_CHAT_TEMPLATE
 from reference_arch.common.registry import ModelRegistry
-from reference_arch.common.trainer import TrainerResource
-from reference_arch.finetune import evaluation, training
+from reference_arch.common.trainer.resource import TrainerResource
+from reference_arch.finetune.defs import evaluation, training
 from reference_arch.finetune.config import FineTuningResource
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch_tests.finetune.test_data import DATA_ASSETS, RANGE, metadata

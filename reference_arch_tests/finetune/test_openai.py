@@ -5,7 +5,8 @@ import json
 import dagster as dg
 import pytest
 
-from reference_arch.finetune import evaluation, processing, training
+from reference_arch.finetune.defs import evaluation, processing, training
+from reference_arch.finetune import config
 from reference_arch.finetune.config import FineTuningResource
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.split import TRAIN
@@ -36,7 +37,7 @@ def test_job_succeeds_through_a_rate_limit_and_is_published(github_export, tmp_h
         assert result.success, failure_message(result)
         uploaded = [f for f in server.files.values()]
     assert [f["purpose"] for f in uploaded] == ["fine-tune", "fine-tune"]
-    assert uploaded[0]["content"] == processing.prompts_path(TRAIN).read_bytes()
+    assert uploaded[0]["content"] == config.prompts_path(TRAIN).read_bytes()
 
     tuned = metadata(result, "fine_tuned_model")
     assert tuned["openai/status"] == "succeeded" and tuned["openai/job_id"].startswith("ftjob-")
@@ -74,7 +75,7 @@ def test_a_model_that_is_not_better_is_not_published(github_export, tmp_home, in
 def test_broken_files_are_never_uploaded(github_export, tmp_home, instance):
     with FakeOpenAI() as server:
         assert run(server, instance, selection=DATA_ASSETS[:4]).success
-        path = processing.prompts_path(TRAIN)
+        path = config.prompts_path(TRAIN)
         lines = path.read_text().splitlines()
         path.write_text("\n".join([json.dumps({"messages": [{"role": "user", "content": "no answer"}]}), *lines]))
         result = run(server, instance, selection=[training.fine_tuned_model])

@@ -97,20 +97,19 @@ def materialize(instance, names: list[str], config: dict, partition: str | None 
     """One run of the named pretrain assets (and their checks), as the CLI groups them."""
     import dagster as dg
 
-    from reference_arch.common.trainer import TrainerResource
-    from reference_arch.pretrain.checks import CHECKS
-    from reference_arch.pretrain.definitions import ASSETS
+    from reference_arch.common.trainer.resource import TrainerResource
+    from reference_arch.pretrain.definitions import defs
 
     keys = [dg.AssetKey(["pretrain", n]) for n in names]
     ops = {k: v for k, v in config["ops"].items() if k.split("__", 1)[1] in names}
-    return dg.materialize([*ASSETS, *CHECKS], selection=keys, instance=instance, partition_key=partition,
+    return dg.materialize([*defs.assets, *defs.asset_checks], selection=keys, instance=instance, partition_key=partition,
                           run_config={"ops": ops}, resources={"trainer": TrainerResource(device="cpu")},
                           raise_on_error=raise_on_error)
 
 
 def prepare_data(instance, config: dict) -> None:
     """Corpus to training dataset, every shard in its own run."""
-    from reference_arch.pretrain.data_assets import SHARDS
+    from reference_arch.pretrain.defs.processing import SHARDS
 
     materialize(instance, ["raw_corpus", "clean_corpus", "tokenizer"], config)
     for key in SHARDS.get_partition_keys():

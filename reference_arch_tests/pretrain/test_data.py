@@ -58,7 +58,7 @@ def test_data_pipeline_and_checks(tmp_home, instance, corpus_dir):
                       "tokenizer_round_trips": True}
     meta = metadata(first, "clean_corpus")
     assert meta["removed/exact_duplicate"].value == 1 and meta["removed/near_duplicate"].value == 1
-    from reference_arch.pretrain.data_assets import SHARDS
+    from reference_arch.pretrain.defs.processing import SHARDS
 
     for key in SHARDS.get_partition_keys():
         shard = materialize(instance, ["token_shards"], config, partition=key)
@@ -85,11 +85,11 @@ def test_check_catches_a_duplicate_left_behind(tmp_home, instance, corpus_dir):
     write_parquet(files + [dict(files[0], path="zz/copy.py")], clean_path)  # tamper: a duplicate slips in
     import dagster as dg
 
-    from reference_arch.common.trainer import TrainerResource
-    from reference_arch.pretrain.checks import CHECKS, no_exact_duplicates
-    from reference_arch.pretrain.definitions import ASSETS
+    from reference_arch.common.trainer.resource import TrainerResource
+    from reference_arch.pretrain.defs.checks import no_exact_duplicates
+    from reference_arch.pretrain.definitions import defs
 
-    result = dg.materialize([*ASSETS, *CHECKS], instance=instance, selection=dg.AssetSelection.checks(
+    result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, selection=dg.AssetSelection.checks(
         no_exact_duplicates), resources={"trainer": TrainerResource()})
     assert check_results(result) == {"no_exact_duplicates": False}
 
@@ -123,7 +123,7 @@ def test_special_token_text_in_the_corpus_stays_text(tmp_home, instance, corpus_
 
     from reference_arch.pretrain.tokenization import control_token_counts, read_documents
 
-    from reference_arch.pretrain.data_assets import SHARDS
+    from reference_arch.pretrain.defs.processing import SHARDS
     from reference_arch.pretrain.tokenization import shard_of
 
     shard = SHARDS.get_partition_keys()[shard_of("pkg0/markers.py", len(SHARDS.get_partition_keys()))]
@@ -157,7 +157,7 @@ def test_user_text_never_becomes_a_control_token(tiny_model_dir):
     ids, labels = encode_example(tok, example["messages"])
     assert ids.count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id and tok.pad_token_id not in ids
 
-    from reference_arch.common.causal_lm import encode_chat, load_tokenizer
+    from reference_arch.common.trainer.causal_lm import encode_chat, load_tokenizer
 
     prompt = encode_chat(tok, example["messages"][:2], add_generation_prompt=True)
     assert tok.eos_token_id not in prompt and tok.pad_token_id not in prompt

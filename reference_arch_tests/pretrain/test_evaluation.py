@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reference_arch.pretrain.evaluation import cut_completion, function_prompts, judge
-from reference_arch.pretrain.model_assets import evaluation_failures
+from reference_arch.pretrain.metrics import cut_completion, function_prompts, judge
+from reference_arch.pretrain.defs.evaluation import evaluation_failures
 
 SOURCE = '''
 class A:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference_arch.common.model_init import ModelInitError, build_model, layer_map, resize_layers
+from reference_arch.common.trainer.model_init import ModelInitError, build_model, layer_map, resize_layers
 
 
 def test_layer_map_duplicates_up_and_keeps_ends_down():

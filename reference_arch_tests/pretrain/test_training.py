@@ -59,7 +59,7 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
     assert card["config"]["n_layer"] == 2 and card["trained_at"] and card["published_at"]
     assert (model.path / "config.json").exists() and (model.path / "tokenizer.json").exists()
 
-    from reference_arch.common.llm import LLMResource
+    from reference_arch.common.llm.resource import LLMResource
 
     llm = LLMResource(max_tokens=8, cache=False)  # no provider, no model: the newest registry model
     assert llm.resolved_provider() == "local" and llm.resolved_model() == "registry:code-lm@1"
@@ -70,7 +70,7 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
 def _training_process():
     for child in psutil.Process().children(recursive=True):
         try:
-            if "reference_arch.common.train_entry" in " ".join(child.cmdline()):
+            if "reference_arch.common.trainer.entry" in " ".join(child.cmdline()):
                 return child
         except psutil.Error:
             continue
@@ -83,7 +83,7 @@ def _batches(run_dir) -> list[dict]:
 
 
 def test_killed_training_resumes_from_its_latest_checkpoint(tmp_home, instance, corpus_dir):
-    from reference_arch.common.train_entry import latest_checkpoint
+    from reference_arch.common.trainer.entry import latest_checkpoint
 
     # Enough steps after the first checkpoint for the test to catch training mid-way.
     config = run_config(corpus_dir, trained_model={"max_steps": 30, "checkpoint_every": 3, "batch_size": 8})

@@ -168,13 +168,14 @@ def build_rag_index(instance) -> None:
     the tiny exports ingested (daily partitions), then documents, chunks, embeddings and the index."""
     import dagster as dg
 
-    from reference_arch.rag import processing
+    from reference_arch.rag.defs import processing
+    from reference_arch.rag.defs import index as rag_index
     from reference_arch_tests.rag.conftest import resources, run_ingestion
 
     for result in run_ingestion(instance):
         assert result.success
     index = dg.materialize([processing.documents, processing.chunks, processing.chunk_embeddings,
-                            processing.vector_index], instance=instance, resources=resources())
+                            rag_index.vector_index], instance=instance, resources=resources())
     assert index.success
 
 

@@ -1,4 +1,4 @@
-"""Stands in for ``reference_arch.common.train_entry`` in the remote-mode test: it opens Dagster
+"""Stands in for ``reference_arch.common.trainer.entry`` in the remote-mode test: it opens Dagster
 Pipes the same way and reports the same kinds of messages (start, metrics, checkpoint, done), and
 writes its "checkpoint" under the home it was given, without training anything."""
 

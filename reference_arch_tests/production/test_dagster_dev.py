@@ -33,13 +33,13 @@ def test_plain_dagster_dev_shows_the_runs_the_cli_made(webserver, monkeypatch):
     """A run made where the CLI makes them (DAGSTER_HOME=<root>/.dagster_home) is listed by the
     webserver, which was started with no DAGSTER_HOME at all."""
     from reference_arch.common.settings import dagster_home
-    from reference_arch.prompt import assets
+    from reference_arch.prompt.defs import prompt
 
     monkeypatch.setenv("DAGSTER_HOME", str(webserver.dagster_home))
     monkeypatch.setenv("REFERENCE_ARCH_HOME", str(webserver.reference_arch_home))
     assert dagster_home() == webserver.dagster_home.resolve()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize([assets.question, assets.prompt], instance=instance,
+        result = dg.materialize([prompt.question, prompt.prompt], instance=instance,
                                 run_config=question_run_config("prompt", "What is a series?"))
     assert result.success
     runs = graphql(webserver.url, RUNS)["runsOrError"]["results"]

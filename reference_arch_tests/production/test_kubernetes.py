@@ -14,9 +14,9 @@ from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
 from dagster_k8s.pipes import build_pod_body
 
 from reference_arch.common.executors import executor_from_env
-from reference_arch.common.remote_trainer import HOME_MOUNT, K8sTrainerPod, pod_command, trainer_pod_spec
+from reference_arch.common.trainer.remote import HOME_MOUNT, K8sTrainerPod, pod_command, trainer_pod_spec
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch.common.trainer import TrainerResource
+from reference_arch.common.trainer.resource import TrainerResource
 
 ENTRY_POINT = "reference_arch.pretrain.train_entry"  # any module name: the pod runs `python -m` it
 
@@ -100,12 +100,13 @@ def test_on_the_k8s_executor_asset_jobs_take_step_pod_config_and_question_jobs_s
     """Materializations run each step as a Kubernetes Job; a question job runs in its run's pod (one
     process: a short answer pays no pod start-up per step)."""
     from reference_arch.common.questions import question_run_config
-    from reference_arch.prompt import assets
-    from reference_arch.prompt.jobs import prompt_question_job
+    from reference_arch.prompt.defs import prompt
+    from reference_arch.prompt.defs import inference as prompt_inference
+    from reference_arch.prompt.defs.inference import prompt_question_job
 
     monkeypatch.setenv("REFERENCE_ARCH_EXECUTOR", "k8s")
     materialize_prompt = dg.define_asset_job("materialize_prompt", selection=dg.AssetSelection.groups("prompt"))
-    defs = dg.Definitions(assets=[assets.question, assets.prompt, assets.answer],
+    defs = dg.Definitions(assets=[prompt.question, prompt.prompt, prompt_inference.answer],
                           jobs=[prompt_question_job, materialize_prompt],
                           executor=executor_from_env(), resources={"llm": dg.ResourceDefinition.none_resource()})
     assert defs.resolve_job_def("prompt_question_job").executor_def.name == "in_process"
@@ -172,7 +173,7 @@ def test_remote_trainer_runs_the_entry_point_in_a_pod_and_reports_back(tmp_path,
     messages read back from the pod's log, and the pod deleted afterwards."""
     from dagster_k8s import PipesK8sClient
 
-    from reference_arch.common.remote_trainer import run_on_kubernetes
+    from reference_arch.common.trainer.remote import run_on_kubernetes
     from reference_arch_tests.production.fake_kubernetes import FakeKubernetes
 
     pod_home = tmp_path / "shared-home"

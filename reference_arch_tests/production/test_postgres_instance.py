@@ -38,16 +38,16 @@ def test_instance_storage_is_postgres(pg_instance):
 
 
 def test_partitioned_asset_materializes_on_postgres(pg_instance):
-    from reference_arch.prompt import assets
+    from reference_arch.prompt.defs import prompt
 
-    templates = dg.materialize([assets.template], partition_key="pandas", instance=pg_instance)
+    templates = dg.materialize([prompt.template], partition_key="pandas", instance=pg_instance)
     assert templates.success
     template_key = dg.AssetKey(["prompt", "template"])
     assert pg_instance.get_materialized_partitions(template_key) == {"pandas"}
     record = pg_instance.fetch_materializations(template_key, limit=1).records[0]
     assert record.run_id == templates.run_id and record.partition_key == "pandas"
 
-    result = dg.materialize([assets.question, assets.prompt], instance=pg_instance,
+    result = dg.materialize([prompt.question, prompt.prompt], instance=pg_instance,
                             run_config=question_run_config("prompt", "What is a DataFrame?"))
     assert result.success
     record = pg_instance.fetch_materializations(dg.AssetKey(["prompt", "prompt"]), limit=1).records[0]

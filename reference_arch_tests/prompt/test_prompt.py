@@ -3,13 +3,14 @@
 import dagster as dg
 import pytest
 
-from reference_arch.common.llm import LLMResource
-from reference_arch.prompt import assets
+from reference_arch.common.llm.resource import LLMResource
+from reference_arch.prompt.defs import prompt
+from reference_arch.prompt.defs import inference as prompt_inference
 from reference_arch.prompt.definitions import defs
 from reference_arch.prompt.templates import TEMPLATES, PromptTemplate, check_format, templates_version
 from reference_arch_tests.fake_openai import FakeOpenAI
 
-PROMPT_ASSETS = [assets.question, assets.prompt, assets.answer]
+PROMPT_ASSETS = [prompt.question, prompt.prompt, prompt_inference.answer]
 ANSWER = dg.AssetKey(["prompt", "answer"])
 GOOD = ("A Series is a one-dimensional labeled array. It holds any data type.\n"
         "- https://pandas.pydata.org/docs/reference/api/pandas.Series.html\n"
@@ -97,7 +98,7 @@ def test_the_question_job_is_unpartitioned_and_each_template_is_a_partition(tmp_
 
     instance = dg.DagsterInstance.ephemeral()
     for name, template in TEMPLATES.items():
-        result = dg.materialize([assets.template], partition_key=name, instance=instance)
+        result = dg.materialize([prompt.template], partition_key=name, instance=instance)
         value = result.asset_value(template_key)
         assert value["hash"] == template.hash and value["links"] == template.links
         assert value["messages"][0]["content"].endswith("Question: {question}")

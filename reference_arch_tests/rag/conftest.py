@@ -103,7 +103,7 @@ def run_ingestion(instance, days=(DAY1, DAY2)):
     """docs partitions, then GitHub and Slack over ``days`` and every docs partition."""
     import dagster as dg
 
-    from reference_arch.rag import ingestion
+    from reference_arch.rag.defs import ingestion
 
     assert dg.materialize([ingestion.docs_partitions], instance=instance).success
     daily = dg.materialize([ingestion.github_assets, ingestion.slack_assets], instance=instance,
@@ -114,16 +114,17 @@ def run_ingestion(instance, days=(DAY1, DAY2)):
 
 
 def processing_assets():
-    from reference_arch.rag import checks, evaluation, processing
+    from reference_arch.rag.defs import checks, evaluation, processing
+    from reference_arch.rag.defs import index as rag_index
 
-    return [processing.documents, processing.chunks, processing.chunk_embeddings, processing.vector_index,
+    return [processing.documents, processing.chunks, processing.chunk_embeddings, rag_index.vector_index,
             evaluation.retrieval_evaluation, checks.chunks_within_token_limit, checks.chunk_ids_unique,
             checks.index_matches_chunks]
 
 
 def resources():
-    from reference_arch.common.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store import VectorStoreResource
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store.store import VectorStoreResource
 
     return {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource()}
 

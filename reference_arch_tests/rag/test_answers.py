@@ -8,12 +8,13 @@ import re
 import dagster as dg
 import pytest
 
-from reference_arch.common.embeddings import EmbeddingsResource, packaged_minilm_path
-from reference_arch.common.llm import LLMResource
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource, packaged_minilm_path
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.questions import markdown_code, markdown_text, question_run_config
 from reference_arch.common.resources import embeddings_resource, llm_resource
-from reference_arch.common.vector_store import VectorStoreResource
-from reference_arch.rag import answers, processing
+from reference_arch.common.vector_store.store import VectorStoreResource
+from reference_arch.rag.defs import inference, processing
+from reference_arch.rag.defs import index as rag_index
 from reference_arch.rag.extractive import candidate_sentences, prose_blocks
 from reference_arch_tests.finetune.openai_server import FakeOpenAI
 from reference_arch_tests.rag.conftest import metadata, processing_assets, run_ingestion, run_processing
@@ -29,7 +30,7 @@ def ask(instance, question=QUESTION, answerer=None, **resources):
         config["ops"]["rag__answer"] = {"config": {"answerer": answerer}}
     resources = {"llm": LLMResource(), "embeddings": EmbeddingsResource(), "vector_store": VectorStoreResource(),
                  **resources}
-    return dg.materialize([answers.question, answers.retrieved_sources, answers.answer], instance=instance,
+    return dg.materialize([inference.question, inference.retrieved_sources, inference.answer], instance=instance,
                           resources=resources, run_config=config, raise_on_error=False)
 
 
@@ -98,7 +99,7 @@ def test_the_local_generative_model_stays_selectable(indexed, registry_with_tiny
 
 def test_openai_key_alone_keeps_local_embeddings_and_a_chat_only_server_answers(rag_data, instance, monkeypatch):
     """The README's advice for real answers (OPENAI_API_KEY, OPENAI_BASE_URL) against a server with no
-    /embeddings route: the index is built and queried with local MiniLM, the LLM answers."""
+    /embeddings route: the index is built and queried with local MiniLM, the LLM inference."""
     reply = "Set the palette option of the [charts] section [1]."
     with FakeOpenAI(base_answer=reply) as server:  # chat completions only: /v1/embeddings answers 404
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -118,7 +119,7 @@ def test_openai_key_alone_keeps_local_embeddings_and_a_chat_only_server_answers(
 
 
 def test_a_query_with_another_embedding_model_is_refused_and_materializing_rebuilds(indexed):
-    collection = processing.open_collection(EmbeddingsResource(), VectorStoreResource())
+    collection = rag_index.open_collection(EmbeddingsResource(), VectorStoreResource())
     before = collection.chunk_ids()
     with FakeOpenAI() as server:
         openai = EmbeddingsResource(provider="openai", base_url=server.base_url, api_key="sk-test")
@@ -128,7 +129,7 @@ def test_a_query_with_another_embedding_model_is_refused_and_materializing_rebui
     assert "\n" not in message and MINILM in message and "text-embedding-3-small" in message
     assert "re-materialize rag" in message and "REFERENCE_ARCH_EMBEDDINGS_PROVIDER" in message
     assert server.requests == []  # refused before the question was embedded
-    assert processing.open_collection(EmbeddingsResource(), VectorStoreResource()).chunk_ids() == before
+    assert rag_index.open_collection(EmbeddingsResource(), VectorStoreResource()).chunk_ids() == before
 
     # Materializing with another model rebuilds the index for it (a local copy of MiniLM, named by its path).
     other = EmbeddingsResource(model=packaged_minilm_path())

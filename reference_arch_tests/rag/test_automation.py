@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from reference_arch.rag import automation
+from reference_arch.rag.defs import automation
 from reference_arch_tests.rag.conftest import DAY1, DAY2, REPO, run_ingestion
 from reference_arch_tests.sources.conftest import GITHUB_TOKEN, FakeGitHub
 

@@ -1,6 +1,6 @@
 """Chunking in the model's tokens, and the document shapes of GitHub and Slack records."""
 
-from reference_arch.common.embeddings import EmbeddingsResource
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.rag.chunking import ChunkSettings, chunk_document
 from reference_arch.rag.documents import document, github_documents, slack_documents
 

@@ -23,10 +23,10 @@ def truncate(path: str | Path, keep: float = 0.5) -> None:
 
 def retrieve(instance, question: str = "Which option changes the chart colours?"):
     from reference_arch.common.questions import question_run_config
-    from reference_arch.rag import answers
+    from reference_arch.rag.defs import inference
     from reference_arch_tests.rag.conftest import resources
 
-    return dg.materialize([answers.question, answers.retrieved_sources], instance=instance, resources=resources(),
+    return dg.materialize([inference.question, inference.retrieved_sources], instance=instance, resources=resources(),
                           run_config=question_run_config("rag", question), raise_on_error=False)
 
 
@@ -37,9 +37,9 @@ def failure_message(result) -> str:
 
 
 def test_truncated_cache_chunks_and_index_are_rebuilt(rag_data, instance):
-    from reference_arch.common.embeddings import EmbeddingsResource
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
     from reference_arch.rag.embedding_cache import cache_path
-    from reference_arch.rag.processing import chunks_path
+    from reference_arch.rag.defs.processing import chunks_path
 
     run_ingestion(instance)
     first = run_processing(instance)
@@ -76,7 +76,7 @@ def test_truncated_cache_chunks_and_index_are_rebuilt(rag_data, instance):
 
 
 def test_truncated_warehouse_is_named_and_never_replaced(rag_data, instance):
-    from reference_arch.rag import ingestion
+    from reference_arch.rag.defs import ingestion
     from reference_arch.rag.warehouse import warehouse_path
     from reference_arch_tests.rag.conftest import DAY1, DAY2, range_tags
 
@@ -95,7 +95,7 @@ def test_truncated_warehouse_is_named_and_never_replaced(rag_data, instance):
 
 
 def test_unreadable_response_cache_starts_afresh(registry_with_tiny_model):
-    from reference_arch.common.llm import LLMResource
+    from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.settings import home_path
 
     first = LLMResource()

@@ -3,10 +3,10 @@
 import dlt
 import pytest
 
-from reference_arch.common.docs_source import (VANISHED, PackageSpec, current_fingerprints, docs_source,
+from reference_arch.sources.docs import (VANISHED, PackageSpec, current_fingerprints, docs_source,
                                                docstring_documents, file_partition, loaded_fingerprints,
                                                parse_packages, partition_fingerprints)
-from reference_arch.common.export_files import SkipStats
+from reference_arch.sources.export_files import SkipStats
 
 
 def load(tmp_path, partitions, folder, packages="json") -> tuple[list[dict], SkipStats]:

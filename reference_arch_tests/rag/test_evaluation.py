@@ -83,7 +83,7 @@ questions:
 
 def test_user_set_is_judged_on_what_is_indexed_and_the_shipped_sets_have_nothing_to_judge(rag_data, tmp_path,
                                                                                             monkeypatch):
-    from reference_arch.rag import evaluation
+    from reference_arch.rag.defs import evaluation
 
     user_set = tmp_path / "widgets.yaml"
     user_set.write_text(USER_SET)
@@ -127,7 +127,7 @@ def test_user_set_is_judged_on_what_is_indexed_and_the_shipped_sets_have_nothing
 
 
 def test_a_missing_question_set_fails_with_the_setting_that_names_it(rag_data, tmp_path, monkeypatch):
-    from reference_arch.rag import evaluation
+    from reference_arch.rag.defs import evaluation
 
     monkeypatch.setenv("REFERENCE_ARCH_RAG_EVAL_SET", str(tmp_path / "nope.yaml"))
     with dg.DagsterInstance.ephemeral() as instance:  # the sets are read first: nothing else is needed

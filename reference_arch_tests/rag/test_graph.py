@@ -12,14 +12,14 @@ from reference_arch_tests.rag.conftest import (DAY1, DAY2, DAY3, checks_passed, 
 
 
 def index_ids():
-    from reference_arch.rag.processing import open_collection
+    from reference_arch.rag.defs.index import open_collection
 
     res = resources()
     return open_collection(res["embeddings"], res["vector_store"]).chunk_ids()
 
 
 def chunk_ids():
-    from reference_arch.rag.processing import chunks_path, read_rows
+    from reference_arch.rag.defs.processing import chunks_path, read_rows
 
     return {r["id"]: r["document_id"] for r in read_rows(chunks_path(), ["id", "document_id"])}
 
@@ -156,19 +156,19 @@ def test_question_job_answers_with_numbered_sources(rag_data, instance, registry
 
 
 def _texts():
-    from reference_arch.rag.processing import chunks_path, read_rows
+    from reference_arch.rag.defs.processing import chunks_path, read_rows
 
     return [r["text"] for r in read_rows(chunks_path(), ["text"])]
 
 
 def _github_assets():
-    from reference_arch.rag.ingestion import github_assets
+    from reference_arch.rag.defs.ingestion import github_assets
 
     return github_assets
 
 
 def _docs_assets():
-    from reference_arch.rag.ingestion import docs_assets
+    from reference_arch.rag.defs.ingestion import docs_assets
 
     return docs_assets
 
@@ -190,7 +190,7 @@ def test_a_one_day_run_records_that_days_row_count(rag_data, instance):
     """The schedule's and sensors' runs are one day each: rows_loaded is that day's own count. A run
     over a range observes each day's own rows_loaded: they match the one-day runs, sum to the run's
     count, and a day with nothing observes 0."""
-    from reference_arch.rag import ingestion
+    from reference_arch.rag.defs import ingestion
 
     counts = {}
     for day in (DAY1, DAY2):

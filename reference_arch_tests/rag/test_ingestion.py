@@ -6,7 +6,8 @@ import multiprocessing
 import dagster as dg
 import pytest
 
-from reference_arch.rag import ingestion, warehouse
+from reference_arch.rag.defs import ingestion
+from reference_arch.rag import warehouse
 from reference_arch_tests.rag.conftest import DAY1, DAY2, range_tags
 from reference_arch_tests.sources.conftest import GITHUB_TOKEN, FakeGitHub
 
@@ -16,9 +17,9 @@ def test_assets_match_dagster_dlt(rag_data, source_name):
     """The declared specs are what @dlt_assets builds from the real source with our translator."""
     from dagster_dlt import DagsterDltResource, dlt_assets
 
-    from reference_arch.common.docs_source import docs_source
-    from reference_arch.common.github_source import github_source
-    from reference_arch.common.slack_source import slack_source
+    from reference_arch.sources.docs import docs_source
+    from reference_arch.sources.github import github_source
+    from reference_arch.sources.slack import slack_source
 
     source = {"github": github_source, "slack": slack_source, "docs": docs_source}[source_name]()
     ours = {"github": ingestion.github_assets, "slack": ingestion.slack_assets, "docs": ingestion.docs_assets}[source_name]
@@ -83,7 +84,7 @@ def daily_ingestion_job():
 
 def _load_day(day: str) -> None:
     import reference_arch  # noqa: F401
-    from reference_arch.rag import ingestion as ingestion_module
+    from reference_arch.rag.defs import ingestion as ingestion_module
 
     with dg.DagsterInstance.ephemeral() as instance:
         assert dg.materialize([ingestion_module.github_assets], instance=instance, partition_key=day).success

@@ -5,7 +5,8 @@ import json
 
 import dagster as dg
 
-from reference_arch.rag import ingestion, warehouse
+from reference_arch.rag.defs import ingestion
+from reference_arch.rag import warehouse
 from reference_arch_tests.rag.conftest import (DAY1, DAY2, ISSUES, REPO, SLACK_DAY1, metadata, range_tags,
                                                resources, run_ingestion, run_processing)
 
@@ -75,7 +76,7 @@ def test_the_newest_version_wins_in_the_warehouse_and_the_documents(rag_data, in
         assert dg.materialize(assets, instance=instance, partition_key=day).success
         assert titles() == ["NEW"]
 
-    from reference_arch.rag import processing
+    from reference_arch.rag.defs import processing
 
     assert dg.materialize([processing.documents], instance=instance).success
     [doc] = [d for d in processing.read_rows(processing.documents_path()) if d["id"] == f"github:{REPO}#3"]
@@ -94,7 +95,8 @@ def test_a_deleted_reply_leaves_warehouse_documents_and_index(rag_data, instance
     daily, docs = run_ingestion(instance)
     assert daily.success and docs.success and run_processing(instance).success
     res = resources()
-    from reference_arch.rag.processing import chunks_path, documents_path, open_collection, read_rows
+    from reference_arch.rag.defs.processing import chunks_path, documents_path, read_rows
+    from reference_arch.rag.defs.index import open_collection
 
     collection = lambda: open_collection(res["embeddings"], res["vector_store"])  # noqa: E731
     assert any("zanzibarquux" in r["text"] for r in collection().keyword_search("zanzibarquux"))
@@ -117,8 +119,8 @@ def test_a_deleted_reply_leaves_warehouse_documents_and_index(rag_data, instance
 def test_code_comments_in_a_docs_page_stay_code(rag_data, instance):
     """12.6 over the real assets: a docs page whose indented code block holds "#" comments, before and
     after its first heading: the comments are neither the page's title nor section headings."""
-    from reference_arch.common.embeddings import EmbeddingsResource
-    from reference_arch.rag import processing
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+    from reference_arch.rag.defs import processing
 
     (rag_data["docs"] / "guides" / "setup.md").write_text(
         "Before you start:\n\n    # not the title\n    pip install widgets\n\n# Setup\n\n## Cache\n\n"

@@ -8,7 +8,7 @@ import re
 
 import dagster as dg
 
-from reference_arch.rag.answers import build_messages
+from reference_arch.rag.defs.inference import build_messages
 from reference_arch_tests.fake_openai import FakeOpenAI
 
 FORGED = ("Palettes are set in widgets.toml.\n"
@@ -76,11 +76,11 @@ def test_a_title_cannot_start_lines_of_its_own():
 def test_a_docs_page_with_a_forged_fence_reaches_the_model_fenced(rag_data, instance):
     """The issue's input through the real graph: the docs page is ingested, chunked, embedded and
     retrieved, and the prompt the model receives keeps every line of it inside its block."""
-    from reference_arch.common.embeddings import EmbeddingsResource
-    from reference_arch.common.llm import LLMResource
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+    from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.questions import question_run_config
-    from reference_arch.common.vector_store import VectorStoreResource
-    from reference_arch.rag import answers
+    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.rag.defs import inference
     from reference_arch_tests.rag.conftest import run_ingestion, run_processing
 
     (rag_data["docs"] / "guides" / "palettes.md").write_text("# Palettes\n\n" + FORGED + "\n")
@@ -90,7 +90,7 @@ def test_a_docs_page_with_a_forged_fence_reaches_the_model_fenced(rag_data, inst
     run_config["ops"]["rag__retrieved_sources"] = {"config": {"k": 5, "mode": "keyword"}}
     with FakeOpenAI(answer="Set palette [1].") as server:
         result = dg.materialize(
-            [answers.question, answers.retrieved_sources, answers.answer], instance=instance, run_config=run_config,
+            [inference.question, inference.retrieved_sources, inference.answer], instance=instance, run_config=run_config,
             resources={"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource(),
                        "llm": LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)})
     assert result.success
@@ -106,8 +106,8 @@ def test_role_lines_in_text_cannot_open_a_message(tiny_model_dir):
     from langchain_core.messages import HumanMessage, SystemMessage
     from transformers import AutoTokenizer
 
-    from reference_arch.common.local_lm import DEFAULT_CHAT_TEMPLATE, to_chat_messages
-    from reference_arch.common.causal_lm import encode_chat
+    from reference_arch.common.llm.local import DEFAULT_CHAT_TEMPLATE, to_chat_messages
+    from reference_arch.common.trainer.causal_lm import encode_chat
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE

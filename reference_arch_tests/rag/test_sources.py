@@ -33,7 +33,7 @@ def consistent(result) -> bool:
 
 def indexed_documents() -> dict[str, str]:
     """``{chunk id: document id}`` of the vector index."""
-    from reference_arch.rag.processing import open_collection
+    from reference_arch.rag.defs.index import open_collection
 
     res = resources()
     return open_collection(res["embeddings"], res["vector_store"]).chunk_ids()
@@ -41,7 +41,7 @@ def indexed_documents() -> dict[str, str]:
 
 def retrieved(question: str) -> list[str]:
     """The document ids a dense search returns for ``question``."""
-    from reference_arch.rag.processing import open_collection
+    from reference_arch.rag.defs.index import open_collection
     from reference_arch.rag.retrieval import retrieve
 
     res = resources()
@@ -131,7 +131,7 @@ def test_a_source_switched_off_leaves_the_index_and_empty_exports_are_empty_sour
     (tmp_path / "empty_slack").mkdir()
     monkeypatch.setenv("REFERENCE_ARCH_GITHUB_EXPORT", str(tmp_path / "empty_github"))
     monkeypatch.setenv("REFERENCE_ARCH_SLACK_EXPORT", str(tmp_path / "empty_slack"))
-    from reference_arch.rag import ingestion
+    from reference_arch.rag.defs import ingestion
 
     empty = dg.materialize([ingestion.github_assets, ingestion.slack_assets], instance=instance,
                            tags=range_tags("2026-06-01", "2026-06-02"))

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from reference_arch.common.github_source import github_export_path, github_source
+from reference_arch.sources.github import github_export_path, github_source
 
 from .conftest import GITHUB_TOKEN, T0, error_text, loaded
 

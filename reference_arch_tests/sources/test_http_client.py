@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 import requests
 
-from reference_arch.common.http_client import ApiError, RetryingSession, rate_limit_wait
+from reference_arch.sources.http_client import ApiError, RetryingSession, rate_limit_wait
 
 from .conftest import FakeApi, Sleeps
 

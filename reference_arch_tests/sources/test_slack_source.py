@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from reference_arch.common.slack_source import slack_export_path, slack_source, to_slack_ts
+from reference_arch.sources.slack import slack_export_path, slack_source, to_slack_ts
 
 from .conftest import SLACK_TOKEN, error_text, loaded
 

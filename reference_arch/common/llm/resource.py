@@ -1,0 +1,166 @@
+"""The LLM resource: a local Hugging Face model or any OpenAI-compatible server.
+
+``provider`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local`` with the
+newest model in the registry (the one the pretrain location trains, or its fine-tuned variant).
+Assets use it as a LangChain chat model (``prompt | llm.chat_model()``) or through
+``llm.generate(messages)``; ``llm.usage_metadata()`` gives what to attach to the asset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from reference_arch.common.settings import home_path
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class LLMError(RuntimeError):
+    """A model call failed for a reason the user can act on."""
+
+
+def _valid_messages(messages):
+    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text."""
+    from reference_arch.common.unicode_text import valid_text
+
+    if isinstance(messages, str):
+        return valid_text(messages)
+    if not isinstance(messages, list):
+        return messages  # a prompt value or message objects: built from text already validated
+    return [(m[0], valid_text(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
+            else {**m, "content": valid_text(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
+            else m for m in messages]
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Chat model: ``local`` (Hugging Face causal LM) or ``openai`` (any OpenAI-compatible server)."""
+
+    provider: Optional[str] = None  # "local" | "openai"; unset: openai when OPENAI_API_KEY is set
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    timeout: float = 60.0  # seconds per attempt (connect, read, write); a call ends within
+    max_retries: int = 4  # (max_retries + 1) * timeout plus the client's backoff (at most 8 s a retry)
+    cache: Optional[bool] = None
+    device: str = "auto"
+
+    _tracker: Any = PrivateAttr(default=None)
+    _chat: Any = PrivateAttr(default=None)
+    _cache: Any = PrivateAttr(default=None)
+
+    # -- what is used --------------------------------------------------------------------
+    def resolved_provider(self) -> str:
+        if self.provider not in (None, "local", "openai"):
+            raise LLMError(f"unknown LLM provider {self.provider!r}: use 'local' or 'openai'")
+        if self.provider:
+            return self.provider
+        return "openai" if self._key() or self.base_url else "local"
+
+    def _key(self) -> Optional[str]:
+        return self.api_key or os.environ.get("OPENAI_API_KEY")
+
+    def resolved_model(self) -> str:
+        """The model's name as recorded in metadata (a registry spec for local models)."""
+        if self.resolved_provider() == "openai":
+            return self.model or DEFAULT_OPENAI_MODEL
+        return self._local_model()[0]
+
+    def _local_model(self) -> tuple[str, str]:
+        """(name, path) of the local model."""
+        from reference_arch.common.registry import ModelNotFoundError, ModelRegistry, PREFIX
+
+        try:
+            if self.model is None:
+                found = ModelRegistry().latest()
+                return found.spec, str(found.path)
+            if self.model.startswith(PREFIX):
+                found = ModelRegistry().resolve(self.model)
+                return found.spec, str(found.path)
+        except ModelNotFoundError as err:
+            raise LLMError(
+                f"No local model: {err}. Materialize the pretrain location "
+                "(`reference-arch materialize pretrain`) or set OPENAI_API_KEY to use OpenAI."
+            ) from None
+        return self.model, self.model  # a local path, or a hub name when online
+
+    def use_cache(self) -> bool:
+        return self.temperature == 0 if self.cache is None else self.cache
+
+    # -- the chat model ------------------------------------------------------------------
+    def chat_model(self):
+        """A LangChain chat model, built once per resource instance, tracking usage."""
+        if self._chat is not None:
+            return self._chat
+        from reference_arch.common.llm.cache import SQLiteResponseCache
+        from reference_arch.common.llm.usage import UsageTracker
+
+        self._tracker = UsageTracker()
+        cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
+        self._cache = cache or None
+        common = dict(temperature=self.temperature, max_tokens=self.max_tokens,
+                      callbacks=[self._tracker], cache=cache)
+        if self.resolved_provider() == "openai":
+            from langchain_openai import ChatOpenAI
+
+            self._chat = ChatOpenAI(
+                model=self.resolved_model(),
+                base_url=self.base_url,
+                api_key=self._key() or "not-needed",  # local OpenAI-compatible servers take any key
+                timeout=self.timeout,
+                max_retries=self.max_retries,  # the openai client backs off on 429, 5xx and timeouts
+                **common,
+            )
+        else:
+            from reference_arch.common.llm.local import LocalChatModel, load_causal_lm
+
+            name, path = self._local_model()
+            try:
+                load_causal_lm(path, self.device)
+            except OSError as err:
+                raise LLMError(f"cannot load the local model {name!r}: {err}") from None
+            self._chat = LocalChatModel(model_path=path, model_name=name, device=self.device, **common)
+        return self._chat
+
+    @contextlib.contextmanager
+    def errors_explained(self) -> Iterator[None]:
+        """Turn client errors into one clear line that never contains the key (``openai_errors``)."""
+        from reference_arch.common.openai_errors import openai_errors_explained
+
+        model = (self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model)
+        with openai_errors_explained(LLMError, where=self.base_url, model=model, timeout=self.timeout,
+                                     max_retries=self.max_retries, key=self._key()):
+            yield
+
+    def generate(self, messages) -> str:
+        """One chat completion (messages, a prompt value or a string); returns the text. Message
+        text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
+        lone surrogates, whichever template variable, system prompt or source brought them."""
+        chat = self.chat_model()
+        with self.errors_explained():
+            return str(chat.invoke(_valid_messages(messages)).content)
+
+    # -- what the asset records ----------------------------------------------------------
+    def usage_metadata(self) -> dict[str, Any]:
+        tracker = self._tracker
+        rebuilt = {"llm/cache_rebuilt": self._cache.rebuilt} if self._cache is not None and self._cache.rebuilt else {}
+        return {
+            "llm/provider": self.resolved_provider(),
+            "llm/model": self.resolved_model(),
+            "llm/calls": tracker.calls if tracker else 0,
+            "llm/cache_hits": tracker.cache_hits if tracker else 0,
+            "llm/prompt_tokens": tracker.prompt_tokens if tracker else 0,
+            "llm/completion_tokens": tracker.completion_tokens if tracker else 0,
+            "llm/latency_ms": round(1000 * tracker.latency_s, 1) if tracker else 0.0,
+            **rebuilt,  # only when the response cache could not be read and was started afresh
+        }
+
+    def usage(self) -> dict[str, Any]:
+        """The usage as plain keys (for JSON answers)."""
+        return {k.split("/", 1)[1]: v for k, v in self.usage_metadata().items()}

@@ -1,0 +1,176 @@
+"""The trainer resource: runs a training entry point in its own process through Dagster Pipes.
+
+The default entry point, ``reference_arch.common.trainer.entry`` (read its docstring for the
+settings), is shared by the pretrain and finetune locations. It reads its config from the Pipes
+extras and streams loss, learning rate, tokens/s and MFU back as logs and custom messages while
+it runs; each checkpoint it finishes is announced at once, so an asset can register it (as a
+dynamic partition, see ``CheckpointRecorder``) even if the process dies later. The same module
+runs under ``torchrun`` (``launcher="torchrun"``) or a remote Pipes client, with no change to the
+asset that calls it.
+
+    result = trainer.run(context, {"model_dir": ..., "train_data": [...], "output_dir": ..., "max_steps": 300},
+                         on_message=CheckpointRecorder(context, asset_key, "my_checkpoints", prefix))
+    result.summary["model_dir"], result.summary["tokens_per_s"], result.curve
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import dagster as dg
+
+DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What one run of the entry point reported."""
+
+    summary: dict[str, Any]  # the entry point's final "done" message
+    started: dict[str, Any]  # its "start" message: device, resumed_from_step, parameters
+    curve: list[dict[str, Any]]  # one "metrics" message per log step
+    checkpoints: list[dict[str, Any]]  # one "checkpoint" message per checkpoint saved in this run
+
+    def metadata(self) -> dict[str, Any]:
+        """Numeric metadata for the asset (the UI plots it across materializations)."""
+        s = self.summary
+        numbers = {k: s.get(k) for k in ("global_step", "steps_this_run", "resumed_from_step", "tokens_seen",
+                                         "train_loss", "last_loss", "eval_loss", "tokens_per_s", "mfu",
+                                         "runtime_s", "total_params", "trainable_params")}
+        meta: dict[str, Any] = {f"train/{k}": float(v) if isinstance(v, float) else v
+                                for k, v in numbers.items() if v is not None}
+        if self.curve:
+            meta["train/loss_curve"] = dg.MetadataValue.table(
+                records=[dg.TableRecord({"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
+                                         "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])})
+                         for m in self.curve],
+                schema=dg.TableSchema(columns=[dg.TableColumn("step", "int"), dg.TableColumn("loss", "float"),
+                                               dg.TableColumn("lr", "float"), dg.TableColumn("tokens_per_s", "float"),
+                                               dg.TableColumn("mfu", "float")]))
+        meta["train/device"] = str(self.started.get("device", ""))
+        return meta
+
+
+class CheckpointRecorder:
+    """Registers each announced checkpoint as a dynamic partition of ``asset_key`` and records
+    its materialization with the training metrics, as the checkpoint is written."""
+
+    def __init__(self, context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partitions_name: str,
+                 prefix: str):
+        self.context, self.asset_key, self.partitions_name, self.prefix = context, asset_key, partitions_name, prefix
+        self.keys: list[str] = []
+
+    def partition_key(self, step: int) -> str:
+        return f"{self.prefix}-step{step:06d}"
+
+    def record_saved(self, output_dir: str) -> list[str]:
+        """Register the complete checkpoints under ``output_dir`` that have no partition yet: those a
+        killed run wrote but did not get to announce. Returns their partition keys."""
+        from reference_arch.common.trainer.entry import checkpoint_info, checkpoint_step, complete_checkpoints
+
+        added = []
+        for path in complete_checkpoints(output_dir):
+            if not self.context.instance.has_dynamic_partition(self.partitions_name,
+                                                               self.partition_key(checkpoint_step(path))):
+                self({**checkpoint_info(path), "event": "checkpoint", "path": str(path)})
+                added.append(self.keys[-1])
+        return added
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if message.get("event") != "checkpoint":
+            return
+        key = self.partition_key(int(message["step"]))
+        instance = self.context.instance
+        if not instance.has_dynamic_partition(self.partitions_name, key):
+            instance.add_dynamic_partitions(self.partitions_name, [key])
+        metadata = {k: float(message[k]) for k in ("loss", "lr", "tokens_per_s", "mfu") if k in message}
+        metadata.update(step=int(message["step"]), tokens_seen=int(message.get("tokens_seen", 0)),
+                        path=dg.MetadataValue.path(message["path"]))
+        self.context.log_event(dg.AssetMaterialization(asset_key=self.asset_key, partition=key, metadata=metadata))
+        self.keys.append(key)
+
+
+class TrainerResource(dg.ConfigurableResource):
+    """Where and how training runs: device, launcher, precision, compilation."""
+
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    launcher: str = "subprocess"  # "subprocess" | "torchrun"
+    nproc_per_node: int = 1
+    compile: bool = False
+    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
+    env: Optional[dict[str, str]] = None
+    poll_interval_s: float = 0.2
+
+    def command(self, entry_point: str = DEFAULT_ENTRY_POINT) -> list[str]:
+        """The command line that runs ``entry_point`` (a module name)."""
+        if self.launcher == "torchrun":
+            torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+            return [*torchrun.split(), "--standalone", f"--nproc_per_node={self.nproc_per_node}", "-m", entry_point]
+        if self.launcher != "subprocess":
+            raise dg.Failure(f"unknown trainer launcher {self.launcher!r}: use 'subprocess' or 'torchrun'")
+        return [sys.executable, "-m", entry_point]
+
+    def run(self, context: dg.AssetExecutionContext, config: dict[str, Any], *,
+            on_message: Optional[Callable[[dict[str, Any]], None]] = None,
+            entry_point: str = DEFAULT_ENTRY_POINT) -> TrainingRun:
+        """Run the entry point to completion, handing each custom message to ``on_message`` as it
+        arrives; raises ``dg.Failure`` naming the error when the process fails or is killed."""
+        from reference_arch.common.pools import record_step_worker
+        from reference_arch.common.trainer.entry import PARENT_PID_ENV
+
+        extras = {"device": self.device, "compile": self.compile, "precision": self.precision, **config}
+        # The trainer dies with this process (train_entry watches PARENT_PID_ENV), and the run
+        # records which process holds its pool slot, so a killed run's slot can be freed.
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", PARENT_PID_ENV: str(os.getpid()), **(self.env or {})}
+        record_step_worker(context)
+        seen: list[dict[str, Any]] = []
+
+        def drain(session: dg.PipesSession) -> None:
+            for message in session.get_custom_messages()[len(seen):]:
+                seen.append(message)
+                if on_message is not None and isinstance(message, dict):
+                    on_message(message)
+
+        with dg.open_pipes_session(context=context, context_injector=dg.PipesTempFileContextInjector(),
+                                   message_reader=dg.PipesTempFileMessageReader(), extras=extras) as session:
+            process = subprocess.Popen(self.command(entry_point),
+                                       env={**env, **session.get_bootstrap_env_vars()})
+            try:
+                while process.poll() is None:
+                    drain(session)
+                    time.sleep(self.poll_interval_s)
+            except dg.DagsterExecutionInterruptedError:  # run terminated: let the trainer stop cleanly
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                raise
+        drain(session)  # messages read while the session closed
+        return self._result(process.returncode, seen)
+
+    @staticmethod
+    def _result(returncode: int, messages: Sequence[Any]) -> TrainingRun:
+        by_event: dict[str, list[dict[str, Any]]] = {}
+        for m in messages:
+            if isinstance(m, dict):
+                by_event.setdefault(m.get("event", ""), []).append(m)
+        if returncode != 0 or not by_event.get("done"):
+            errors = [m["message"] for m in by_event.get("error", [])]
+            saved = by_event.get("checkpoint", [])
+            reason = errors[-1] if errors else (
+                f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}")
+            raise dg.Failure(
+                description=f"training failed: {reason}."
+                + (f" Checkpoints up to step {saved[-1]['step']} are saved; re-run to resume." if saved else ""),
+                metadata={"returncode": returncode, "checkpoints_saved": len(saved)},
+            )
+        return TrainingRun(summary=by_event["done"][-1], started=(by_event.get("start") or [{}])[-1],
+                           curve=by_event.get("metrics", []), checkpoints=by_event.get("checkpoint", []))

@@ -1,0 +1,74 @@
+"""``finetuned_question_job``: a question answered by the published fine-tuned model.
+
+The model is the newest ``code-lm-github`` in the registry (local backend) or the published OpenAI
+fine-tuned model; ``REFERENCE_ARCH_FINETUNED_LLM_MODEL`` (or the ``llm`` resource's ``model``) picks
+another. The question goes in with the same system prompt the model was trained with.
+"""
+
+import json
+
+import dagster as dg
+
+from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
+    markdown_text
+from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.finetune.defs.evaluation import published_model
+
+
+class FinetunedQuestion(QuestionConfig):
+    question: str = "How do I configure the cache directory?"
+
+
+def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResource:
+    """``llm`` pointed at the published fine-tuned model, unless a model was set explicitly."""
+    if llm.model:
+        return llm
+    settings = dict(base_url=llm.base_url, api_key=llm.api_key, temperature=llm.temperature,
+                    max_tokens=llm.max_tokens, timeout=llm.timeout, max_retries=llm.max_retries, cache=llm.cache,
+                    device=llm.device)
+    if fine_tuning.resolved_backend() == "openai":
+        path = finetune_dir() / "openai_model.json"
+        if not path.exists():
+            raise dg.Failure("no fine-tuned OpenAI model is published yet: `reference-arch materialize finetune`")
+        return LLMResource(provider="openai", model=json.loads(path.read_text())["name"], **settings)
+    from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
+
+    try:
+        ModelRegistry().get(fine_tuning.output_name)
+    except ModelNotFoundError:
+        raise dg.Failure(f"no fine-tuned model {fine_tuning.output_name!r} in the registry yet: "
+                         "`reference-arch materialize finetune` (after pretrain)") from None
+    return LLMResource(provider="local", model=f"registry:{fine_tuning.output_name}@latest", **settings)
+
+
+@dg.asset(**COMMON, kinds={"python"},
+          description="The user's question, from run config; refused here if empty or over the length limit.")
+def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
+    return accept_question(context, config)
+
+
+@dg.asset(
+    **COMMON, kinds={"python", "huggingface", "openai"},
+    ins={"question": dg.AssetIn(key=["finetune", "question"])},
+    deps=[published_model],
+    description="The fine-tuned model's answer, prompted with the system prompt it was trained with.",
+)
+def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
+           fine_tuning: FineTuningResource) -> dg.Output:
+    model = finetuned_llm(llm, fine_tuning)
+    try:
+        text = model.generate([("system", fine_tuning.system_prompt), ("human", question)])
+    except LLMError as err:
+        raise dg.Failure(description=str(err)) from None
+    usage = model.usage()
+    return dg.Output(answer_record(text, usage["model"], usage, question=question),
+                     metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", **model.usage_metadata()))
+
+
+finetuned_question_job = dg.define_asset_job(
+    "finetuned_question_job",
+    selection=dg.AssetSelection.assets(question, answer),
+    executor_def=dg.in_process_executor,  # one process: no per-step process start-up for a short answer
+    description="Answer one question with the fine-tuned model: config ops.finetune__question.config.question.",
+)

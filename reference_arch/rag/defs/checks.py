@@ -1,0 +1,57 @@
+"""Asset checks on the chunks and the index (retrieval quality is checked in ``evaluation.py``)."""
+
+from collections import Counter
+
+import dagster as dg
+
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+from reference_arch.common.vector_store.store import VectorStoreResource
+from reference_arch.rag.defs.processing import chunks, chunks_path, read_rows
+from reference_arch.rag.defs.index import open_collection, vector_index
+
+
+@dg.asset_check(asset=chunks, description="Every chunk has text beyond its context line and fits the embedding "
+                                          "model (recounted with the model's tokenizer, special tokens included).")
+def chunks_within_token_limit(embeddings: EmbeddingsResource) -> dg.AssetCheckResult:
+    rows = read_rows(chunks_path(), ["id", "text"])
+    limit = embeddings.max_tokens()
+    count = embeddings.token_counter(special_tokens=True)
+    sizes = [count(r["text"]) for r in rows]
+    empty = [r["id"] for r in rows if len(r["text"].split("\n\n", 1)[-1].strip()) == 0]
+    over = [r["id"] for r, n in zip(rows, sizes) if n > limit]
+    return dg.AssetCheckResult(
+        passed=not empty and not over,  # no chunks at all is valid: the enabled sources hold no documents
+        description=None if rows else "no chunks: the enabled sources hold no documents",
+        metadata={"chunks": len(rows), "token_limit": limit, "max_tokens": max(sizes, default=0),
+                  "empty": len(empty), "over_limit": len(over),
+                  "examples": dg.MetadataValue.text(", ".join((empty + over)[:5]) or "none")},
+    )
+
+
+@dg.asset_check(asset=chunks, description="Chunk ids are unique.")
+def chunk_ids_unique() -> dg.AssetCheckResult:
+    ids = [r["id"] for r in read_rows(chunks_path(), ["id"])]
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    return dg.AssetCheckResult(passed=not duplicates, metadata={
+        "chunks": len(ids), "duplicates": len(duplicates),
+        "examples": dg.MetadataValue.text(", ".join(duplicates[:5]) or "none")})
+
+
+@dg.asset_check(asset=vector_index, description="The index holds exactly the chunks: the same ids, the same count "
+                                                "per source type, no duplicates.")
+def index_matches_chunks(embeddings: EmbeddingsResource, vector_store: VectorStoreResource) -> dg.AssetCheckResult:
+    rows = read_rows(chunks_path(), ["id", "source_type"])
+    collection = open_collection(embeddings, vector_store)
+    stored = collection.chunk_ids()
+    total = collection.count()
+    in_index = collection.count_by("source_type")
+    in_chunks = dict(Counter(r["source_type"] for r in rows))
+    missing = {r["id"] for r in rows} - set(stored)
+    extra = set(stored) - {r["id"] for r in rows}
+    metadata = {"chunks": len(rows), "index_rows": total, "missing": len(missing), "extra": len(extra),
+                "duplicates": total - len(stored)}
+    for source_type in sorted(set(in_index) | set(in_chunks)):
+        metadata[f"{source_type}/chunks"] = in_chunks.get(source_type, 0)
+        metadata[f"{source_type}/index"] = in_index.get(source_type, 0)
+    return dg.AssetCheckResult(
+        passed=in_index == in_chunks and not missing and not extra and total == len(stored), metadata=metadata)

@@ -1,0 +1,222 @@
+"""Retrieval quality on evaluation question sets, each split into dev and test (``question_sets.py``).
+
+For dense, keyword and hybrid search, and for a plain LangChain baseline (what a user would write:
+``RecursiveCharacterTextSplitter`` at 1000/100 characters over the same documents, the same MiniLM
+model, exact cosine in ``InMemoryVectorStore``), the asset records recall@k and MRR per set and per
+part as numeric metadata, so the UI plots them run after run. The default mode of the question job
+is the one with the best mean dev recall@k over the sets (``select_mode``); test figures are only
+reported and judged. Questions whose answering documents are not indexed are not judged.
+
+The check ``retrieval_quality`` judges the chosen mode on the test parts: recall@k and MRR of the
+pooled test questions at least the thresholds, and each set's test recall@k at least the baseline's.
+With nothing to judge (a corpus of one's own and no question set for it) it passes and says so.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+from reference_arch.common.locations import OWNERS
+from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
+from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
+from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
+from reference_arch.rag.defs.index import open_collection, vector_index
+from reference_arch.rag.question_sets import (MRR_DEPTH, SPLITS, QuestionSetError, answerable, document_names,
+                                              first_rank, load_question_sets, score, select_mode)
+from reference_arch.rag.retrieval import CHUNKS_PER_SOURCE, DEFAULT_MODE, best_mode_path, retrieve
+
+BASELINE = "langchain_baseline"
+BASELINE_CHUNK_SIZE, BASELINE_CHUNK_OVERLAP = 1000, 100  # characters
+
+
+def cached_langchain_embeddings(embeddings: EmbeddingsResource, cache):
+    """The embeddings resource as LangChain ``Embeddings``, through an embedding cache."""
+    from langchain_core.embeddings import Embeddings
+
+    from reference_arch.rag.embedding_cache import cached_embed
+
+    class CachedEmbeddings(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+            cached_embed(cache, keys, texts, embeddings.embed_array)
+            return cache.vectors(keys).tolist()
+
+        def embed_query(self, text: str) -> list[float]:
+            return embeddings.embed_query(text)
+
+    return CachedEmbeddings()
+
+
+def baseline_rankings(docs: list[dict], question_vectors, embeddings: EmbeddingsResource, k: int,
+                      cache) -> tuple[list[list[str]], dict]:
+    """Document rankings of the plain LangChain recipe (1000/100-character chunks, MiniLM, exact cosine)
+    for the questions' vectors (the ones the project's modes use: each question is embedded once), and
+    ``{"chunks": n, "embedded": m}``: the recipe's chunks are embedded through ``cache`` (by text hash),
+    so a run embeds only text no earlier run embedded."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=BASELINE_CHUNK_SIZE, chunk_overlap=BASELINE_CHUNK_OVERLAP)
+    texts, metadatas = [], []
+    for doc in docs:
+        for piece in splitter.split_text(doc["text"]):
+            texts.append(piece)
+            metadatas.append({"document_id": doc["id"]})
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    before = len(cache.missing(keys))
+    store = InMemoryVectorStore(embedding=cached_langchain_embeddings(embeddings, cache))
+    store.add_texts(texts, metadatas=metadatas)
+    cache.keep_only(keys)
+    cache.save()
+    rankings = []
+    for vector in question_vectors:
+        ranked: list[str] = []
+        hits = store.similarity_search_with_score_by_vector(list(map(float, vector)),
+                                                            k=max(k, MRR_DEPTH) * CHUNKS_PER_SOURCE)
+        for hit, _ in hits:
+            if hit.metadata["document_id"] not in ranked:
+                ranked.append(hit.metadata["document_id"])
+        rankings.append(ranked)
+    return rankings, {"chunks": len(texts), "embedded": before}
+
+
+class EvaluationConfig(dg.Config):
+    k: int = 5
+    # Alarm thresholds on the chosen mode's pooled test recall@k and MRR, chosen on the dev parts: on the
+    # default corpus (samples + the pandas API) pooled dev recall@5 is about 0.75 and MRR about 0.64
+    # (bench/results/bench_rag_quality.json); the alarm sits about 0.1 below, outside run-to-run noise.
+    min_recall: float = 0.65
+    min_mrr: float = 0.5
+    baseline: bool = True  # also score the plain LangChain recipe (embeds the corpus a second time, once)
+    question_sets: list[str] = []  # YAML files; default: REFERENCE_ARCH_RAG_EVAL_SET, else rag/eval_sets/*.yaml
+
+
+def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsResource, k: int,
+             baseline_cache=None) -> dict:
+    """Rankings and scores of every mode (and the baseline, given its embedding cache) on the questions
+    the index can answer. Returns ``{"judged": [(question, answering ids)], "rankings": {mode: [...]},
+    "scores": {set: {split: {mode: score}}}, "best_mode", "mean_dev_recall": {mode: float},
+    "baseline": {"chunks", "embedded"} (empty without the baseline)}``."""
+    names = document_names([d for d in docs if d["id"] in set(collection.chunk_ids().values())])
+    judged = [(q, rel) for questions in sets.values() for q in questions if (rel := answerable(q, names))]
+    texts = [q.question for q, _ in judged]
+    depth = max(k, MRR_DEPTH)
+    rankings: dict[str, list[list[str]]] = {}
+    baseline: dict = {}
+    if judged:
+        vectors = embeddings.embed_array(texts)
+        for mode in SEARCH_MODES:
+            rankings[mode] = [[s["document_id"] for s in retrieve(collection, t, v, mode, depth)]
+                              for t, v in zip(texts, vectors)]
+        if baseline_cache is not None:
+            rankings[BASELINE], baseline = baseline_rankings(docs, vectors, embeddings, k, baseline_cache)
+    scored = [*SEARCH_MODES, *([BASELINE] if baseline_cache is not None else [])]
+    scores: dict = {}
+    for name in sets:
+        scores[name] = {}
+        for split in SPLITS:
+            rows = [i for i, (q, _) in enumerate(judged) if q.set_name == name and q.split == split]
+            scores[name][split] = {m: score([rankings[m][i] for i in rows], [judged[i][1] for i in rows], k)
+                                   for m in scored}
+    # ties go to the fallback default, then to the order of SEARCH_MODES
+    candidates = [DEFAULT_MODE, *(m for m in SEARCH_MODES if m != DEFAULT_MODE)]
+    best, mean = select_mode({n: s["dev"] for n, s in scores.items()}, candidates)
+    return {"judged": judged, "rankings": rankings, "scores": scores, "best_mode": best, "mean_dev_recall": mean,
+            "baseline": baseline}
+
+
+@dg.asset(
+    key=["rag", "retrieval_evaluation"], group_name="rag", owners=OWNERS, kinds={"python", "langchain"},
+    deps=[vector_index], automation_condition=AFTER_INGESTION,
+    check_specs=[dg.AssetCheckSpec("retrieval_quality", asset=dg.AssetKey(["rag", "retrieval_evaluation"]),
+                                   description="On the test parts of the question sets (the questions whose "
+                                               "documents are indexed), the chosen mode reaches the recall@k and "
+                                               "MRR thresholds and each set's recall@k is not below the plain "
+                                               "LangChain baseline's.")],
+    description="Dense, keyword and hybrid retrieval, and a plain LangChain baseline, scored on the dev and test "
+                "parts of each question set (recall@k, MRR as numeric metadata); the mode with the best mean dev "
+                "recall@k becomes the question job's default.",
+)
+def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, embeddings: EmbeddingsResource,
+                         vector_store: VectorStoreResource):
+    from reference_arch.rag.defs.processing import embedding_cache
+
+    paths = config.question_sets or eval_set_paths()
+    try:
+        sets = load_question_sets(paths)
+    except QuestionSetError as err:
+        raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
+    docs = read_rows(documents_path(), ["id", "format", "text"])
+    result = evaluate(open_collection(embeddings, vector_store), docs, sets, embeddings, config.k,
+                      embedding_cache(embeddings, "langchain_baseline") if config.baseline else None)
+    k, best, scores, judged = config.k, result["best_mode"], result["scores"], result["judged"]
+    total = sum(len(q) for q in sets.values())
+    selection = (", ".join(f"{m} {v:.3f}" for m, v in result["mean_dev_recall"].items())
+                 if result["mean_dev_recall"] else "no judged dev questions")
+    best_mode_path().write_text(json.dumps({
+        "best_mode": best, "k": k, "chosen_by": f"mean dev recall@{k} over {len(sets)} sets",
+        "mean_dev_recall": result["mean_dev_recall"], "scores": scores}, indent=2))
+
+    metadata: dict = {"questions": total, "judged": len(judged), "best_mode": best, "k": k,
+                      "selection": dg.MetadataValue.text(f"mean dev recall@{k} over the sets: {selection} -> {best}"),
+                      "question_sets": dg.MetadataValue.text(", ".join(str(p) for p in paths)),
+                      **{f"baseline_{key}": v for key, v in result["baseline"].items()}}
+    summary = []
+    for name, parts in scores.items():
+        for split, by_mode in parts.items():
+            n = next(iter(by_mode.values()))["questions"]
+            metadata[f"{name}/{split}/judged"] = n
+            for mode, s in by_mode.items():
+                metadata[f"{name}/{split}/{mode}/recall@{k}"] = round(s["recall"], 4)
+                metadata[f"{name}/{split}/{mode}/mrr"] = round(s["mrr"], 4)
+            base = by_mode.get(BASELINE)
+            summary.append(dg.TableRecord({
+                "set": name, "part": split, "judged": n, f"{best} recall@{k}": round(by_mode[best]["recall"], 4),
+                f"{best} mrr": round(by_mode[best]["mrr"], 4),
+                f"baseline recall@{k}": round(base["recall"], 4) if base else None,
+                "baseline mrr": round(base["mrr"], 4) if base else None}))
+    metadata["summary"] = dg.MetadataValue.table(records=summary, schema=dg.TableSchema(columns=[
+        dg.TableColumn("set", "string"), dg.TableColumn("part", "string"), dg.TableColumn("judged", "int"),
+        *(dg.TableColumn(c, "float") for c in (f"{best} recall@{k}", f"{best} mrr", f"baseline recall@{k}",
+                                                "baseline mrr"))]))
+    rankings = result["rankings"]
+    metadata["per_question"] = dg.MetadataValue.table(
+        records=[dg.TableRecord({"set": q.set_name, "id": q.id, "part": q.split, "question": q.question,
+                                 "relevant": ", ".join(rel), **{m: first_rank(rankings[m][i], rel) for m in rankings}})
+                 for i, (q, rel) in enumerate(judged)],
+        schema=dg.TableSchema(columns=[*(dg.TableColumn(c, "string") for c in ("set", "id", "part", "question",
+                                                                               "relevant")),
+                                       *(dg.TableColumn(m, "int") for m in rankings)]))
+    yield dg.MaterializeResult(metadata=metadata)
+    yield quality_check(result, config, total)
+
+
+def quality_check(result: dict, config: EvaluationConfig, total: int) -> dg.AssetCheckResult:
+    """The chosen mode on the pooled test questions against the thresholds, and per set against the baseline."""
+    k, best = config.k, result["best_mode"]
+    test = [(i, rel) for i, (q, rel) in enumerate(result["judged"]) if q.split == "test"]
+    if not test:
+        return dg.AssetCheckResult(
+            check_name="retrieval_quality", passed=True, metadata={"questions": total, "judged_test": 0},
+            description=f"nothing to judge: none of the {total} test and dev questions' documents are indexed"
+            if not result["judged"] else "nothing to judge: no test question's documents are indexed")
+    pooled = score([result["rankings"][best][i] for i, _ in test], [rel for _, rel in test], k)
+    failures = []
+    if pooled["recall"] < config.min_recall:
+        failures.append(f"test recall@{k} {pooled['recall']:.3f} < {config.min_recall}")
+    if pooled["mrr"] < config.min_mrr:
+        failures.append(f"test MRR {pooled['mrr']:.3f} < {config.min_mrr}")
+    for name, parts in result["scores"].items():
+        ours, base = parts["test"][best], parts["test"].get(BASELINE)
+        if base and ours["questions"] and ours["recall"] < base["recall"]:
+            failures.append(f"{name}: test recall@{k} {ours['recall']:.3f} below the LangChain baseline's "
+                            f"{base['recall']:.3f}")
+    return dg.AssetCheckResult(
+        check_name="retrieval_quality", passed=not failures,
+        description="; ".join(failures) or f"{best} on {len(test)} test questions: recall@{k} "
+                                            f"{pooled['recall']:.3f}, MRR {pooled['mrr']:.3f}, not below the baseline",
+        metadata={"best_mode": best, "questions": total, "judged": len(result["judged"]), "judged_test": len(test),
+                  f"test_recall@{k}": round(pooled["recall"], 4), "test_mrr": round(pooled["mrr"], 4),
+                  "min_recall": config.min_recall, "min_mrr": config.min_mrr})
