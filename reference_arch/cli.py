@@ -244,15 +244,16 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
     except Exception:  # noqa: BLE001 - a location not built yet
         raise CliError(f"the {location} location has no {job_name} yet") from None
     run_config = {**question_run_config(prefix, question), **QUIET}
-    if template is not None:
-        if location != "prompt":
-            raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
-        from reference_arch.prompt.templates import template_named
+    if template is not None and location != "prompt":
+        raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
+    if location == "prompt":  # the template's variable rules refuse a bad question before any run
+        from reference_arch.prompt.templates import DEFAULT_TEMPLATE, template_named, validate_values
 
         try:
-            template_named(template)
+            validate_values(template_named(template or DEFAULT_TEMPLATE), {"question": question})
         except ValueError as err:
             raise CliError(str(err)) from None
+    if template is not None:
         run_config["ops"]["prompt__prompt"] = {"config": {"template": template}}
     result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False)
     if not result.success:

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from reference_arch.cli import main
+from reference_arch.prompt.templates import TEMPLATES
 
 
 def test_ask_prompt_json(registry_with_tiny_model, capsys):
@@ -35,12 +36,12 @@ def test_materialize_prompt_every_partition(registry_with_tiny_model, capsys):
     assert "prompt/answer" in out and "answer_format" in out
     instance = dg.DagsterInstance.get()
     materialized = instance.get_materialized_partitions(dg.AssetKey(["prompt", "template"]))
-    assert materialized == {"pandas", "pandas_example"}
+    assert materialized == set(TEMPLATES) >= {"pandas", "pandas_example", "pandas_one_shot", "pandas_few_shot"}
     for name in ("question", "prompt", "answer"):  # unpartitioned, after the templates
         assert instance.get_latest_materialization_event(dg.AssetKey(["prompt", name])) is not None, name
     # The runs are named for what they do, not __ephemeral_asset_job__; the question is answered in one run.
     names = [run.job_name for run in reversed(instance.get_runs())]
-    assert names == ["materialize_prompt_template"] * 2 + ["materialize_prompt_question_to_answer"]
+    assert names == ["materialize_prompt_template"] * len(TEMPLATES) + ["materialize_prompt_question_to_answer"]
 
 
 def test_ask_prompt_with_a_template(registry_with_tiny_model, capsys):
@@ -49,7 +50,18 @@ def test_ask_prompt_with_a_template(registry_with_tiny_model, capsys):
     assert record["template"] == "pandas_example"
     assert main(["ask", "prompt", "What is a series?", "--template", "pandsa"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == "error: unknown template 'pandsa': choose one of pandas, pandas_example"
+    assert err == f"error: unknown template 'pandsa': choose one of {', '.join(TEMPLATES)}"
+
+
+def test_ask_prompt_refuses_what_the_template_rules_refuse_with_one_line(tmp_home, capsys):
+    """The chosen template's variable rules are checked before any run starts."""
+    assert main(["ask", "prompt", "What is {question}?"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: template 'pandas' refuses the question: it holds '{question}', a template placeholder")
+    assert main(["ask", "prompt", "Why does f'{' fail?", "--template", "pandas_few_shot"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: template 'pandas_few_shot' refuses the question: 1 '{' never closed (unbalanced braces)")
+    assert dg.DagsterInstance.get().get_runs() == []
 
 
 def test_demo_lines_say_what_happened(registry_with_tiny_model):

@@ -1,5 +1,7 @@
 """The prompt graph materialized for real: the tiny local model, LangChain templates, the check."""
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -7,7 +9,8 @@ from reference_arch.common.llm.resource import LLMResource
 from reference_arch.prompt.defs import prompt
 from reference_arch.prompt.defs import inference as prompt_inference
 from reference_arch.prompt.definitions import defs
-from reference_arch.prompt.templates import TEMPLATES, PromptTemplate, check_format, templates_version
+from reference_arch.prompt import templates as template_files
+from reference_arch.prompt.templates import TEMPLATES, check_format, parse_template, templates_version
 from reference_arch_tests.fake_openai import FakeOpenAI
 
 PROMPT_ASSETS = [prompt.question, prompt.prompt, prompt_inference.answer]
@@ -63,15 +66,23 @@ def test_an_answer_starting_with_a_hash_is_shown_as_text(tmp_home):
 
 
 def test_each_template_from_run_config_gives_its_own_prompt(tmp_home):
+    """Every template file renders through the graph, and the answer_format check measures the answer
+    against that template's own output format."""
     with FakeOpenAI(answer=GOOD) as server:
         llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
-        for name in TEMPLATES:
+        for name, template in TEMPLATES.items():
             result = run("What is a series?", llm, template=name)
             assert result.success
             meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
-            assert meta["template"].value == name and meta["template_hash"].value == TEMPLATES[name].hash
-    sent = [r["body"]["messages"][0]["content"] for r in server.requests]
-    assert len(set(sent)) == len(TEMPLATES) and "```python" in sent[1]
+            assert meta["template"].value == name and meta["template_hash"].value == template.hash
+            [check] = result.get_asset_check_evaluations()
+            assert check.passed is not template.code_block  # GOOD has no code block
+    sent = {name: r["body"]["messages"] for name, r in zip(TEMPLATES, server.requests)}
+    assert len({json.dumps(m) for m in sent.values()}) == len(TEMPLATES)
+    assert "```python" in sent["pandas_example"][0]["content"]
+    for name, shots in [("pandas", 0), ("pandas_one_shot", 1), ("pandas_few_shot", 3)]:
+        assert [m["role"] for m in sent[name]] == ["user", "assistant"] * shots + ["user"]
+        assert sent[name][-1] == sent["pandas"][0]  # the variants differ from the seed's by their examples
 
 
 def test_an_unknown_template_is_refused_with_the_known_ones_before_any_model_call(tmp_home):
@@ -82,7 +93,8 @@ def test_an_unknown_template_is_refused_with_the_known_ones_before_any_model_cal
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "prompt__prompt"
     assert failure.step_failure_data.error.message.strip().endswith(
-        "unknown template 'pandsa': choose one of pandas, pandas_example")
+        f"unknown template 'pandsa': choose one of {', '.join(TEMPLATES)}")
+    assert "pandas, pandas_example, pandas_few_shot, pandas_one_shot" in failure.step_failure_data.error.message
 
 
 def test_the_question_job_is_unpartitioned_and_each_template_is_a_partition(tmp_home):
@@ -101,7 +113,8 @@ def test_the_question_job_is_unpartitioned_and_each_template_is_a_partition(tmp_
         result = dg.materialize([prompt.template], partition_key=name, instance=instance)
         value = result.asset_value(template_key)
         assert value["hash"] == template.hash and value["links"] == template.links
-        assert value["messages"][0]["content"].endswith("Question: {question}")
+        assert value["messages"][-1]["content"].endswith("Question: {question}")
+        assert value["examples"] == len(template.spec.examples) == (len(value["messages"]) - 1) // 2
         [event] = result.get_asset_materialization_events()
         assert event.materialization.tags["dagster/data_version"] == template.hash
     assert instance.get_materialized_partitions(template_key) == set(TEMPLATES)
@@ -118,10 +131,49 @@ def test_bad_questions_are_refused_before_any_model_call(tmp_home, question, pro
 
 def test_template_versions_change_with_the_text():
     before = templates_version()
-    edited = PromptTemplate("pandas", TEMPLATES["pandas"].text + " Be brief.", 2, 2)
+    source = (template_files.TEMPLATES_DIR / "pandas.yaml").read_text()
+    edited = parse_template("pandas", source.replace("Question: {question}", "Be brief. Question: {question}"))
     assert edited.hash != TEMPLATES["pandas"].hash
+    assert parse_template("pandas", "# a comment\n" + source).hash == TEMPLATES["pandas"].hash
     assert defs.resolve_assets_def(dg.AssetKey(["prompt", "prompt"])).code_versions_by_key[
         dg.AssetKey(["prompt", "prompt"])] == before
+
+
+@pytest.mark.parametrize("question, problem", [
+    ("What is {question}?", "template 'pandas' refuses the question: it holds '{question}', a template placeholder"),
+    ("Why does } fail?", "template 'pandas' refuses the question: the '}' at character 10 closes no '{' "
+                         "(unbalanced braces)"),
+])
+def test_the_template_rules_refuse_a_question_before_rendering_and_any_model_call(tmp_home, question, problem):
+    with FakeOpenAI() as server:
+        result = run(question, LLMResource(provider="openai", base_url=server.base_url, api_key="k"))
+    assert not result.success and server.requests == []
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "prompt__prompt"
+    assert failure.step_failure_data.error.message.strip().splitlines() == [f"dagster._core.definitions.events.Failure: {problem}"]
+
+
+def test_run_config_fills_a_template_variable_beyond_the_question(tmp_home, monkeypatch):
+    """A template with another variable (here ``audience``): ``config.variables`` fills it, its rules apply."""
+    audience = parse_template("audience", (template_files.TEMPLATES_DIR / "pandas.yaml").read_text().replace(
+        "Question: {question}", "Write for {audience}. Question: {question}").replace(
+        "variables:\n", "variables:\n  audience: {max_length: 20}\n"))
+    monkeypatch.setitem(TEMPLATES, "audience", audience)
+
+    def rendered(variables):
+        ops = {"prompt__question": {"config": {"question": "What is a series?"}},
+               "prompt__prompt": {"config": {"template": "audience", "variables": variables}}}
+        return dg.materialize_to_memory([prompt.question, prompt.prompt], run_config={"ops": ops}, raise_on_error=False)
+
+    result = rendered({"audience": "new analysts"})
+    assert result.asset_value(dg.AssetKey(["prompt", "prompt"]))["messages"][0]["content"].endswith(
+        "Write for new analysts. Question: What is a series?")
+    for variables, problem in [({"audience": "x" * 21}, "refuses the audience: it is 21 characters long"),
+                               ({}, "template 'audience' refuses the audience: it is empty"),
+                               ({"question": "?"}, "config.variables may not set 'question'")]:
+        result = rendered(variables)
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert problem in failure.step_failure_data.error.message
 
 
 @pytest.mark.parametrize("text, passed", [
