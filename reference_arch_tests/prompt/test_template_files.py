@@ -106,10 +106,13 @@ def test_a_bad_file_fails_at_load_with_one_line_naming_it(tmp_path, name, text, 
     assert problem in message
 
 
-def test_a_name_loaded_twice_is_refused(tmp_path):
-    (tmp_path / "pandas.yml").write_text(GOOD)
-    with pytest.raises(TemplateError, match=r"pandas.yml: a template named 'pandas' is already loaded from pandas.yaml$"):
+def test_a_name_loaded_twice_or_a_yml_file_is_refused(tmp_path):
+    (tmp_path / "pandas.yaml").write_text(GOOD)
+    with pytest.raises(TemplateError, match=r"pandas.yaml: a template named 'pandas' is already loaded from pandas.yaml$"):
         load_templates(TEMPLATES_DIR, tmp_path)
+    (tmp_path / "pandas.yaml").rename(tmp_path / "house.yml")
+    with pytest.raises(TemplateError, match=r"house.yml: name template files <name>.yaml$"):
+        load_templates(tmp_path)
 
 
 @pytest.mark.parametrize("question, problem", [

@@ -1,4 +1,4 @@
-"""The prompt templates: one YAML file per template in this folder (``template.py`` says what a file
+"""The prompt templates: one YAML file (``<name>.yaml``) per template in this folder (``template.py`` says what a file
 holds), plus those of the folder named by ``REFERENCE_ARCH_PROMPT_TEMPLATES`` when it is set.
 
 Adding a template is adding a file: its name (the file's stem) becomes a partition of ``prompt/template``
@@ -34,14 +34,17 @@ DEFAULT_TEMPLATE = "pandas"
 
 
 def load_templates(*folders: Path) -> dict[str, PromptTemplate]:
-    """Every ``*.yaml`` / ``*.yml`` file of ``folders``, by name (file names sorted within a folder);
-    ``TemplateError`` for the first bad file or a name loaded twice."""
+    """Every ``*.yaml`` file of ``folders``, by name (file names sorted within a folder); ``TemplateError``
+    for the first bad file, a ``*.yml`` file (one spelling: the one the package data ships) or a name
+    loaded twice."""
     templates: dict[str, PromptTemplate] = {}
     for folder in folders:
         if not folder.is_dir():
             raise TemplateError(f"prompt templates folder {folder}: no such folder")
         for path in sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")):
             shown = path.name if folder == TEMPLATES_DIR else str(path)
+            if path.suffix == ".yml":
+                raise TemplateError(f"prompt template {shown}: name template files <name>.yaml")
             template = load_template(path, shown)
             if template.name in templates:
                 raise TemplateError(f"prompt template {shown}: a template named {template.name!r} is already "
