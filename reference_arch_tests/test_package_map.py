@@ -19,7 +19,9 @@ LINE = re.compile(r"^(?P<indent> *)(?P<name>[\w.-]+)/ +(?P<what>\S.*)$")
 
 def map_lines(readme: str) -> list[str]:
     """The lines of the first fenced block after the map's heading."""
+    assert HEADING in readme, f"README.md has no map: no `{HEADING}` heading"
     section = readme.split(HEADING, 1)[1]
+    assert section.count("```") >= 2, f"README.md's `{HEADING}` has no fenced block holding the map"
     block = section.split("```", 2)[1]
     return [line for line in block.splitlines()[1:] if line.strip()]  # [0] is the fence's language
 
