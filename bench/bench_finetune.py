@@ -95,12 +95,10 @@ def _demo_finetune(model_dir: str, workdir: Path) -> dict:
     import dagster as dg
 
     from reference_arch.common.registry import ModelRegistry
+    from reference_arch.testkit.environment import scoped_environment
 
-    saved = {k: os.environ.get(k) for k in ("REFERENCE_ARCH_HOME", "REFERENCE_ARCH_GITHUB_EXPORT", "GITHUB_TOKEN")}
-    os.environ["REFERENCE_ARCH_HOME"] = str(workdir / "home")
-    os.environ.pop("REFERENCE_ARCH_GITHUB_EXPORT", None)
-    os.environ.pop("GITHUB_TOKEN", None)
-    try:
+    with scoped_environment({"REFERENCE_ARCH_HOME": str(workdir / "home")},
+                            unset=("REFERENCE_ARCH_GITHUB_EXPORT", "GITHUB_TOKEN")):
         ModelRegistry().publish("code-lm", model_dir, {"kind": "bench"})
         from reference_arch.finetune.config import FineTuningResource
         from reference_arch.finetune.definitions import defs
@@ -125,12 +123,6 @@ def _demo_finetune(model_dir: str, workdir: Path) -> dict:
         return {"ingest_s": ingested - started, "finetune_s": finished - ingested,
                 "steps": meta.get("train/global_step"), "examples": meta.get("train_examples"),
                 "train_runtime_s": meta.get("train/runtime_s")}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run() -> dict:

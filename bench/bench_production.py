@@ -41,7 +41,8 @@ def graphql_answer_seconds(server, question: str) -> float:
 
 
 def cli_answer_seconds(server, question: str) -> float:
-    """``reference-arch ask prompt QUESTION`` as a user runs it (a new process), on the server's homes."""
+    """``reference-arch ask prompt QUESTION`` as a user runs it (a new process), on the server's homes: the
+    command line is the surface measured here, so it is run, not imported."""
     env = {**os.environ, "DAGSTER_HOME": str(server.dagster_home),
            "REFERENCE_ARCH_HOME": str(server.reference_arch_home)}
     command = [sys.executable, "-m", "reference_arch.cli", "ask", "prompt", question, "--json"]
@@ -65,7 +66,7 @@ def run_overhead_ms(instance: dg.DagsterInstance, repeats: int = 3) -> float:
 
 
 def storage_rows(root: Path) -> list[dict]:
-    from reference_arch_tests.production.conftest import postgres_server_url, with_database
+    from reference_arch.testkit.postgres import postgres_server_url, temporary_database
 
     os.environ["DAGSTER_HOME"] = str(root / "sqlite_home")
     (root / "sqlite_home").mkdir()
@@ -76,20 +77,10 @@ def storage_rows(root: Path) -> list[dict]:
     server = postgres_server_url()
     if not server:
         return rows
-    import psycopg2
-
-    name = f"reference_arch_bench_{os.getpid()}"
-    url = with_database(server.replace("postgresql+psycopg2://", "postgresql://"), name)
-    admin = psycopg2.connect(server.replace("postgresql+psycopg2://", "postgresql://"))
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url.replace(
-                "postgresql://", "postgresql+psycopg2://")}}}) as instance:
+    with temporary_database(server, prefix="reference_arch_bench") as url:
+        storage = {"postgres": {"postgres_url": url.replace("postgresql://", "postgresql+psycopg2://")}}
+        with dg.instance_for_test(overrides={"storage": storage}) as instance:
             pg_ms = run_overhead_ms(instance)
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
     rows += [
         {"metric": "small run, Postgres instance", "value": round(pg_ms), "unit": "ms", "target": "", "ok": None},
         {"metric": "Postgres / SQLite run time", "value": round(pg_ms / sqlite_ms, 2), "unit": "x",
@@ -100,43 +91,41 @@ def storage_rows(root: Path) -> list[dict]:
 
 def run() -> dict:
     import reference_arch  # noqa: F401
-    from reference_arch_tests.conftest import build_tiny_model
-    from reference_arch_tests.production.webserver import start_webserver
+    from reference_arch.testkit.environment import scoped_environment
+    from reference_arch.testkit.tiny_model import build_tiny_model
+    from reference_arch.testkit.webserver import start_webserver
 
     root = Path(tempfile.mkdtemp(prefix="bench-production-"))
-    saved_env = dict(os.environ)
     try:
-        os.environ["REFERENCE_ARCH_HOME"] = str(root / "home")
-        rows = storage_rows(root)
-        server = start_webserver(root / "webserver", build_tiny_model(root / "tiny-model"))
-        started = time.perf_counter()
-        try:
-            server.wait_until_loaded()
-            ready = time.perf_counter() - started
-            # Warm both paths once (code servers, the model's files in the page cache); then each
-            # question is new to the response cache, so both pay one generation. Alternated, medians.
-            graphql_answer_seconds(server, "What is a series? (warm-up)")
-            cli_answer_seconds(server, "What is a series? (warm-up 2)")
-            via_graphql, via_cli = [], []
-            for i in range(3):
-                via_graphql.append(graphql_answer_seconds(server, f"What is a series? (graphql {i})"))
-                via_cli.append(cli_answer_seconds(server, f"What is a series? (cli {i})"))
-        finally:
-            server.stop()
-        graphql_s, cli_s = statistics.median(via_graphql), statistics.median(via_cli)
-        rows = [
-            {"metric": "dagster dev: four locations loaded", "value": round(ready, 1), "unit": "s", "target": "<= 60",
-             "ok": ready <= 60},
-            {"metric": "question via GraphQL (prompt, dagster dev), median of 3", "value": round(graphql_s, 1),
-             "unit": "s", "target": "", "ok": None},
-            {"metric": "same question via `reference-arch ask prompt`, median of 3", "value": round(cli_s, 1),
-             "unit": "s", "target": "", "ok": None},
-            {"metric": "GraphQL / CLI question time", "value": round(graphql_s / cli_s, 2), "unit": "x",
-             "target": "<= 1.5", "ok": graphql_s / cli_s <= 1.5},
-            *rows,
-        ]
+        with scoped_environment({"REFERENCE_ARCH_HOME": str(root / "home")}):
+            rows = storage_rows(root)
+            server = start_webserver(root / "webserver", build_tiny_model(root / "tiny-model"))
+            started = time.perf_counter()
+            try:
+                server.wait_until_loaded()
+                ready = time.perf_counter() - started
+                # Warm both paths once (code servers, the model's files in the page cache); then each
+                # question is new to the response cache, so both pay one generation. Alternated, medians.
+                graphql_answer_seconds(server, "What is a series? (warm-up)")
+                cli_answer_seconds(server, "What is a series? (warm-up 2)")
+                via_graphql, via_cli = [], []
+                for i in range(3):
+                    via_graphql.append(graphql_answer_seconds(server, f"What is a series? (graphql {i})"))
+                    via_cli.append(cli_answer_seconds(server, f"What is a series? (cli {i})"))
+            finally:
+                server.stop()
     finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
         shutil.rmtree(root, ignore_errors=True)
+    graphql_s, cli_s = statistics.median(via_graphql), statistics.median(via_cli)
+    rows = [
+        {"metric": "dagster dev: four locations loaded", "value": round(ready, 1), "unit": "s", "target": "<= 60",
+         "ok": ready <= 60},
+        {"metric": "question via GraphQL (prompt, dagster dev), median of 3", "value": round(graphql_s, 1),
+         "unit": "s", "target": "", "ok": None},
+        {"metric": "same question via `reference-arch ask prompt`, median of 3", "value": round(cli_s, 1),
+         "unit": "s", "target": "", "ok": None},
+        {"metric": "GraphQL / CLI question time", "value": round(graphql_s / cli_s, 2), "unit": "x",
+         "target": "<= 1.5", "ok": graphql_s / cli_s <= 1.5},
+        *rows,
+    ]
     return {"title": "Production shape: webserver, GraphQL answers, instance storage", "rows": rows}

@@ -43,18 +43,15 @@ QUALITY_BAR = 0.95  # test recall@5 on the project's own question sets
 
 @contextlib.contextmanager
 def temporary_home():
-    saved = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="bench-rag-") as root:
-        os.environ["REFERENCE_ARCH_HOME"] = str(Path(root) / "home")
-        os.environ["REFERENCE_ARCH_DOCS_PACKAGES"] = "pandas"  # the default corpus: the whole pandas API
-        for name in ("REFERENCE_ARCH_DOCS_DIR", "REFERENCE_ARCH_DOCS_MAX_CHARS", "REFERENCE_ARCH_DOCS_EXAMPLES",
-                     "WEAVIATE_URL", "OPENAI_API_KEY", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER"):
-            os.environ.pop(name, None)
-        try:
-            yield Path(root)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    from reference_arch.testkit.environment import scoped_environment
+
+    unset = ("REFERENCE_ARCH_DOCS_DIR", "REFERENCE_ARCH_DOCS_MAX_CHARS", "REFERENCE_ARCH_DOCS_EXAMPLES",
+             "WEAVIATE_URL", "OPENAI_API_KEY", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER")
+    with tempfile.TemporaryDirectory(prefix="bench-rag-") as root, scoped_environment(
+            {"REFERENCE_ARCH_HOME": str(Path(root) / "home"),
+             "REFERENCE_ARCH_DOCS_PACKAGES": "pandas"},  # the default corpus: the whole pandas API
+            unset=unset):
+        yield Path(root)
 
 
 def peak_rss_mb() -> float:
@@ -108,8 +105,9 @@ def throughput(embeddings, home: Path) -> dict:
     import dagster as dg
 
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource, load_sentence_transformer
-    from reference_arch.rag.defs import processing
     from reference_arch.rag.chunking import CHUNK_FIELDS
+    from reference_arch.rag.defs import processing
+    from reference_arch.testkit.environment import scoped_environment
 
     rows = processing.read_rows(processing.chunks_path())[:THROUGHPUT_CHUNKS]
     texts = [r["text"] for r in rows]
@@ -125,9 +123,7 @@ def throughput(embeddings, home: Path) -> dict:
     best = max(sweep, key=sweep.get)
     step_home = home / "throughput-home"
     step_home.mkdir()
-    saved = os.environ["REFERENCE_ARCH_HOME"]
-    os.environ["REFERENCE_ARCH_HOME"] = str(step_home)
-    try:
+    with scoped_environment({"REFERENCE_ARCH_HOME": str(step_home)}):
         processing.write_rows(processing.chunks_path(), rows, CHUNK_FIELDS)
         step_resource = EmbeddingsResource(provider="local", batch_size=best)
         bare_runs, step_runs = [], []
@@ -144,8 +140,6 @@ def throughput(embeddings, home: Path) -> dict:
                 meta = result.get_asset_materialization_events()[0].materialization.metadata
                 # the step's own work (embedding and writing the cache), and the whole Dagster run
                 step_runs.append((len(texts) / meta["embedding_seconds"].value, len(texts) / run_s))
-    finally:
-        os.environ["REFERENCE_ARCH_HOME"] = saved
     return {"best_batch": best, "bare": max(bare_runs), "step": max(s for s, _ in step_runs),
             "run": max(r for _, r in step_runs)}
 

@@ -8,6 +8,7 @@ are shared and noisy, so only same-run comparisons mean anything.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -23,9 +24,20 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 
 
+def benchmark_names(argv: list[str]) -> list[str]:
+    """The benchmarks named on the command line (all of them when none is); ``--help`` says which exist."""
+    known = sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
+    cli = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    cli.add_argument("names", nargs="*", metavar="NAME", help=f"default: all of {', '.join(known)}")
+    names = cli.parse_args(argv).names
+    if unknown := [name for name in names if name not in known]:
+        cli.error(f"no benchmark {', '.join(unknown)}: bench/ has {', '.join(known)}")
+    return names or known
+
+
 def main(argv: list[str]) -> int:
+    names = benchmark_names(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    names = argv or sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
     failed = 0
     for name in names:
         started = time.perf_counter()

@@ -1,7 +1,5 @@
-"""Shared fixtures: a temporary project home, a temporary Dagster instance, and a tiny real model.
-
-The tiny model is a randomly initialised GPT-2-style causal LM with a byte-level BPE tokenizer
-trained here on a few lines of text: real Hugging Face code paths, no hub, built in a second.
+"""Shared fixtures: a temporary project home, a temporary Dagster instance, and a tiny real model
+(``reference_arch.testkit.tiny_model``, which the benchmarks use too).
 """
 
 from __future__ import annotations
@@ -12,37 +10,8 @@ from pathlib import Path
 import pytest
 
 import reference_arch  # noqa: F401  (sets the offline switches)
-
-TINY_TEXT = [
-    "import pandas as pd\nseries = pd.Series([1, 2, 3], name='values')\n",
-    "A Series is a one-dimensional labeled array. See https://pandas.pydata.org/docs/ for more.\n",
-    "def add(a, b):\n    return a + b\n",
-    "class Frame:\n    def __init__(self, rows):\n        self.rows = rows\n",
-] * 20
-
-
-def build_tiny_model(target: Path, n_layer: int = 2, n_positions: int = 128) -> Path:
-    """Save a random GPT-2-style model and its tokenizer under ``target``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|pad|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(TINY_TEXT, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
-                                        bos_token="<|endoftext|>")
-    import torch
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=n_layer, n_head=2,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
-    GPT2LMHeadModel(config).save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
+from reference_arch.testkit.environment import SECRETS_AND_SWITCHES
+from reference_arch.testkit.tiny_model import TINY_MODEL_NAME, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -52,25 +21,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tmp_home(tmp_path, monkeypatch) -> Path:
-    """A fresh REFERENCE_ARCH_HOME and DAGSTER_HOME; no OpenAI key."""
+    """A fresh REFERENCE_ARCH_HOME and DAGSTER_HOME; no secret nor backend switch (offline defaults)."""
     home = tmp_path / "home"
     monkeypatch.setenv("REFERENCE_ARCH_HOME", str(home))
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "GITHUB_TOKEN", "SLACK_BOT_TOKEN",
-                 "REFERENCE_ARCH_LLM_MODEL"):
+    for name in SECRETS_AND_SWITCHES:
         monkeypatch.delenv(name, raising=False)
     return home
 
 
 @pytest.fixture
 def registry_with_tiny_model(tmp_home, tiny_model_dir):
-    """The temporary home's registry holding the tiny model as ``tiny-lm`` version 1."""
+    """The temporary home's registry holding the tiny model as ``tiny-lm`` (``TINY_MODEL_NAME``) version 1."""
     from reference_arch.common.registry import ModelRegistry
 
     registry = ModelRegistry()
-    registry.publish("tiny-lm", tiny_model_dir, {"kind": "test"})
+    registry.publish(TINY_MODEL_NAME, tiny_model_dir, {"kind": "test"})
     return registry
 
 

@@ -97,7 +97,7 @@ def github_export(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def chat_model_dir(tmp_path_factory) -> Path:
     """The conftest's tiny random model with room for a chat example (512 positions)."""
-    from reference_arch_tests.conftest import build_tiny_model
+    from reference_arch.testkit.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("chat-model"), n_positions=512)
 

@@ -75,6 +75,6 @@ def test_bad_sources_fail_clearly(tmp_home, tmp_path):
         build_model(init_from=str(tmp_path / "missing"))
     with pytest.raises(ModelInitError, match="context"):
         build_model(init_from="registry:nothing@latest") if False else None
-        from reference_arch_tests.conftest import build_tiny_model
+        from reference_arch.testkit.tiny_model import build_tiny_model
 
         build_model(init_from=str(build_tiny_model(tmp_path / "m", n_positions=16)), context_length=64)

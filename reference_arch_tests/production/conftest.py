@@ -1,61 +1,30 @@
 """Fixtures for the production-shaped tests: a fresh Postgres database, an instance on it built
-from docker/dagster.yaml, and one ``dagster dev`` webserver shared by the UI and GraphQL tests.
+from docker/dagster.yaml, and one ``dagster dev`` webserver shared by the UI and GraphQL tests
+(the server, the database and the webserver runner are ``reference_arch.testkit``'s, shared with bench/).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch_tests.production.webserver import Webserver, start_webserver
+from reference_arch.testkit.postgres import LOCAL_POSTGRES_URL, postgres_server_url, temporary_database
+from reference_arch.testkit.webserver import Webserver, start_webserver
 
 ARTIFACTS = PROJECT_ROOT / "artifacts"
 
 
 # -- services: used when the machine has them, else skipped with one line (CI: required) ---------
-LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # what .ci/prepare starts
-
-
 def service_missing(message: str) -> None:
     """Skip with ``message`` (how to enable the tests), or fail under REFERENCE_ARCH_REQUIRE_SERVICES=1 (CI)."""
     if os.environ.get("REFERENCE_ARCH_REQUIRE_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def accepts_connections(url: str, timeout_s: int = 2) -> bool:
-    import psycopg2
-
-    try:
-        psycopg2.connect(url, connect_timeout=timeout_s).close()
-    except psycopg2.Error:
-        return False
-    return True
-
-
-def postgres_server_url() -> str | None:
-    """The server to test against: ``DAGSTER_PG_URL``, the ``DAGSTER_POSTGRES_*`` variables, or a
-    PostgreSQL accepting connections at 127.0.0.1:5432 as user ``postgres`` (a developer's machine)."""
-    if os.environ.get("DAGSTER_PG_URL"):
-        return os.environ["DAGSTER_PG_URL"]
-    if os.environ.get("DAGSTER_POSTGRES_HOST"):
-        user = quote(os.environ.get("DAGSTER_POSTGRES_USER", "postgres"))
-        password = os.environ.get("DAGSTER_POSTGRES_PASSWORD")
-        auth = f"{user}:{quote(password)}" if password else user
-        host, port = os.environ["DAGSTER_POSTGRES_HOST"], os.environ.get("DAGSTER_POSTGRES_PORT", "5432")
-        return f"postgresql://{auth}@{host}:{port}/{os.environ.get('DAGSTER_POSTGRES_DB', 'postgres')}"
-    return LOCAL_POSTGRES_URL if accepts_connections(LOCAL_POSTGRES_URL) else None
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -65,20 +34,8 @@ def pg_database_url():
     if not server:
         service_missing(f"no PostgreSQL: start one accepting `{LOCAL_POSTGRES_URL}` or set DAGSTER_PG_URL "
                         "to run the Postgres tests (.ci/prepare starts one)")
-    import psycopg2
-
-    server = server.replace("postgresql+psycopg2://", "postgresql://")  # a SQLAlchemy URL works too
-    name = f"reference_arch_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(server, name)
-        with admin.cursor() as cur:  # WITH (FORCE): a pooled connection may still be open
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with temporary_database(server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -105,7 +62,7 @@ def pg_instance(pg_database_url, tmp_home, monkeypatch):
 
 @pytest.fixture(scope="session")
 def webserver(tmp_path_factory, tiny_model_dir) -> Webserver:
-    """One ``dagster dev`` for the browser and GraphQL tests (see webserver.py)."""
+    """One ``dagster dev`` for the browser and GraphQL tests (``reference_arch.testkit.webserver``)."""
     server = start_webserver(tmp_path_factory.mktemp("webserver"), tiny_model_dir)
     try:
         server.wait_until_loaded()

@@ -9,7 +9,7 @@ import dagster as dg
 
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch_tests.production.webserver import LOCATIONS, graphql, location_statuses
+from reference_arch.testkit.webserver import LOCATIONS, graphql, location_statuses
 
 RUNS = "{ runsOrError { __typename ... on Runs { results { runId jobName status } } } }"
 

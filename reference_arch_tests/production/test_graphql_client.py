@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from reference_arch.common.questions import question_run_config
+from reference_arch.testkit.webserver import graphql
 from reference_arch_tests.production.conftest import build_rag_index, tiny_rag_exports
-from reference_arch_tests.production.webserver import graphql
 
 QUESTION_JOBS = {"prompt": "prompt_question_job", "rag": "rag_question_job"}
 QUESTIONS = {"prompt": "What is a series?", "rag": "How do I rename the index of a Series?"}

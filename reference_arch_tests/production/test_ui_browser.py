@@ -9,7 +9,7 @@ import importlib
 import dagster as dg
 import pytest
 
-from reference_arch_tests.production.webserver import LOCATIONS, graphql
+from reference_arch.testkit.webserver import LOCATIONS, graphql
 
 ASSET_NODES = "{ assetNodes { assetKey { path } groupName repository { location { name } } } }"
 

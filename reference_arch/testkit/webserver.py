@@ -1,6 +1,6 @@
-"""Plain ``dagster dev`` for the UI tests and the production benchmark: started on a free loopback port
-in a session of its own (job control), polled over GraphQL until every location is loaded, stopped
-by its process id."""
+"""Plain ``dagster dev`` for the UI and GraphQL tests and the production benchmark: started on a free
+loopback port in a session of its own (job control), polled over GraphQL until every location is
+loaded, stopped by its process group."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 from reference_arch.common.settings import PROJECT_ROOT
+from reference_arch.testkit.environment import SECRETS_AND_SWITCHES
+from reference_arch.testkit.tiny_model import TINY_MODEL_NAME
 
 LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
-SECRETS_AND_SWITCHES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "GITHUB_TOKEN",
-                        "SLACK_BOT_TOKEN", "REFERENCE_ARCH_LLM_MODEL")
 
 
 def free_port() -> int:
@@ -114,7 +114,7 @@ def start_webserver(root: Path, tiny_model_dir: Path) -> Webserver:
     dagster_home = checkout / ".dagster_home"
     dagster_home.mkdir()
     write_instance_config(dagster_home)  # as `reference-arch` leaves it after a first run
-    ModelRegistry(reference_arch_home / "models").publish("tiny-lm", tiny_model_dir, {"kind": "test"})
+    ModelRegistry(reference_arch_home / "models").publish(TINY_MODEL_NAME, tiny_model_dir, {"kind": "test"})
     env = {k: v for k, v in os.environ.items() if k not in (*SECRETS_AND_SWITCHES, "DAGSTER_HOME")}
     env.update(REFERENCE_ARCH_HOME=str(reference_arch_home), DAGSTER_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
     port = free_port()
