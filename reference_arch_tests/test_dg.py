@@ -1,0 +1,43 @@
+"""The `dg` CLI sees the four code locations as one workspace of four projects and loads them all."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from reference_arch.common.settings import PROJECT_ROOT
+
+LOCATIONS = ["prompt", "rag", "finetune", "pretrain"]
+
+
+def _dg(*args: str, dagster_home: Path, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
+    """Run ``dg ARGS`` the way a user does: the venv's bin first on PATH, this checkout importable."""
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "DAGSTER_HOME": str(dagster_home),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run(["dg", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_dg_lists_the_four_locations_as_projects(tmp_path):
+    out = _dg("list", "projects", dagster_home=tmp_path)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert out.stdout.split() == [f"reference_arch/{location}" for location in LOCATIONS]
+
+
+def test_dg_check_defs_loads_every_location(tmp_path):
+    out = _dg("check", "defs", "--use-active-venv", "--log-level", "info", dagster_home=tmp_path)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "All definitions loaded successfully." in out.stdout
+    for location in LOCATIONS:
+        assert f"Validation successful for code location {location}." in out.stdout
+
+
+def test_plain_dagster_dev_still_reads_workspace_yaml(monkeypatch):
+    """Plain `dagster dev` prefers a [tool.dg] (or [tool.dagster]) block in pyproject.toml to workspace.yaml,
+    so dg's workspace lives in dg.toml."""
+    from dagster._cli.workspace.cli_target import _get_workspace_load_target_from_cli_opts
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_shared.cli import WorkspaceOpts
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    assert _get_workspace_load_target_from_cli_opts(WorkspaceOpts()) == WorkspaceFileTarget(paths=["workspace.yaml"])
