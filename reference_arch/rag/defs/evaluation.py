@@ -13,10 +13,10 @@ With nothing to judge (a corpus of one's own and no question set for it) it pass
 """
 
 import hashlib
-import json
 
 import dagster as dg
 
+from reference_arch.common.atomic import write_json
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
@@ -155,9 +155,9 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
     total = sum(len(q) for q in sets.values())
     selection = (", ".join(f"{m} {v:.3f}" for m, v in result["mean_dev_recall"].items())
                  if result["mean_dev_recall"] else "no judged dev questions")
-    best_mode_path().write_text(json.dumps({
+    write_json(best_mode_path(), {  # atomically: question runs read it meanwhile (retrieval.default_mode)
         "best_mode": best, "k": k, "chosen_by": f"mean dev recall@{k} over {len(sets)} sets",
-        "mean_dev_recall": result["mean_dev_recall"], "scores": scores}, indent=2))
+        "mean_dev_recall": result["mean_dev_recall"], "scores": scores})
 
     metadata: dict = {"questions": total, "judged": len(judged), "best_mode": best, "k": k,
                       "selection": dg.MetadataValue.text(f"mean dev recall@{k} over the sets: {selection} -> {best}"),

@@ -42,14 +42,12 @@ def chunks_path() -> Path:
 def write_rows(path: Path, rows: list[dict], fields) -> None:
     """Rows as a Parquet file, replaced atomically (readers see the old file or the new one)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from reference_arch.common.atomic import write_parquet
 
     table = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
         {f: pa.array([], type=pa.string()) for f in fields})
-    from reference_arch.common.atomic import staging_file
-
-    with staging_file(path) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(path, table)
 
 
 # Which asset writes each derived file: what to re-materialize when one cannot be read.
