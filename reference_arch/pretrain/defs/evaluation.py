@@ -9,6 +9,7 @@ from pydantic import Field
 
 from reference_arch.common.llm.local import pick_device
 from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
 from reference_arch.common.questions import markdown_code
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.training import trained_model, validation_blocks
@@ -68,11 +69,8 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig) -> d
     return dg.MaterializeResult(metadata={
         "validation_loss": loss, "perplexity": ppl, "initial_perplexity": initial_ppl, "parse_rate": parse_rate,
         "valid_prefix_rate": prefix_rate, "completions": len(samples), "examples": dg.MetadataValue.md(shown or "(no prompts found)"),
-        "samples": dg.MetadataValue.table(
-            records=[dg.TableRecord({"prompt": s["prompt"][:200], "completion": s["completion"][:300],
-                                     "parses": s["parses"], "valid_prefix": s["valid_prefix"]}) for s in samples],
-            schema=dg.TableSchema(columns=[dg.TableColumn("prompt", "string"), dg.TableColumn("completion", "string"),
-                                           dg.TableColumn("parses", "bool"), dg.TableColumn("valid_prefix", "bool")])),
+        "samples": table([{**s, "prompt": s["prompt"][:200], "completion": s["completion"][:300]} for s in samples],
+                         ["prompt", "completion", ("parses", "bool"), ("valid_prefix", "bool")]),
     })
 
 

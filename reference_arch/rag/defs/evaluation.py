@@ -19,6 +19,7 @@ import dagster as dg
 from reference_arch.common.atomic import write_json
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import OWNERS
+from reference_arch.common.metadata import table
 from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
 from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
@@ -172,23 +173,18 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                 metadata[f"{name}/{split}/{mode}/recall@{k}"] = round(s["recall"], 4)
                 metadata[f"{name}/{split}/{mode}/mrr"] = round(s["mrr"], 4)
             base = by_mode.get(BASELINE)
-            summary.append(dg.TableRecord({
+            summary.append({
                 "set": name, "part": split, "judged": n, f"{best} recall@{k}": round(by_mode[best]["recall"], 4),
                 f"{best} mrr": round(by_mode[best]["mrr"], 4),
                 f"baseline recall@{k}": round(base["recall"], 4) if base else None,
-                "baseline mrr": round(base["mrr"], 4) if base else None}))
-    metadata["summary"] = dg.MetadataValue.table(records=summary, schema=dg.TableSchema(columns=[
-        dg.TableColumn("set", "string"), dg.TableColumn("part", "string"), dg.TableColumn("judged", "int"),
-        *(dg.TableColumn(c, "float") for c in (f"{best} recall@{k}", f"{best} mrr", f"baseline recall@{k}",
-                                                "baseline mrr"))]))
+                "baseline mrr": round(base["mrr"], 4) if base else None})
+    metadata["summary"] = table(summary, ["set", "part", ("judged", "int"), *(
+        (c, "float") for c in (f"{best} recall@{k}", f"{best} mrr", f"baseline recall@{k}", "baseline mrr"))])
     rankings = result["rankings"]
-    metadata["per_question"] = dg.MetadataValue.table(
-        records=[dg.TableRecord({"set": q.set_name, "id": q.id, "part": q.split, "question": q.question,
-                                 "relevant": ", ".join(rel), **{m: first_rank(rankings[m][i], rel) for m in rankings}})
-                 for i, (q, rel) in enumerate(judged)],
-        schema=dg.TableSchema(columns=[*(dg.TableColumn(c, "string") for c in ("set", "id", "part", "question",
-                                                                               "relevant")),
-                                       *(dg.TableColumn(m, "int") for m in rankings)]))
+    metadata["per_question"] = table(
+        [{"set": q.set_name, "id": q.id, "part": q.split, "question": q.question, "relevant": ", ".join(rel),
+          **{m: first_rank(rankings[m][i], rel) for m in rankings}} for i, (q, rel) in enumerate(judged)],
+        ["set", "id", "part", "question", "relevant", *((m, "int") for m in rankings)])
     yield dg.MaterializeResult(metadata=metadata)
     yield quality_check(result, config, total)
 

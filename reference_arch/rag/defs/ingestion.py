@@ -20,6 +20,7 @@ from typing import Iterator
 import dagster as dg
 
 from reference_arch.common.locations import OWNERS
+from reference_arch.common.metadata import table
 from reference_arch.rag import config
 
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -236,8 +237,6 @@ def docs_partitions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "partitions": len(prints),
         "added": dg.MetadataValue.text(", ".join(new) or "none"),
-        "fingerprints": dg.MetadataValue.table(
-            records=[dg.TableRecord({"partition": k, "fingerprint": v[:80]}) for k, v in sorted(prints.items())],
-            schema=dg.TableSchema(columns=[dg.TableColumn("partition", "string"),
-                                           dg.TableColumn("fingerprint", "string")])),
+        "fingerprints": table([{"partition": k, "fingerprint": v[:80]} for k, v in sorted(prints.items())],
+                              ["partition", "fingerprint"]),
     })

@@ -18,6 +18,7 @@ import dagster as dg
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import OWNERS
+from reference_arch.common.metadata import table
 from reference_arch.rag.config import rag_dir
 from reference_arch.rag.defs.ingestion import DLT_RESOURCES, dlt_asset_key
 
@@ -45,9 +46,9 @@ def write_rows(path: Path, rows: list[dict], fields) -> None:
 
     from reference_arch.common.atomic import write_parquet
 
-    table = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
+    arrow = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
         {f: pa.array([], type=pa.string()) for f in fields})
-    write_parquet(path, table)
+    write_parquet(path, arrow)
 
 
 # Which asset writes each derived file: what to re-materialize when one cannot be read.
@@ -78,12 +79,6 @@ def read_previous(context, path: Path, columns: list[str] | None = None) -> tupl
     except dg.Failure as failure:
         context.log.warning(f"{failure.description.split('; it is derived')[0]}; rebuilding it from scratch")
         return [], 1
-
-
-def _table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.TableMetadataValue:
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({c: str(r.get(c, ""))[:200] for c in columns}) for r in rows[:limit]],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]))
 
 
 def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
@@ -118,7 +113,7 @@ def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         "changed": sum(1 for k, h in now.items() if k in before and before[k] != h),
         "removed": sum(1 for k in before if k not in now), "previous_unreadable": unreadable,
         "path": dg.MetadataValue.path(str(documents_path())),
-        "sample": _table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"]),
+        "sample": table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"], 10, 200),
     })
 
 
@@ -164,7 +159,7 @@ def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: 
         "documents_unchanged": len(docs) - rechunked, "previous_unreadable": unreadable, "token_limit": limit,
         "max_tokens": max(tokens, default=0), "mean_tokens": round(sum(tokens) / max(1, len(tokens)), 1),
         "total_tokens": sum(tokens), "chunker": chunker, "path": dg.MetadataValue.path(str(chunks_path())),
-        "sample": _table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"]),
+        "sample": table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"], 10, 200),
     })
 
 
