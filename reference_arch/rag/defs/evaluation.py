@@ -18,7 +18,7 @@ import dagster as dg
 
 from reference_arch.common.atomic import write_json
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
@@ -129,7 +129,7 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
 
 
 @dg.asset(
-    key=["rag", "retrieval_evaluation"], group_name="rag", owners=OWNERS, kinds={"python", "langchain"},
+    **asset_defaults("rag"), kinds={"python", "langchain"},
     deps=[vector_index], automation_condition=AFTER_INGESTION,
     check_specs=[dg.AssetCheckSpec("retrieval_quality", asset=dg.AssetKey(["rag", "retrieval_evaluation"]),
                                    description="On the test parts of the question sets (the questions whose "

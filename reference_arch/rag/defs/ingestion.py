@@ -19,7 +19,7 @@ from typing import Iterator
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.rag import config
 
@@ -55,8 +55,8 @@ def dlt_asset_key(source: str, resource: str) -> dg.AssetKey:
 
 def dlt_spec(source: str, resource: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        dlt_asset_key(source, resource), description=DESCRIPTIONS[(source, resource)], group_name="rag",
-        owners=OWNERS, kinds=KINDS[source], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
+        dlt_asset_key(source, resource), **asset_defaults("rag", prefix=False),
+        description=DESCRIPTIONS[(source, resource)], kinds=KINDS[source], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
         metadata={"dlt_source": source, "dlt_resource": resource},
     )
 
@@ -225,7 +225,7 @@ def docs_partition_changes(instance: dg.DagsterInstance) -> tuple[dict[str, str]
 
 
 @dg.asset(
-    key=DOCS_PARTITIONS_KEY, group_name="rag", owners=OWNERS, kinds={"python"},
+    **asset_defaults("rag"), kinds={"python"},  # its key is DOCS_PARTITIONS_KEY
     description="The docs partitions: one per package in REFERENCE_ARCH_DOCS_PACKAGES and per top-level folder "
                 "of REFERENCE_ARCH_DOCS_DIR, each with a fingerprint of its content; new ones are added to the "
                 "instance (the rag_docs_sensor does the same on every tick).",

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.rag.config import rag_dir
 from reference_arch.rag.defs.ingestion import DLT_RESOURCES, dlt_asset_key
@@ -86,7 +86,7 @@ def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
 
 
 @dg.asset(
-    key=["rag", "documents"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    **asset_defaults("rag"), kinds={"python", "parquet"},
     deps=[dlt_asset_key(s, r) for s, resources in DLT_RESOURCES.items() for r in resources],
     automation_condition=AFTER_INGESTION,
     description="Every ingested GitHub issue (with its human comments), Slack thread and docs page as one "
@@ -123,7 +123,7 @@ class ChunksConfig(dg.Config):
 
 
 @dg.asset(
-    key=["rag", "chunks"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    **asset_defaults("rag"), kinds={"python", "parquet"},
     deps=[documents], automation_condition=AFTER_INGESTION,
     description="Documents cut with langchain-text-splitters into chunks sized in the embedding model's own "
                 "tokens (Markdown headings, numpydoc and rst sections, code fences respected); each chunk "
@@ -170,7 +170,7 @@ def embedding_cache(embeddings: EmbeddingsResource, name: str = "chunks"):
 
 
 @dg.asset(
-    key=["rag", "embeddings"], group_name="rag", owners=OWNERS, kinds={"python", "huggingface", "openai"},
+    **asset_defaults("rag"), name="embeddings", kinds={"python", "huggingface", "openai"},
     deps=[chunks], automation_condition=AFTER_INGESTION,
     description="A normalised vector per chunk from the embeddings resource (local all-MiniLM-L6-v2 or OpenAI), "
                 "cached by text hash: texts already embedded with this model are not embedded again.",
