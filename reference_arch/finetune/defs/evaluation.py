@@ -11,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.common.atomic import write_json
-from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.common.locations import asset_defaults
+from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.config import prompts_path
 from reference_arch.finetune.split import VALIDATION
@@ -88,7 +89,7 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[fine_tuned_model],
     kinds={"huggingface", "openai"},
     description="The fine-tuned model, published once it beat its base: the merged LoRA model in the registry as "

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
-from reference_arch.finetune.config import COMMON, finetune_dir
+from reference_arch.finetune.config import finetune_dir
 
 START_ENV = "REFERENCE_ARCH_FINETUNE_START"
 REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"
@@ -99,7 +100,7 @@ def read_window(since: datetime, until: datetime) -> tuple[list[dict], list[dict
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"dlt", "duckdb", "github"},
@@ -121,7 +122,7 @@ def github_issues(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[github_issues],

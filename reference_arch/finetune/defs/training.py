@@ -11,9 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.trainer.resource import TrainerResource
-from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.defs.processing import check_prompt_files, prompts
 from reference_arch.finetune.config import prompts_path
@@ -59,7 +60,7 @@ def train_openai(context: dg.AssetExecutionContext, fine_tuning: FineTuningResou
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[prompts, PRETRAIN_PUBLISHED],
     kinds={"pytorch", "huggingface", "openai"},
     pool=GPU_POOL,

@@ -14,7 +14,6 @@ from reference_arch.common.questions import markdown_code
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.training import trained_model, validation_blocks
 
-COMMON = asset_defaults("pretrain")
 MODEL_NAME = "code-lm"
 
 
@@ -33,7 +32,7 @@ class EvaluationConfig(dg.Config):
     min_parse_rate: float = Field(0.0, description="The publishing gate: lowest share of completions that parse")
 
 
-@dg.asset(**COMMON, kinds={"pytorch", "python"}, deps=[trained_model], pool="gpu", description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "python"}, deps=[trained_model], pool="gpu", description=(
     "The trained model's held-out perplexity (validation blocks; the initial model's alongside) and the share "
     "of its sampled completions of validation-file function headers that parse as Python. A blocking check "
     "gates publishing."))
@@ -93,7 +92,7 @@ class PublishConfig(dg.Config):
     model_name: str = MODEL_NAME
 
 
-@dg.asset(**COMMON, kinds={"huggingface"}, deps=[evaluation], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface"}, deps=[evaluation], description=(
     "The trained model published to the model registry (`registry:code-lm@latest`) in Hugging Face format "
     "with a JSON card: corpus hash, tokenizer, config, steps, tokens seen, metrics, timestamps. The local "
     "LLM of the other locations."))
