@@ -10,6 +10,7 @@ from pydantic import Field
 from reference_arch.common.llm.local import pick_device
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
+from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.questions import markdown_code
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.training import trained_model, validation_blocks
@@ -32,7 +33,7 @@ class EvaluationConfig(dg.Config):
     min_parse_rate: float = Field(0.0, description="The publishing gate: lowest share of completions that parse")
 
 
-@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "python"}, deps=[trained_model], pool="gpu", description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "python"}, deps=[trained_model], pool=GPU_POOL, description=(
     "The trained model's held-out perplexity (validation blocks; the initial model's alongside) and the share "
     "of its sampled completions of validation-file function headers that parse as Python. A blocking check "
     "gates publishing."))

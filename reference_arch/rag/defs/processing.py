@@ -19,6 +19,8 @@ import dagster as dg
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
+from reference_arch.common.pools import pool_for
+from reference_arch.common.resources import embeddings_resource
 from reference_arch.rag.config import rag_dir
 from reference_arch.rag.defs.ingestion import DLT_RESOURCES, dlt_asset_key
 
@@ -172,6 +174,7 @@ def embedding_cache(embeddings: EmbeddingsResource, name: str = "chunks"):
 @dg.asset(
     **asset_defaults("rag"), name="embeddings", kinds={"python", "huggingface", "openai"},
     deps=[chunks], automation_condition=AFTER_INGESTION,
+    pool=pool_for(embeddings_resource().provider),  # OpenAI: the whole corpus, in batches
     description="A normalised vector per chunk from the embeddings resource (local all-MiniLM-L6-v2 or OpenAI), "
                 "cached by text hash: texts already embedded with this model are not embedded again.",
 )
