@@ -11,6 +11,8 @@ from typing import Any
 
 import dagster as dg
 
+from reference_arch.common.metadata import table
+
 DEFAULT_MAX_QUESTION_CHARS = 4000
 
 
@@ -96,8 +98,6 @@ def run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[st
 
 def sources_table(sources: list[dict]) -> dg.TableMetadataValue:
     """Retrieved sources as table metadata, best first."""
-    from reference_arch.common.metadata import table
-
     return table([{**s, "rank": i + 1, "score": float(s.get("score", 0.0))} for i, s in enumerate(sources)],
                  [("rank", "int"), "title", "source", ("score", "float")])
 

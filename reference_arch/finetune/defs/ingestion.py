@@ -153,7 +153,6 @@ def qa_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         **{key: totals[key] for key in count_keys},
         "by_month": table(by_month, ["month", *((c, "int") for c in ("issues", "pairs", "no_answer", "bot_replies",
                                                                      "empty_body")), ("mean_answer_chars", "float")]),
-        "sample": table([{"issue": f"{p['repo']}#{p['number']}", "question": p["question"][:160],
-                          "answer": p["answer"][:160], "answered_by": p["answer_author"]} for p in all_pairs[:10]],
-                        ["issue", "question", "answer", "answered_by"]),
+        "sample": table([{**p, "issue": f"{p['repo']}#{p['number']}", "answered_by": p["answer_author"]}
+                         for p in all_pairs[:10]], ["issue", "question", "answer", "answered_by"], max_chars=160),
     })
