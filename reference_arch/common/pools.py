@@ -2,9 +2,9 @@
 
 Training steps declare ``pool=GPU_POOL`` so two of them never share one device; steps that send
 their work to OpenAI (a fine-tuning job, embedding the corpus) declare ``pool=OPENAI_POOL`` to stay
-under rate limits, through ``pool_for`` since a location's settings decide where that work goes. Dagster 1.13's ``dagster.yaml``
-takes only a default pool limit (``concurrency: pools: default_limit``), so the per-pool limits are
-written into the instance here: ``python -m reference_arch.common.pools`` (the docker daemon runs
+under rate limits, through ``pool_for``, since a location's settings decide where that work goes.
+Dagster 1.13's ``dagster.yaml`` takes only a default pool limit (``concurrency: pools:
+default_limit``), so the per-pool limits are written into the instance here: ``python -m reference_arch.common.pools`` (the docker daemon runs
 it on start-up; equal to ``dagster instance concurrency set gpu 1`` and ``... openai 4``).
 """
 

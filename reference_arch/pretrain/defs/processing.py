@@ -79,8 +79,8 @@ class ShardConfig(dg.Config):
                                        "topped up in hash order to at least one block")
 
 
-@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface", "python"}, deps=[clean_corpus, tokenizer], partitions_def=SHARDS,
-          description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface", "python"}, deps=[clean_corpus, tokenizer],
+          partitions_def=SHARDS, description=(
               "Token ids of one shard of the cleaned corpus (files assigned by a stable hash of their path), "
               "encoded with `encode_batch`, one document per file ending with end-of-text, stored as "
               "Parquet. Text in a file never becomes a control token. Shards run concurrently."))

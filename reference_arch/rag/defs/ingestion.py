@@ -55,8 +55,8 @@ def dlt_asset_key(source: str, resource: str) -> dg.AssetKey:
 
 def dlt_spec(source: str, resource: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        dlt_asset_key(source, resource), **asset_defaults("rag", prefix=False),
-        description=DESCRIPTIONS[(source, resource)], kinds=KINDS[source], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
+        dlt_asset_key(source, resource), **asset_defaults("rag", prefix=False), kinds=KINDS[source],
+        description=DESCRIPTIONS[(source, resource)], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
         metadata={"dlt_source": source, "dlt_resource": resource},
     )
 
