@@ -7,9 +7,12 @@ so the rename survives a power cut. Directories are built under a staging name a
 same way (the old one is moved aside first, then removed).
 
     write_json(path, {"step": 3})
+    write_parquet(path, table)
     with open_atomic(path, "w") as out: out.write(...)
-    with staging_file(path) as tmp: pyarrow.parquet.write_table(table, tmp)
+    with staging_file(path) as tmp: other_library.save(tmp)
     with staging_dir(path) as tmp: model.save_pretrained(tmp)
+    with scratch_dir(path) as tmp: build(tmp); move_to_new(tmp, path)   # never over another's work
+    set_aside(path)   # an unreadable derived file, kept once as path.unreadable
 """
 
 from __future__ import annotations
@@ -85,6 +88,57 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any, **dumps: Any) -> Path:
     return write_text(path, json.dumps(data, **{"indent": 2, "default": str, **dumps}))
+
+
+def write_parquet(path: str | Path, table) -> Path:
+    """A ``pyarrow.Table`` as a Parquet file at ``path``."""
+    import pyarrow.parquet as pq
+
+    with staging_file(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def set_aside(path: str | Path, suffix: str = ".unreadable") -> Path | None:
+    """Rename ``path`` to ``path`` + ``suffix`` (replacing an earlier one), so a damaged derived file
+    is kept once for a look while a fresh one is written; ``None`` when there is no ``path``."""
+    source = Path(path)
+    aside = source.with_name(source.name + suffix)
+    try:
+        os.replace(source, aside)
+    except FileNotFoundError:
+        return None
+    return aside
+
+
+@contextlib.contextmanager
+def scratch_dir(beside: str | Path, prefix: str = "") -> Iterator[Path]:
+    """An empty directory in ``beside``'s parent directory (the same filesystem, so what is built
+    there can be renamed into place), removed with whatever is left in it when the block exits."""
+    target = Path(beside)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{prefix or target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def move_to_new(built: str | Path, path: str | Path) -> bool:
+    """Rename the finished directory ``built`` to ``path`` unless a file or a non-empty directory is
+    there already (another writer's work is never replaced): True when it moved, False when ``path``
+    was taken.
+    ``built`` must be on ``path``'s filesystem (build it in a ``scratch_dir(path)``)."""
+    source, target = Path(built), Path(path)
+    _fsync_tree(source)
+    try:
+        os.rename(source, target)  # fails on a non-empty directory (POSIX) or any existing one (Windows)
+    except OSError:
+        if target.exists():
+            return False
+        raise
+    _fsync_dir(target.parent)
+    return True
 
 
 @contextlib.contextmanager

@@ -43,7 +43,9 @@ def location_definitions(defs_root: ModuleType, *, resources: dict | None = None
                           resources=resources or {}, **extra)
 
 
-def asset_defaults(location: str) -> dict:
+def asset_defaults(location: str, *, prefix: bool = True) -> dict:
     """The key prefix, group and owners every asset of ``location`` shares: ``@dg.asset(**asset_defaults("rag"))``
-    gives the key ``rag/<function name>`` in the group ``rag``."""
-    return dict(key_prefix=[location], group_name=location, owners=OWNERS)
+    gives the key ``rag/<function name>`` (``name=`` when the key is not the function's name) in the group
+    ``rag``. ``prefix=False`` leaves the prefix out, for ``dg.AssetSpec``, which takes the whole key."""
+    shared = dict(group_name=location, owners=OWNERS)
+    return dict(key_prefix=[location], **shared) if prefix else shared

@@ -1,9 +1,10 @@
 """Concurrency pools: the limits the instance enforces on steps that name a pool.
 
-Training steps declare ``pool=GPU_POOL`` so two of them never share one device; steps that call
-OpenAI declare ``pool=OPENAI_POOL`` to stay under rate limits. Dagster 1.13's ``dagster.yaml``
-takes only a default pool limit (``concurrency: pools: default_limit``), so the per-pool limits are
-written into the instance here: ``python -m reference_arch.common.pools`` (the docker daemon runs
+Training steps declare ``pool=GPU_POOL`` so two of them never share one device; steps that send
+their work to OpenAI (a fine-tuning job, embedding the corpus) declare ``pool=OPENAI_POOL`` to stay
+under rate limits, through ``pool_for``, since a location's settings decide where that work goes.
+Dagster 1.13's ``dagster.yaml`` takes only a default pool limit (``concurrency: pools:
+default_limit``), so the per-pool limits are written into the instance here: ``python -m reference_arch.common.pools`` (the docker daemon runs
 it on start-up; equal to ``dagster instance concurrency set gpu 1`` and ``... openai 4``).
 """
 
@@ -15,6 +16,14 @@ GPU_POOL = "gpu"
 OPENAI_POOL = "openai"
 
 POOL_LIMITS = {GPU_POOL: 1, OPENAI_POOL: 4}
+
+
+def pool_for(provider: str | None, otherwise: str | None = None) -> str | None:
+    """The pool of a step whose work goes to ``provider``, as the location's resource is configured when
+    its definitions load: ``OPENAI_POOL`` for "openai", else ``otherwise`` (``GPU_POOL`` for a training
+    step, ``None`` for a step that needs no pool). A pool is part of the definitions: a run that
+    configures the resource otherwise keeps the pool the location loaded with."""
+    return OPENAI_POOL if provider == "openai" else otherwise
 
 
 def apply_pool_limits(instance: dg.DagsterInstance, limits: dict[str, int] | None = None) -> dict[str, int]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import dagster as dg
 
+from reference_arch.common.metadata import table
+
 DEFAULT_MAX_QUESTION_CHARS = 4000
 
 
@@ -96,17 +98,8 @@ def run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[st
 
 def sources_table(sources: list[dict]) -> dg.TableMetadataValue:
     """Retrieved sources as table metadata, best first."""
-    return dg.MetadataValue.table(
-        records=[
-            dg.TableRecord({"rank": i + 1, "title": str(s.get("title", "")), "source": str(s.get("source", "")),
-                            "score": float(s.get("score", 0.0))})
-            for i, s in enumerate(sources)
-        ],
-        schema=dg.TableSchema(columns=[
-            dg.TableColumn("rank", "int"), dg.TableColumn("title", "string"),
-            dg.TableColumn("source", "string"), dg.TableColumn("score", "float"),
-        ]),
-    )
+    return table([{**s, "rank": i + 1, "score": float(s.get("score", 0.0))} for i, s in enumerate(sources)],
+                 [("rank", "int"), "title", "source", ("score", "float")])
 
 
 # CommonMark lets any ASCII punctuation character be backslash-escaped (spec, "Backslash escapes").

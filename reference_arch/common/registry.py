@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reference_arch.common.atomic import write_json
+from reference_arch.common.atomic import move_to_new, scratch_dir, write_json
 from reference_arch.common.settings import home_path
 
 log = logging.getLogger(__name__)
@@ -57,11 +55,12 @@ class ModelRegistry:
             raise ValueError(f"{source_dir} is not a saved Hugging Face model (no config.json)")
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=model_dir))
-        try:
+        with scratch_dir(model_dir / "publish") as staging:
             shutil.copytree(source_dir, staging, dirs_exist_ok=True)
-            while True:  # another publisher may take a version number first
-                version = max(self._versions(name), default=0) + 1
+            # The next number after every version folder, damaged ones too (one whose card cannot be
+            # read is skipped by get/list, but its number stays taken); another publisher may take it first.
+            while True:
+                version = max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0) + 1
                 full_card = {
                     **(card or {}),
                     "name": name,
@@ -69,14 +68,8 @@ class ModelRegistry:
                     "published_at": datetime.now(timezone.utc).isoformat(),
                 }
                 write_json(staging / CARD, full_card)
-                try:
-                    os.rename(staging, model_dir / str(version))
+                if move_to_new(staging, model_dir / str(version)):
                     break
-                except OSError:
-                    if not (model_dir / str(version)).exists():
-                        raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return self.get(name, version)
 
     def _versions(self, name: str) -> list[int]:

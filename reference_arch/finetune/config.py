@@ -15,12 +15,8 @@ from typing import Optional
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
 from reference_arch.common.settings import home_path
 from reference_arch.finetune.chat_format import OPENAI_MIN_EXAMPLES, SYSTEM_PROMPT
-
-# What every finetune asset shares: its key prefix, UI group and owners.
-COMMON = dict(key_prefix=["finetune"], group_name="finetune", owners=OWNERS)
 
 PRETRAIN_MODEL = "code-lm"  # what the pretrain location publishes
 FINETUNED_MODEL = "code-lm-github"  # what this location publishes

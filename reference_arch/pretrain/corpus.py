@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sysconfig
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,10 +150,9 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
     url = f"{api_url.rstrip('/')}/repos/{repo}/tarball" + (f"/{ref}" if ref else "")
     request = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json",
                                                    **({"Authorization": f"Bearer {token}"} if token else {})})
-    from reference_arch.common.atomic import staging_dir
+    from reference_arch.common.atomic import scratch_dir, staging_dir
 
-    download = Path(tempfile.mkdtemp(prefix=".github-", dir=target.parent))
-    try:
+    with scratch_dir(target, "github") as download:
         archive = download / "repo.tar.gz"
         try:
             with urllib.request.urlopen(request, timeout=120) as response, open(archive, "wb") as out:
@@ -170,9 +168,7 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
         tree = tops[0] if len(tops) == 1 and tops[0].is_dir() else download / "x"
         with staging_dir(target) as staging:
             for child in tree.iterdir():
-                os.replace(child, staging / child.name)
-    finally:
-        shutil.rmtree(download, ignore_errors=True)
+                os.replace(child, staging / child.name)  # a move within the download folder's filesystem
     return target
 
 
@@ -198,15 +194,13 @@ def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:
 def write_parquet(files: list[dict], path: Path) -> Path:
     """Write records atomically (a reader never sees half a file, a failure keeps the old one)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from reference_arch.common.atomic import staging_file
+    from reference_arch.common import atomic
 
     columns = ("path", "text", "sha256", "bytes")
     table = pa.table({c: [f[c] for f in files] for c in columns}, schema=pa.schema(
         [("path", pa.string()), ("text", pa.large_string()), ("sha256", pa.string()), ("bytes", pa.int64())]))
-    with staging_file(path) as staging:
-        pq.write_table(table, staging)
+    atomic.write_parquet(path, table)
     return path
 
 

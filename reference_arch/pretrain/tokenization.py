@@ -122,13 +122,9 @@ def tokenize_files(tokenizer, files: list[dict]):
 
 def save_documents(table, path: Path) -> Path:
     """The documents of one shard as Parquet, written atomically."""
-    import pyarrow.parquet as pq
+    from reference_arch.common.atomic import write_parquet
 
-    from reference_arch.common.atomic import staging_file
-
-    with staging_file(path) as staging:
-        pq.write_table(table, staging)
-    return path
+    return write_parquet(path, table)
 
 
 def read_documents(paths: list[str]) -> tuple[list[str], list]:

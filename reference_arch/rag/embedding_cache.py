@@ -3,17 +3,17 @@
 Embedding is the slow step: a text is embedded once per model, whatever document or chunking it
 comes from, so re-materializing unchanged data, switching the vector store backend or rebuilding the
 index costs no model call. The file is rewritten atomically (temporary file, then rename). A file that
-cannot be read (truncated, not Parquet) is derived state: it is set aside as ``*.unreadable`` and the
+cannot be read (truncated, not Parquet) is derived state: it is set aside as ``*.parquet.unreadable`` and the
 cache starts empty (``unreadable`` says why), so the next embedding step rebuilds it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from reference_arch.common.atomic import set_aside
 from reference_arch.rag.config import rag_dir
 
 
@@ -37,7 +37,7 @@ class EmbeddingCache:
             except Exception as err:  # noqa: BLE001 - any unreadable file: derived, rebuilt
                 self.unreadable = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
                 self.index, self.matrix = {}, np.zeros((0, 0), dtype=np.float32)
-                os.replace(path, path.with_suffix(".unreadable"))  # kept once, for a look; next save rebuilds
+                set_aside(path)  # kept once, for a look, as *.parquet.unreadable; the next save rebuilds
 
     def _read(self) -> None:
         import numpy as np
@@ -86,17 +86,13 @@ class EmbeddingCache:
         if not self.changed:
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from reference_arch.common.atomic import write_parquet
 
         dim = self.matrix.shape[1] if len(self.index) else 0
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(self.matrix.reshape(-1), type=pa.float32()), dim) \
             if dim else pa.array([], type=pa.list_(pa.float32(), 1))
-        table = pa.table({"key": list(self.index), "vector": vectors})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        from reference_arch.common.atomic import staging_file
-
-        with staging_file(self.path) as tmp:
-            pq.write_table(table, tmp)
+        write_parquet(self.path, pa.table({"key": list(self.index), "vector": vectors}))
         self.changed = False
 
 

@@ -34,3 +34,48 @@ def test_a_failed_directory_write_keeps_the_old_directory(tmp_path):
         (tmp / "model.safetensors").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_parquet_is_written_whole_or_not_at_all(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reference_arch.common.atomic import write_parquet
+
+    target = tmp_path / "deep" / "rows.parquet"  # missing folders are made
+    write_parquet(target, pa.table({"id": ["a", "b"]}))
+    with pytest.raises(pa.ArrowInvalid):
+        write_parquet(target, pa.table({"id": ["c"]}).append_column("n", pa.array([1, 2])))
+    assert pq.read_table(target).to_pylist() == [{"id": "a"}, {"id": "b"}]
+    assert [p.name for p in target.parent.iterdir()] == ["rows.parquet"]
+
+
+def test_set_aside_keeps_one_copy_and_allows_a_missing_file(tmp_path):
+    from reference_arch.common.atomic import set_aside
+
+    target = tmp_path / "cache.sqlite"
+    assert set_aside(target) is None
+    target.write_text("first damage")
+    assert set_aside(target) == tmp_path / "cache.sqlite.unreadable"
+    target.write_text("second damage")
+    set_aside(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.sqlite.unreadable"]
+    assert (tmp_path / "cache.sqlite.unreadable").read_text() == "second damage"
+
+
+def test_move_to_new_never_replaces_another_writers_directory(tmp_path):
+    from reference_arch.common.atomic import move_to_new, scratch_dir
+
+    taken = tmp_path / "1"
+    taken.mkdir()
+    (taken / "card.json").write_text("theirs")
+    with scratch_dir(taken) as built:
+        (built / "card.json").write_text("mine")
+        assert not move_to_new(built, taken)
+        assert move_to_new(built, tmp_path / "2")
+    assert (taken / "card.json").read_text() == "theirs" and (tmp_path / "2" / "card.json").read_text() == "mine"
+    with pytest.raises(RuntimeError):
+        with scratch_dir(tmp_path / "3") as built:
+            (built / "half").write_text("x")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]  # the scratch folders are gone

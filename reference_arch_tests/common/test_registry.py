@@ -37,3 +37,17 @@ def test_errors_name_the_problem(tmp_home, tmp_path):
     with pytest.raises(ValueError, match="invalid model name"):
         registry.publish("../escape", tmp_path)
     assert not any(registry.root.iterdir())  # nothing half-written left behind
+
+
+@pytest.mark.timeout(60)
+def test_publishing_after_a_damaged_version_takes_the_next_number(tmp_home, tiny_model_dir):
+    """A version whose card cannot be read keeps its number: publishing goes past it (it used to retry
+    that number forever, since the damaged version is not listed but its folder blocks the rename)."""
+    registry = ModelRegistry()
+    registry.publish("code-lm", tiny_model_dir)
+    (registry.root / "code-lm" / "1" / "card.json").write_text("{trunc")
+    damaged = sorted(p.name for p in (registry.root / "code-lm" / "1").iterdir())
+    model = registry.publish("code-lm", tiny_model_dir, {"kind": "after"})
+    assert model.spec == "registry:code-lm@2" and model.card["kind"] == "after"
+    assert sorted(p.name for p in (registry.root / "code-lm" / "1").iterdir()) == damaged  # left as it was
+    assert sorted(p.name for p in (registry.root / "code-lm").iterdir()) == ["1", "2"]  # no staging left

@@ -74,6 +74,47 @@ def test_training_steps_hold_the_gpu_pool(location):
             assert definition.op.pool == GPU_POOL, f"{spec.key.to_user_string()} runs the trainer without pool='gpu'"
 
 
+POOLS_SCRIPT = """
+import json
+from reference_arch.finetune.definitions import defs as finetune
+from reference_arch.rag.definitions import defs as rag
+pools = {}
+for defs in (finetune, rag):
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition) and item.is_executable:
+            pools.update({key.to_user_string(): item.op.pool for key in item.keys})
+    for checks in defs.asset_checks or []:
+        pools.update({key.to_user_string(): checks.op.pool for key in checks.check_keys})
+print(json.dumps(pools))
+"""
+
+
+@pytest.mark.parametrize("openai", [False, True])
+def test_steps_that_send_work_to_openai_hold_the_openai_pool(openai):
+    """The settings that send work to OpenAI (the fine-tuning backend, the embeddings provider) put those
+    steps in the `openai` pool; LoRA keeps the `gpu` pool, local embeddings need none."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from reference_arch.common.pools import OPENAI_POOL
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REFERENCE_ARCH_FINETUNE_BACKEND", "REFERENCE_ARCH_EMBEDDINGS_PROVIDER")}
+    if openai:
+        env.update(REFERENCE_ARCH_FINETUNE_BACKEND="openai", REFERENCE_ARCH_EMBEDDINGS_PROVIDER="openai")
+    done = subprocess.run([sys.executable, "-c", "import dagster as dg" + POOLS_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pools = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = {"finetune/fine_tuned_model": OPENAI_POOL if openai else GPU_POOL,
+                "finetune/fine_tuned_model:better_than_base": OPENAI_POOL if openai else None,
+                "rag/embeddings": OPENAI_POOL if openai else None}
+    assert {key: pools[key] for key in expected} == expected
+    assert {key: pool for key, pool in pools.items() if key not in expected and pool} == {}
+
+
 def test_the_checker_catches_an_incomplete_asset():
     @dg.asset(key_prefix=["prompt"])
     def bare():

@@ -11,7 +11,6 @@ The cache is derived state: a file SQLite cannot read (truncated, not a database
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import warnings
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.load import dumps, loads
+
+from reference_arch.common.atomic import set_aside
 
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ class SQLiteResponseCache(BaseCache):
 
     def _start_over(self, err: Exception) -> None:
         log.warning("the LLM response cache %s cannot be read (%s); starting an empty one", self.path, err)
-        if os.path.exists(self.path):
-            os.replace(self.path, self.path + ".unreadable")
+        set_aside(self.path)
         self.rebuilt += 1
         self._create()
 

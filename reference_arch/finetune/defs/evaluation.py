@@ -11,7 +11,9 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.common.atomic import write_json
-from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.pools import pool_for
+from reference_arch.finetune.config import FineTuningResource, fine_tuning_resource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.config import prompts_path
 from reference_arch.finetune.split import VALIDATION
@@ -65,6 +67,7 @@ def evaluate_openai(context, record: dict, fine_tuning: FineTuningResource,
 @dg.asset_check(
     asset=fine_tuned_model,
     blocking=True,
+    pool=pool_for(fine_tuning_resource().backend),  # OpenAI: two chat completions per validation example
     description="The fine-tuned model beats its base on the validation set: lower answer loss (local) or higher "
                 "token F1 against the maintainers' answers (OpenAI). A model that is not better is not published.",
 )
@@ -88,7 +91,7 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[fine_tuned_model],
     kinds={"huggingface", "openai"},
     description="The fine-tuned model, published once it beat its base: the merged LoRA model in the registry as "

@@ -10,9 +10,10 @@ import json
 import dagster as dg
 
 from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
     markdown_text
-from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.defs.evaluation import published_model
 
 
@@ -42,14 +43,14 @@ def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResou
     return LLMResource(provider="local", model=f"registry:{fine_tuning.output_name}@latest", **settings)
 
 
-@dg.asset(**COMMON, kinds={"python"},
+@dg.asset(**asset_defaults("finetune"), kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
 def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
     return accept_question(context, config)
 
 
 @dg.asset(
-    **COMMON, kinds={"python", "huggingface", "openai"},
+    **asset_defaults("finetune"), kinds={"python", "huggingface", "openai"},
     ins={"question": dg.AssetIn(key=["finetune", "question"])},
     deps=[published_model],
     description="The fine-tuned model's answer, prompted with the system prompt it was trained with.",

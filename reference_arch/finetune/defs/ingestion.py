@@ -16,7 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.finetune.config import COMMON, finetune_dir
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
+from reference_arch.finetune.config import finetune_dir
 
 START_ENV = "REFERENCE_ARCH_FINETUNE_START"
 REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"
@@ -98,7 +100,7 @@ def read_window(since: datetime, until: datetime) -> tuple[list[dict], list[dict
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"dlt", "duckdb", "github"},
@@ -119,18 +121,8 @@ def github_issues(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     })
 
 
-def _pairs_table(pairs: list[dict], limit: int = 10) -> dg.TableMetadataValue:
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({"issue": f"{p['repo']}#{p['number']}", "question": p["question"][:160],
-                                 "answer": p["answer"][:160], "answered_by": p["answer_author"]})
-                 for p in pairs[:limit]],
-        schema=dg.TableSchema(columns=[dg.TableColumn(name, "string")
-                                       for name in ("issue", "question", "answer", "answered_by")]),
-    )
-
-
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[github_issues],
@@ -151,18 +143,16 @@ def qa_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         totals.update(counts)
         all_pairs += pairs
         mean_answer = sum(len(p["answer"]) for p in pairs) / len(pairs) if pairs else 0.0
-        by_month.append(dg.TableRecord({"month": month[:7], "issues": counts["issues"], "pairs": len(pairs),
-                                        "no_answer": counts["no_answer"], "bot_replies": counts["bot_replies"],
-                                        "empty_body": counts["empty_body"],
-                                        "mean_answer_chars": round(mean_answer, 1)}))
+        by_month.append({"month": month[:7], "issues": counts["issues"], "pairs": len(pairs),
+                         "no_answer": counts["no_answer"], "bot_replies": counts["bot_replies"],
+                         "empty_body": counts["empty_body"], "mean_answer_chars": round(mean_answer, 1)})
         context.log.info(f"{month[:7]}: {counts['issues']} issues -> {len(pairs)} pairs")
     count_keys = ("issues", "pairs", "pull_requests", "empty_body", "empty_replies", "bot_replies", "no_answer",
                   "duplicates", "cleaned")
     return dg.MaterializeResult(metadata={
         **{key: totals[key] for key in count_keys},
-        "by_month": dg.MetadataValue.table(records=by_month, schema=dg.TableSchema(columns=[
-            dg.TableColumn("month", "string"), *[dg.TableColumn(c, "int") for c in
-                                                 ("issues", "pairs", "no_answer", "bot_replies", "empty_body")],
-            dg.TableColumn("mean_answer_chars", "float")])),
-        "sample": _pairs_table(all_pairs),
+        "by_month": table(by_month, ["month", *((c, "int") for c in ("issues", "pairs", "no_answer", "bot_replies",
+                                                                     "empty_body")), ("mean_answer_chars", "float")]),
+        "sample": table([{**p, "issue": f"{p['repo']}#{p['number']}", "answered_by": p["answer_author"]}
+                         for p in all_pairs[:10]], ["issue", "question", "answer", "answered_by"], max_chars=160),
     })

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import markdown_text
-from reference_arch.finetune.config import COMMON, FineTuningResource, prompts_path, split_path
+from reference_arch.finetune.config import FineTuningResource, prompts_path, split_path
 from reference_arch.finetune.defs.ingestion import MONTHLY, pairs_path, qa_pairs
 from reference_arch.finetune.split import TRAIN, VALIDATION
 
@@ -34,7 +35,7 @@ def read_split() -> dict[str, list[dict]]:
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[qa_pairs],
     kinds={"python"},
     description="Every month's pairs, questions asked before removed, split into train and validation by a "
@@ -100,7 +101,7 @@ def token_rules(fine_tuning: FineTuningResource):
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[train_validation_split],
     kinds={"python", "openai"},
     description="Train and validation prompts in OpenAI chat JSONL: the seed's system prompt, the issue as the "

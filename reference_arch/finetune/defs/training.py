@@ -11,9 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from reference_arch.common.pools import GPU_POOL
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.pools import GPU_POOL, pool_for
 from reference_arch.common.trainer.resource import TrainerResource
-from reference_arch.finetune.config import COMMON, FineTuningResource, finetune_dir
+from reference_arch.finetune.config import FineTuningResource, fine_tuning_resource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch.finetune.defs.processing import check_prompt_files, prompts
 from reference_arch.finetune.config import prompts_path
@@ -59,10 +60,11 @@ def train_openai(context: dg.AssetExecutionContext, fine_tuning: FineTuningResou
 
 
 @dg.asset(
-    **COMMON,
+    **asset_defaults("finetune"),
     deps=[prompts, PRETRAIN_PUBLISHED],
     kinds={"pytorch", "huggingface", "openai"},
-    pool=GPU_POOL,
+    # The gpu pool for LoRA; the openai pool for an OpenAI job, which can run for hours on OpenAI's machines.
+    pool=pool_for(fine_tuning_resource().backend, GPU_POOL),
     description="The fine-tuned model: LoRA (peft) on the newest pretrain model through the shared trainer "
                 "(offline), or an OpenAI fine-tuning job through dagster-openai when the backend is openai.",
 )

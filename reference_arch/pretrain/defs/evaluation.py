@@ -9,11 +9,12 @@ from pydantic import Field
 
 from reference_arch.common.llm.local import pick_device
 from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
+from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.questions import markdown_code
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.training import trained_model, validation_blocks
 
-COMMON = asset_defaults("pretrain")
 MODEL_NAME = "code-lm"
 
 
@@ -32,7 +33,7 @@ class EvaluationConfig(dg.Config):
     min_parse_rate: float = Field(0.0, description="The publishing gate: lowest share of completions that parse")
 
 
-@dg.asset(**COMMON, kinds={"pytorch", "python"}, deps=[trained_model], pool="gpu", description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "python"}, deps=[trained_model], pool=GPU_POOL, description=(
     "The trained model's held-out perplexity (validation blocks; the initial model's alongside) and the share "
     "of its sampled completions of validation-file function headers that parse as Python. A blocking check "
     "gates publishing."))
@@ -68,11 +69,8 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig) -> d
     return dg.MaterializeResult(metadata={
         "validation_loss": loss, "perplexity": ppl, "initial_perplexity": initial_ppl, "parse_rate": parse_rate,
         "valid_prefix_rate": prefix_rate, "completions": len(samples), "examples": dg.MetadataValue.md(shown or "(no prompts found)"),
-        "samples": dg.MetadataValue.table(
-            records=[dg.TableRecord({"prompt": s["prompt"][:200], "completion": s["completion"][:300],
-                                     "parses": s["parses"], "valid_prefix": s["valid_prefix"]}) for s in samples],
-            schema=dg.TableSchema(columns=[dg.TableColumn("prompt", "string"), dg.TableColumn("completion", "string"),
-                                           dg.TableColumn("parses", "bool"), dg.TableColumn("valid_prefix", "bool")])),
+        "samples": table([{**s, "prompt": s["prompt"][:200], "completion": s["completion"][:300]} for s in samples],
+                         ["prompt", "completion", ("parses", "bool"), ("valid_prefix", "bool")]),
     })
 
 
@@ -95,7 +93,7 @@ class PublishConfig(dg.Config):
     model_name: str = MODEL_NAME
 
 
-@dg.asset(**COMMON, kinds={"huggingface"}, deps=[evaluation], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface"}, deps=[evaluation], description=(
     "The trained model published to the model registry (`registry:code-lm@latest`) in Hugging Face format "
     "with a JSON card: corpus hash, tokenizer, config, steps, tokens seen, metrics, timestamps. The local "
     "LLM of the other locations."))

@@ -11,7 +11,6 @@ from reference_arch.pretrain import store
 from reference_arch.pretrain.cleaning import REASONS, Rules
 from reference_arch.pretrain.corpus import DEFAULT_EXCLUDE, SKIP_REASONS, CorpusError
 
-COMMON = asset_defaults("pretrain")
 # The demo's budget: enough Python for a few hundred steps of the tiny model (see trained_model).
 DEMO_CORPUS_BYTES = 3_000_000
 
@@ -28,7 +27,7 @@ class CorpusConfig(dg.Config):
     exclude: list[str] = list(DEFAULT_EXCLUDE)
 
 
-@dg.asset(**COMMON, kinds={"python"}, description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"python"}, description=(
     "Source files of the pretraining corpus: a local directory (default: the Python standard library), "
     "a git checkout or a GitHub repository, sampled by a stable path hash up to a byte budget. Binary, "
     "non-UTF-8, empty, over-large files and symlinks are skipped and counted."))
@@ -80,7 +79,7 @@ class CleaningConfig(dg.Config):
     max_near_duplicate_rate: float = Field(0.01, description="The check's ceiling on near-duplicates left")
 
 
-@dg.asset(**COMMON, kinds={"python"}, deps=[raw_corpus], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"python"}, deps=[raw_corpus], description=(
     "The corpus cleaned: exact duplicates (content hash) and near-duplicates (MinHash LSH, datasketch) "
     "removed, files that do not parse as Python removed, auto-generated, minified, too-short and "
     "too-long files removed; each removal counted."))

@@ -10,7 +10,6 @@ from reference_arch.common.locations import asset_defaults
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.ingestion import clean_corpus
 
-COMMON = asset_defaults("pretrain")
 N_SHARDS = int(os.environ.get("REFERENCE_ARCH_PRETRAIN_SHARDS", "8"))
 DEFAULT_BLOCK_SIZE = 256
 
@@ -32,7 +31,7 @@ class TokenizerConfig(dg.Config):
     check_sample: int = 50
 
 
-@dg.asset(**COMMON, kinds={"huggingface", "python"}, deps=[clean_corpus], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface", "python"}, deps=[clean_corpus], description=(
     "A byte-level BPE tokenizer trained on the cleaned corpus with `tokenizers` (end-of-text and pad "
     "tokens distinct), saved as a `PreTrainedTokenizerFast`."))
 def tokenizer(context: dg.AssetExecutionContext, config: TokenizerConfig) -> dg.MaterializeResult:
@@ -80,8 +79,8 @@ class ShardConfig(dg.Config):
                                        "topped up in hash order to at least one block")
 
 
-@dg.asset(**COMMON, kinds={"huggingface", "python"}, deps=[clean_corpus, tokenizer], partitions_def=SHARDS,
-          description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface", "python"}, deps=[clean_corpus, tokenizer],
+          partitions_def=SHARDS, description=(
               "Token ids of one shard of the cleaned corpus (files assigned by a stable hash of their path), "
               "encoded with `encode_batch`, one document per file ending with end-of-text, stored as "
               "Parquet. Text in a file never becomes a control token. Shards run concurrently."))
@@ -106,7 +105,7 @@ def token_shards(context: dg.AssetExecutionContext, config: ShardConfig) -> dg.M
 
 
 # -- training dataset ------------------------------------------------------------------------------
-@dg.asset(**COMMON, kinds={"huggingface"}, deps=[token_shards], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"huggingface"}, deps=[token_shards], description=(
     "Every shard's documents split by file into train and validation (a stable hash of the path, topped "
     "up to at least one validation block), each side packed into fixed-length blocks and saved as Arrow "
     "`datasets` for the trainer."))

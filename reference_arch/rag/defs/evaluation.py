@@ -13,12 +13,13 @@ With nothing to judge (a corpus of one's own and no question set for it) it pass
 """
 
 import hashlib
-import json
 
 import dagster as dg
 
+from reference_arch.common.atomic import write_json
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
 from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
 from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
@@ -128,7 +129,7 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
 
 
 @dg.asset(
-    key=["rag", "retrieval_evaluation"], group_name="rag", owners=OWNERS, kinds={"python", "langchain"},
+    **asset_defaults("rag"), kinds={"python", "langchain"},
     deps=[vector_index], automation_condition=AFTER_INGESTION,
     check_specs=[dg.AssetCheckSpec("retrieval_quality", asset=dg.AssetKey(["rag", "retrieval_evaluation"]),
                                    description="On the test parts of the question sets (the questions whose "
@@ -155,9 +156,9 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
     total = sum(len(q) for q in sets.values())
     selection = (", ".join(f"{m} {v:.3f}" for m, v in result["mean_dev_recall"].items())
                  if result["mean_dev_recall"] else "no judged dev questions")
-    best_mode_path().write_text(json.dumps({
+    write_json(best_mode_path(), {  # atomically: question runs read it meanwhile (retrieval.default_mode)
         "best_mode": best, "k": k, "chosen_by": f"mean dev recall@{k} over {len(sets)} sets",
-        "mean_dev_recall": result["mean_dev_recall"], "scores": scores}, indent=2))
+        "mean_dev_recall": result["mean_dev_recall"], "scores": scores})
 
     metadata: dict = {"questions": total, "judged": len(judged), "best_mode": best, "k": k,
                       "selection": dg.MetadataValue.text(f"mean dev recall@{k} over the sets: {selection} -> {best}"),
@@ -172,23 +173,18 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                 metadata[f"{name}/{split}/{mode}/recall@{k}"] = round(s["recall"], 4)
                 metadata[f"{name}/{split}/{mode}/mrr"] = round(s["mrr"], 4)
             base = by_mode.get(BASELINE)
-            summary.append(dg.TableRecord({
+            summary.append({
                 "set": name, "part": split, "judged": n, f"{best} recall@{k}": round(by_mode[best]["recall"], 4),
                 f"{best} mrr": round(by_mode[best]["mrr"], 4),
                 f"baseline recall@{k}": round(base["recall"], 4) if base else None,
-                "baseline mrr": round(base["mrr"], 4) if base else None}))
-    metadata["summary"] = dg.MetadataValue.table(records=summary, schema=dg.TableSchema(columns=[
-        dg.TableColumn("set", "string"), dg.TableColumn("part", "string"), dg.TableColumn("judged", "int"),
-        *(dg.TableColumn(c, "float") for c in (f"{best} recall@{k}", f"{best} mrr", f"baseline recall@{k}",
-                                                "baseline mrr"))]))
+                "baseline mrr": round(base["mrr"], 4) if base else None})
+    metadata["summary"] = table(summary, ["set", "part", ("judged", "int"), *(
+        (c, "float") for c in (f"{best} recall@{k}", f"{best} mrr", f"baseline recall@{k}", "baseline mrr"))])
     rankings = result["rankings"]
-    metadata["per_question"] = dg.MetadataValue.table(
-        records=[dg.TableRecord({"set": q.set_name, "id": q.id, "part": q.split, "question": q.question,
-                                 "relevant": ", ".join(rel), **{m: first_rank(rankings[m][i], rel) for m in rankings}})
-                 for i, (q, rel) in enumerate(judged)],
-        schema=dg.TableSchema(columns=[*(dg.TableColumn(c, "string") for c in ("set", "id", "part", "question",
-                                                                               "relevant")),
-                                       *(dg.TableColumn(m, "int") for m in rankings)]))
+    metadata["per_question"] = table(
+        [{"set": q.set_name, "id": q.id, "part": q.split, "question": q.question, "relevant": ", ".join(rel),
+          **{m: first_rank(rankings[m][i], rel) for m in rankings}} for i, (q, rel) in enumerate(judged)],
+        ["set", "id", "part", "question", "relevant", *((m, "int") for m in rankings)])
     yield dg.MaterializeResult(metadata=metadata)
     yield quality_check(result, config, total)
 

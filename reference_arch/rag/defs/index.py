@@ -7,7 +7,7 @@ embedding model it was built with and refuses vectors of another.
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.vector_store.store import FIELDS, UnreadableIndexError, VectorStoreResource
 from reference_arch.rag.defs.processing import AFTER_INGESTION, COLLECTION, chunk_embeddings, chunks_path, \
@@ -72,7 +72,7 @@ def sync_index(collection, rows: list[dict], vectors_for, log=None) -> dict[str,
 
 
 @dg.asset(
-    key=["rag", "vector_index"], group_name="rag", owners=OWNERS, kinds={"lancedb", "weaviate"},
+    **asset_defaults("rag"), kinds={"lancedb", "weaviate"},
     deps=[chunk_embeddings], automation_condition=AFTER_INGESTION,
     description="The chunks and their vectors in the vector store (LanceDB under the home, or Weaviate with "
                 "WEAVIATE_URL), exactly as in rag/chunks: changed documents replaced atomically, vanished "

@@ -19,7 +19,8 @@ from typing import Iterator
 
 import dagster as dg
 
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
 from reference_arch.rag import config
 
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -54,8 +55,8 @@ def dlt_asset_key(source: str, resource: str) -> dg.AssetKey:
 
 def dlt_spec(source: str, resource: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        dlt_asset_key(source, resource), description=DESCRIPTIONS[(source, resource)], group_name="rag",
-        owners=OWNERS, kinds=KINDS[source], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
+        dlt_asset_key(source, resource), **asset_defaults("rag", prefix=False), kinds=KINDS[source],
+        description=DESCRIPTIONS[(source, resource)], deps=[DOCS_PARTITIONS_KEY] if source == "docs" else [],
         metadata={"dlt_source": source, "dlt_resource": resource},
     )
 
@@ -224,7 +225,7 @@ def docs_partition_changes(instance: dg.DagsterInstance) -> tuple[dict[str, str]
 
 
 @dg.asset(
-    key=DOCS_PARTITIONS_KEY, group_name="rag", owners=OWNERS, kinds={"python"},
+    **asset_defaults("rag"), kinds={"python"},  # its key is DOCS_PARTITIONS_KEY
     description="The docs partitions: one per package in REFERENCE_ARCH_DOCS_PACKAGES and per top-level folder "
                 "of REFERENCE_ARCH_DOCS_DIR, each with a fingerprint of its content; new ones are added to the "
                 "instance (the rag_docs_sensor does the same on every tick).",
@@ -236,8 +237,6 @@ def docs_partitions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "partitions": len(prints),
         "added": dg.MetadataValue.text(", ".join(new) or "none"),
-        "fingerprints": dg.MetadataValue.table(
-            records=[dg.TableRecord({"partition": k, "fingerprint": v[:80]}) for k, v in sorted(prints.items())],
-            schema=dg.TableSchema(columns=[dg.TableColumn("partition", "string"),
-                                           dg.TableColumn("fingerprint", "string")])),
+        "fingerprints": table([{"partition": k, "fingerprint": v[:80]} for k, v in sorted(prints.items())],
+                              ["partition", "fingerprint"]),
     })

@@ -17,7 +17,10 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import asset_defaults
+from reference_arch.common.metadata import table
+from reference_arch.common.pools import pool_for
+from reference_arch.common.resources import embeddings_resource
 from reference_arch.rag.config import rag_dir
 from reference_arch.rag.defs.ingestion import DLT_RESOURCES, dlt_asset_key
 
@@ -42,14 +45,12 @@ def chunks_path() -> Path:
 def write_rows(path: Path, rows: list[dict], fields) -> None:
     """Rows as a Parquet file, replaced atomically (readers see the old file or the new one)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
+    from reference_arch.common.atomic import write_parquet
+
+    arrow = pa.Table.from_pylist([{f: r.get(f) for f in fields} for r in rows]) if rows else pa.table(
         {f: pa.array([], type=pa.string()) for f in fields})
-    from reference_arch.common.atomic import staging_file
-
-    with staging_file(path) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(path, arrow)
 
 
 # Which asset writes each derived file: what to re-materialize when one cannot be read.
@@ -82,18 +83,12 @@ def read_previous(context, path: Path, columns: list[str] | None = None) -> tupl
         return [], 1
 
 
-def _table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.TableMetadataValue:
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({c: str(r.get(c, ""))[:200] for c in columns}) for r in rows[:limit]],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]))
-
-
 def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
     return {f"{field}/{k}": v for k, v in sorted(Counter(r[field] for r in rows).items())}
 
 
 @dg.asset(
-    key=["rag", "documents"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    **asset_defaults("rag"), kinds={"python", "parquet"},
     deps=[dlt_asset_key(s, r) for s, resources in DLT_RESOURCES.items() for r in resources],
     automation_condition=AFTER_INGESTION,
     description="Every ingested GitHub issue (with its human comments), Slack thread and docs page as one "
@@ -120,7 +115,7 @@ def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         "changed": sum(1 for k, h in now.items() if k in before and before[k] != h),
         "removed": sum(1 for k in before if k not in now), "previous_unreadable": unreadable,
         "path": dg.MetadataValue.path(str(documents_path())),
-        "sample": _table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"]),
+        "sample": table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"], 10, 200),
     })
 
 
@@ -130,7 +125,7 @@ class ChunksConfig(dg.Config):
 
 
 @dg.asset(
-    key=["rag", "chunks"], group_name="rag", owners=OWNERS, kinds={"python", "parquet"},
+    **asset_defaults("rag"), kinds={"python", "parquet"},
     deps=[documents], automation_condition=AFTER_INGESTION,
     description="Documents cut with langchain-text-splitters into chunks sized in the embedding model's own "
                 "tokens (Markdown headings, numpydoc and rst sections, code fences respected); each chunk "
@@ -166,7 +161,7 @@ def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: 
         "documents_unchanged": len(docs) - rechunked, "previous_unreadable": unreadable, "token_limit": limit,
         "max_tokens": max(tokens, default=0), "mean_tokens": round(sum(tokens) / max(1, len(tokens)), 1),
         "total_tokens": sum(tokens), "chunker": chunker, "path": dg.MetadataValue.path(str(chunks_path())),
-        "sample": _table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"]),
+        "sample": table(rows[:: max(1, len(rows) // 10)], ["id", "tokens", "text"], 10, 200),
     })
 
 
@@ -177,8 +172,9 @@ def embedding_cache(embeddings: EmbeddingsResource, name: str = "chunks"):
 
 
 @dg.asset(
-    key=["rag", "embeddings"], group_name="rag", owners=OWNERS, kinds={"python", "huggingface", "openai"},
+    **asset_defaults("rag"), name="embeddings", kinds={"python", "huggingface", "openai"},
     deps=[chunks], automation_condition=AFTER_INGESTION,
+    pool=pool_for(embeddings_resource().provider),  # OpenAI: the whole corpus, in batches
     description="A normalised vector per chunk from the embeddings resource (local all-MiniLM-L6-v2 or OpenAI), "
                 "cached by text hash: texts already embedded with this model are not embedded again.",
 )
