@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 CHECKPOINT_MARKER = "checkpoint.json"
 FINAL = "final"
@@ -113,9 +113,12 @@ def write_marker(path: Path, info: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def claim(output_dir: Path):
-    """Hold ``output_dir`` for this process (one trainer per directory; the lock goes when it dies),
-    or ``ValueError`` naming the directory when another process holds it."""
+_claimed: list = []  # the locks this process holds, until it ends
+
+
+def claim(output_dir: Path) -> None:
+    """Hold ``output_dir`` until this process ends (one trainer per directory; a dead process's
+    lock is gone with it), or ``ValueError`` naming the directory when another process holds it."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(output_dir / LOCK))
@@ -124,17 +127,19 @@ def claim(output_dir: Path):
     except Timeout:
         raise ValueError(f"another training process is writing to {output_dir}: wait for it to finish or "
                          "stop it") from None
-    return lock
+    _claimed.append(lock)
 
 
-def starting_point(output_dir: Path, resume: bool) -> tuple[Optional[Path], list[tuple[Path, str]]]:
-    """(the checkpoint to resume from or None, [(incomplete checkpoint, why)]), the incomplete ones
-    removed; every checkpoint removed when not resuming."""
+def starting_point(output_dir: Path, resume: bool,
+                   log: Callable[[str], None] = print) -> tuple[Optional[Path], list[tuple[Path, str]]]:
+    """(the checkpoint to resume from or None, [(incomplete checkpoint, why)]). The incomplete ones
+    are removed, each said in ``log``; every checkpoint is removed when not resuming."""
     if not resume:
         for stale in output_dir.glob("checkpoint-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return None, []
     complete, skipped = scan_checkpoints(output_dir)
-    for partial, _ in skipped:
+    for partial, why in skipped:
+        log(f"skipped {partial.name}: {why}; removed it")
         shutil.rmtree(partial, ignore_errors=True)
     return (complete[-1] if complete else None), skipped

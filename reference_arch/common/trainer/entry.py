@@ -92,10 +92,8 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     peak = spec.peak_flops or device_peak_flops(device, bf16)
 
     if is_rank_zero():
-        lock = claim(output_dir)  # noqa: F841  (held until this process ends)
-    resume_from, skipped = starting_point(output_dir, spec.resume)
-    for partial, why in skipped:
-        report.log(f"skipped {partial.name}: {why}; removed it")
+        claim(output_dir)  # one trainer per output directory
+    resume_from, skipped = starting_point(output_dir, spec.resume, report.log)
     resumed_step = checkpoint_step(resume_from) if resume_from else 0
 
     streamer = loop.Streamer(report, output_dir, spec.max_steps, shape.tokens_per_step, flop_params, peak)
