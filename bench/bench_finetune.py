@@ -35,21 +35,12 @@ def _base_model_dir(workdir: Path) -> tuple[str, str]:
     import glob
     import sysconfig
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     from reference_arch.common.trainer.model_init import build_model
+    from reference_arch.pretrain.tokenization import train_tokenizer
 
-    # The pretrain location's shape: byte-level BPE of 8,192 tokens on Python source, the tiny preset.
+    # The pretrain location's shape: its byte-level BPE of 8,192 tokens on Python source, the tiny preset.
     files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))[:100]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator((Path(f).read_text(errors="ignore") for f in files), trainers.BpeTrainer(
-        vocab_size=8192, special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|pad|>",
-                                        bos_token="<|endoftext|>")
+    tokenizer = train_tokenizer((Path(f).read_text(errors="ignore") for f in files), vocab_size=8192)
     model, how = build_model(preset="tiny", arch="gpt2", context_length=256, tokenizer=tokenizer)
     model.save_pretrained(workdir / "base")
     tokenizer.save_pretrained(workdir / "base")
@@ -58,16 +49,17 @@ def _base_model_dir(workdir: Path) -> tuple[str, str]:
 
 def _step_times(model_dir: str, settings) -> dict:
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
+    from reference_arch.common.trainer.models import apply_lora
+    from reference_arch.common.trainer.spec import LoraSpec
+    from reference_arch.finetune.local_backend import lora_settings
 
     def make(lora: bool):
         model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
         model.config.use_cache = False
-        if lora:  # the trainer's LoRA: these settings, all linear layers unless target modules are set
-            model = get_peft_model(model, LoraConfig(
-                r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                target_modules=settings.lora_target_modules or "all-linear", task_type="CAUSAL_LM"))
+        if lora:  # the trainer's LoRA, with the fine-tuning settings
+            model = apply_lora(model, LoraSpec(**lora_settings(settings)))
         params = [p for p in model.parameters() if p.requires_grad]
         return model.train(), torch.optim.AdamW(params, lr=settings.learning_rate)
 

@@ -122,7 +122,7 @@ def _preset_run(preset: str, *, steps: int, batch_size: int, context: int, peak:
     import torch
 
     from reference_arch.common.trainer.model_init import build_model
-    from reference_arch.common.trainer.resource import TrainerResource
+    from reference_arch.common.trainer.resource import TrainerResource, train_spec
     from reference_arch.pretrain.tokenization import train_tokenizer
 
     work = Path(tempfile.mkdtemp())
@@ -131,9 +131,9 @@ def _preset_run(preset: str, *, steps: int, batch_size: int, context: int, peak:
     model, _ = build_model(preset=preset, arch="gpt2", context_length=context, vocab_size=8192)
     model.save_pretrained(work / preset)
     train_tokenizer(["def f(x):\n    return x\n"] * 10, vocab_size=300).save_pretrained(work / preset)
-    spec = {"model_dir": str(work / preset), "train_data": [str(work / "data")], "output_dir": str(work / "out"),
-            "max_steps": steps, "batch_size": batch_size, "checkpoint_every": 0, "log_every": max(1, steps // 4),
-            "lr": 6e-4, "peak_flops": peak}
+    spec = train_spec(model_dir=str(work / preset), train_data=[str(work / "data")], output_dir=str(work / "out"),
+                      max_steps=steps, batch_size=batch_size, checkpoint_every=0, log_every=max(1, steps // 4),
+                      lr=6e-4, peak_flops=peak)
     summary = {}
 
     @dg.asset(name=f"{preset}_training")
@@ -165,8 +165,8 @@ def _gpu_rows() -> list[dict]:
 
 def run() -> dict:
     import dagster as dg
-    import torch
 
+    from reference_arch.common.trainer.device import pick_device
     from reference_arch.common.trainer.throughput import measure_peak_flops, mfu
     from reference_arch.testkit.environment import scoped_environment
 
@@ -223,7 +223,7 @@ def run() -> dict:
             rows.append(_row(f"MFU of the small preset ({small['total_params'] / 1e6:.0f}M, d_model 384) through "
                              "the trainer, batch 8x256", round(100 * small["mfu"], 1), "%", ">= 40 (aim)",
                              small["mfu"] >= 0.4))
-        if torch.cuda.is_available():
+        if pick_device() == "cuda":
             rows += _gpu_rows()
         else:
             rows.append(_row("H100 run (medium ~90M preset, bf16, torch.compile)", "not run: no GPU in this run",

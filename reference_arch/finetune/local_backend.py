@@ -63,29 +63,50 @@ def training_key(parts: list) -> str:
     return digest.hexdigest()[:16]
 
 
+def lora_spec(fine_tuning, base_path: str, workdir: Path, batch_size: int, n_train: int):
+    """The trainer's ``TrainSpec``: ``epochs`` passes over the training examples in full batches, a
+    tenth of them warm-up, three checkpoints (the newest kept), the LoRA settings of ``fine_tuning``."""
+    import math
+
+    from reference_arch.common.trainer.resource import train_spec
+    from reference_arch.finetune.split import TRAIN
+
+    max_steps = max(1, fine_tuning.epochs * (n_train // batch_size))
+    return train_spec(
+        model_dir=base_path, tokenizer_dir=str(workdir / "tokenizer"), output_dir=str(workdir / "output"),
+        # No eval_data: the evaluation check measures base and fine-tuned models on the same validation set.
+        train_data=[str(workdir / "data" / TRAIN)],
+        max_steps=max_steps, batch_size=batch_size, lr=fine_tuning.learning_rate,
+        warmup_steps=max(1, max_steps // 10), weight_decay=0.0, seed=fine_tuning.seed,
+        checkpoint_every=max(1, math.ceil(max_steps / 3)), keep_checkpoints=1,
+        log_every=max(1, max_steps // 10), lora=lora_settings(fine_tuning),
+    )
+
+
+def lora_settings(fine_tuning) -> dict:
+    return {"r": fine_tuning.lora_r, "alpha": fine_tuning.lora_alpha, "dropout": fine_tuning.lora_dropout,
+            "target_modules": fine_tuning.lora_target_modules}
+
+
 def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
     """LoRA on the base model through the shared trainer; returns (what the record keeps, metadata)."""
-    import math
     import shutil
 
     from reference_arch.common.atomic import staging_dir
-    from reference_arch.finetune.config import finetune_dir
+    from reference_arch.finetune.config import finetune_dir, prompts_path
     from reference_arch.finetune.jsonl import read_jsonl
-    from reference_arch.finetune.config import prompts_path
     from reference_arch.finetune.split import TRAIN, VALIDATION
 
     base_spec, base_path = fine_tuning.base_model_path()
-    lora = {"r": fine_tuning.lora_r, "alpha": fine_tuning.lora_alpha, "dropout": fine_tuning.lora_dropout,
-            "target_modules": fine_tuning.lora_target_modules}
     n_train = len(read_jsonl(prompts_path(TRAIN)))
     batch_size = min(fine_tuning.batch_size, n_train)  # the trainer drops incomplete batches
-    max_steps = max(1, fine_tuning.epochs * (n_train // batch_size))
-    settings = {"lora": lora, "epochs": fine_tuning.epochs, "batch_size": batch_size, "lr": fine_tuning.learning_rate,
-                "max_seq_len": fine_tuning.max_seq_len, "seed": fine_tuning.seed}
+    settings = {"lora": lora_settings(fine_tuning), "epochs": fine_tuning.epochs, "batch_size": batch_size,
+                "lr": fine_tuning.learning_rate, "max_seq_len": fine_tuning.max_seq_len, "seed": fine_tuning.seed}
     key = training_key([prompts_path(TRAIN).read_bytes(), prompts_path(VALIDATION).read_bytes(), base_spec,
                         base_path, settings])
     root = finetune_dir("lora")
     workdir = root / key
+    spec = lora_spec(fine_tuning, base_path, workdir, batch_size, n_train)  # checked before any work
 
     tokenizer = load_chat_tokenizer(base_path)
     with staging_dir(workdir / "tokenizer") as staging:
@@ -95,36 +116,19 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
         data[side] = build_dataset(tokenizer, read_jsonl(prompts_path(side)), fine_tuning.max_seq_len,
                                    workdir / "data" / side)
     context.log.info(f"LoRA on {base_spec}: {data[TRAIN]['examples']} examples of {data[TRAIN]['seq_len']} tokens, "
-                     f"{max_steps} steps of {batch_size}")
-    config = {
-        "model_dir": base_path, "tokenizer_dir": str(workdir / "tokenizer"), "output_dir": str(workdir / "output"),
-        # No eval_data: the evaluation check measures base and fine-tuned models on the same validation set.
-        "train_data": [str(workdir / "data" / TRAIN)],
-        "max_steps": max_steps, "batch_size": batch_size, "lr": fine_tuning.learning_rate,
-        "warmup_steps": max(1, max_steps // 10), "weight_decay": 0.0, "seed": fine_tuning.seed,
-        "checkpoint_every": max(1, math.ceil(max_steps / 3)), "keep_checkpoints": 1,
-        "log_every": max(1, max_steps // 10), "lora": lora,
-    }
-    run = trainer.run(context, config)
-    done = run.summary
+                     f"{spec.max_steps} steps of {batch_size}")
+    run = trainer.run(context, spec)
     for stale in root.iterdir():  # trained: older working directories (done or abandoned) can go
         if stale.is_dir() and stale.name != key:
             shutil.rmtree(stale, ignore_errors=True)
+    done = run.summary
     record = {
-        "base_spec": base_spec,
-        "base_path": base_path,
-        "model": done["model_dir"],
-        "adapter_path": done["adapter_dir"],
-        "lora": lora,
-        "trainable_params": done["trainable_params"],
-        "total_params": done["total_params"],
+        "base_spec": base_spec, "base_path": base_path, "model": done["model_dir"],
+        "adapter_path": done["adapter_dir"], "lora": settings["lora"],
+        "trainable_params": done["trainable_params"], "total_params": done["total_params"],
         "trainable_fraction": done["trainable_params"] / done["total_params"],
-        "steps": done["global_step"],
-        "resumed_from_step": done["resumed_from_step"],
-        "train_loss": done["train_loss"],
-        "tokens_per_s": done["tokens_per_s"],
-        "runtime_s": done["runtime_s"],
-        "seq_len": data[TRAIN]["seq_len"],
-        "answer_tokens": data[TRAIN]["answer_tokens"],
+        "steps": done["global_step"], "resumed_from_step": done["resumed_from_step"],
+        "train_loss": done["train_loss"], "tokens_per_s": done["tokens_per_s"], "runtime_s": done["runtime_s"],
+        "seq_len": data[TRAIN]["seq_len"], "answer_tokens": data[TRAIN]["answer_tokens"],
     }
     return record, run.metadata()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from reference_arch.pretrain.corpus import stable_hash
 
@@ -20,8 +20,9 @@ EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 8192, min_frequency: int = 2):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with distinct end-of-text and pad tokens."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with distinct end-of-text and pad tokens: the
+    project's one recipe (pretrain/tokenizer, the tests' tiny models and the benchmarks use it)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -1,5 +1,5 @@
-"""A tiny real model: a randomly initialised GPT-2-style causal LM with a byte-level BPE tokenizer
-trained here on a few lines of text: real Hugging Face code paths, no hub, built in a second."""
+"""A tiny real model: a randomly initialised GPT-2-style causal LM with the project's byte-level BPE
+tokenizer trained here on a few lines of text: real Hugging Face code paths, no hub, built in a second."""
 
 from __future__ import annotations
 
@@ -16,20 +16,14 @@ TINY_TEXT = [
 
 
 def build_tiny_model(target: Path, n_layer: int = 2, n_positions: int = 128) -> Path:
-    """Save a random GPT-2-style model and its tokenizer under ``target``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|pad|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(TINY_TEXT, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
-                                        bos_token="<|endoftext|>")
+    """Save a random GPT-2-style model and its tokenizer (the project's byte-level BPE,
+    ``pretrain.tokenization.train_tokenizer``, trained on a few lines) under ``target``."""
     import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
 
+    from reference_arch.pretrain.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer(TINY_TEXT, vocab_size=300, min_frequency=1)
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=n_layer, n_head=2,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,

@@ -1,12 +1,16 @@
 """TrainerResource: the shared training entry point through the real Pipes subprocess."""
 
+import json
+
 import dagster as dg
 import datasets
 import pytest
 import torch
 
-from reference_arch.common.trainer.entry import TrainSpec, collate_blocks
-from reference_arch.common.trainer.resource import TrainerResource
+from reference_arch.common.trainer.data import collate_blocks
+from reference_arch.common.trainer.device import pick_device, use_bf16
+from reference_arch.common.trainer.resource import TrainerResource, train_spec
+from reference_arch.common.trainer.spec import TrainSpecError, parse_spec
 
 
 def _asset(spec: dict, sink: dict):
@@ -57,19 +61,75 @@ def test_lora_with_masked_labels_through_pipes(tmp_home, instance, tiny_model_di
     assert meta["train/trainable_params"].value == summary["trainable_params"]
 
 
-def test_bad_settings_fail_with_the_reason(tmp_home, instance, tmp_path):
-    spec = {"model_dir": "x", "train_data": ["y"], "output_dir": str(tmp_path), "learning_rate": 1.0}
-    result = dg.materialize([_asset(spec, {})], instance=instance, raise_on_error=False,
+@pytest.mark.parametrize("settings, reason", [
+    ({"learning_rate": 1.0}, "bad training settings: unknown setting 'learning_rate'"),
+    ({"max_steps": 0, "lora": {"rank": 4}}, "max_steps must be at least 1 (got 0); unknown setting 'lora.rank'"),
+])
+def test_bad_settings_fail_in_the_assets_process_with_the_reason(tmp_home, instance, tmp_path, settings, reason):
+    spec = {"model_dir": "x", "train_data": ["y"], "output_dir": str(tmp_path), **settings}
+    sink: dict = {}
+    result = dg.materialize([_asset(spec, sink)], instance=instance, raise_on_error=False,
                             resources={"trainer": TrainerResource(device="cpu")})
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "unknown training settings ['learning_rate']" in str(failure.event_specific_data.error)
+    assert reason in str(failure.event_specific_data.error)
+    assert "events" not in sink  # no training process was started to find out
 
 
-def test_spec_validation_and_collation():
-    with pytest.raises(ValueError, match="model_dir"):
-        TrainSpec.from_extras({"output_dir": "o", "train_data": "d"})
-    assert TrainSpec.from_extras({"output_dir": "o", "train_data": "d", "model_dir": "m"}).train_data == ["d"]
+def test_one_spec_on_both_sides_of_pipes():
+    """The asset's TrainSpec, as the extras carry it (JSON, the resource's device filled in where the
+    spec leaves it unset), parses back to the same spec in the entry point."""
+    spec = train_spec(model_dir="m", train_data="d", output_dir="o", lora={"r": 4}, precision="fp32")
+    extras = TrainerResource(device="cpu", precision="bf16").extras(spec)
+    assert json.loads(json.dumps(extras)) == extras
+    assert parse_spec(extras) == spec.model_copy(update={"device": "cpu"})  # precision: the spec's own
+    with pytest.raises(TrainSpecError, match="model_dir"):
+        parse_spec({"output_dir": "o", "train_data": "d"})
+    with pytest.raises(dg.Failure, match="did you mean 'max_steps'"):
+        train_spec(model_dir="m", train_data="d", output_dir="o", max_step=3)
+    # Another entry point's settings pass as they are, after the resource's device and precision.
+    assert TrainerResource().extras({"run_name": "r"}, "my.entry") == {
+        "device": "auto", "compile": False, "precision": "auto", "run_name": "r"}
+
+
+def test_pretrain_run_config_is_the_trainers_schedule():
+    from reference_arch.common.trainer.spec import TrainSchedule
+    from reference_arch.pretrain.defs.training import TrainConfig
+
+    assert set(TrainSchedule.model_fields) <= set(TrainConfig.model_fields)
+    assert set(TrainConfig.model_fields) - set(TrainSchedule.model_fields) == {"fresh"}
+    config = TrainConfig(max_steps=7, max_grad_norm=0.5)
+    spec = train_spec(**config.schedule(), model_dir="m", train_data="d", output_dir="o")
+    assert (spec.max_steps, spec.max_grad_norm, spec.batch_size) == (7, 0.5, 4)
+    assert "log_every" not in config.weight_settings() and config.weight_settings()["lr"] == 3e-3
+    with pytest.raises(dg.Failure, match="warmup_steps must be at least 0"):
+        train_spec(**TrainConfig(warmup_steps=-1).schedule(), model_dir="m", train_data="d", output_dir="o")
+
+
+def test_one_device_picker():
+    assert pick_device("auto", cuda_available=False) == "cpu" and pick_device("auto", cuda_available=True) == "cuda"
+    assert pick_device("cuda:1") == "cuda:1" and pick_device() in ("cpu", "cuda")
+    assert use_bf16("auto", "cuda:0") and not use_bf16("auto", "cpu") and use_bf16("bf16", "cpu")
+
+
+def test_entry_point_without_dagster(tiny_model_dir, tmp_path):
+    """``python -m ...entry --config spec.json``: the same spec, from a file, reports on stdout."""
+    import subprocess
+    import sys
+
+    spec = train_spec(model_dir=str(tiny_model_dir), train_data=str(_masked_dataset(tmp_path / "data", n=8)),
+                      output_dir=str(tmp_path / "out"), max_steps=2, batch_size=4, checkpoint_every=0, log_every=1,
+                      device="cpu", peak_flops=1e9)
+    (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    done = subprocess.run([sys.executable, "-m", "reference_arch.common.trainer.entry", "--config",
+                           str(tmp_path / "spec.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert messages[0]["event"] == "start" and messages[-1]["event"] == "done"
+    assert messages[-1]["global_step"] == 2 and (tmp_path / "out" / "final" / "config.json").is_file()
+
+
+def test_collation():
     rows = [{"input_ids": torch.tensor([1, 2, 3])}, {"input_ids": torch.tensor([4, 5, 6])}]
     batch = collate_blocks(rows)
     assert torch.equal(batch["labels"], batch["input_ids"]) and "attention_mask" not in batch
@@ -94,14 +154,14 @@ def test_the_training_setup_gives_the_libraries_no_cause_to_warn(tiny_model_dir,
     from transformers import AutoModelForCausalLM
 
     from reference_arch.common.trainer.causal_lm import use_causal_lm_loss
-    from reference_arch.common.trainer.entry import _apply_lora
+    from reference_arch.common.trainer.models import apply_lora
     from reference_arch.finetune.local_backend import build_dataset, load_chat_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert use_causal_lm_loss(model).loss_type == "ForCausalLM"  # transformers names none for GPT2LMHeadModel
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        lora = _apply_lora(model, {"r": 2})
+        lora = apply_lora(model, train_spec(model_dir="m", train_data="d", output_dir="o", lora={"r": 2}).lora)
     assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
     assert lora.peft_config["default"].fan_in_fan_out is True
 

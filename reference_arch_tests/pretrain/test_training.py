@@ -83,7 +83,7 @@ def _batches(run_dir) -> list[dict]:
 
 
 def test_killed_training_resumes_from_its_latest_checkpoint(tmp_home, instance, corpus_dir):
-    from reference_arch.common.trainer.entry import latest_checkpoint
+    from reference_arch.common.trainer.checkpoints import latest_checkpoint
 
     # Enough steps after the first checkpoint for the test to catch training mid-way.
     config = run_config(corpus_dir, trained_model={"max_steps": 30, "checkpoint_every": 3, "batch_size": 8})
@@ -145,7 +145,13 @@ def test_killed_training_resumes_from_its_latest_checkpoint(tmp_home, instance, 
 
 
 @pytest.mark.parametrize("preset_config", [{"init_from": "registry:tiny-lm@latest", "n_layer": 3}])
-def test_growing_needs_the_same_tokenizer(registry_with_tiny_model, instance, corpus_dir, preset_config):
+def test_growing_needs_the_same_tokenizer(registry_with_tiny_model, instance, corpus_dir, preset_config,
+                                         monkeypatch):
+    from reference_arch.common.trainer import causal_lm
+
+    loads: list[str] = []
+    load_model = causal_lm.load_model
+    monkeypatch.setattr(causal_lm, "load_model", lambda path, **kw: loads.append(path) or load_model(path, **kw))
     config = run_config(corpus_dir, initial_model=preset_config)
     prepare_data(instance, config)
     mismatch = materialize(instance, ["initial_model"], config, raise_on_error=False)
@@ -157,6 +163,8 @@ def test_growing_needs_the_same_tokenizer(registry_with_tiny_model, instance, co
                         tokenizer={"from_model": "registry:tiny-lm@latest"},
                         token_shards={"block_size": 32, "validation_fraction": 0.2})
     prepare_data(instance, config)
+    loads.clear()
     grown = materialize(instance, ["initial_model"], config)
     meta = metadata(grown, "initial_model")
     assert meta["layers"].value == 3 and "upscaled from registry:tiny-lm@1" in meta["how"].value
+    assert len(loads) == 1, loads  # the source model is loaded once: checked, then resized

@@ -15,6 +15,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from reference_arch.common.trainer.device import pick_device
+
 # The chat format of models that have none: the finetune location trains with it, so
 # training and inference see the same text.
 DEFAULT_CHAT_TEMPLATE = (
@@ -26,14 +28,6 @@ DEFAULT_CHAT_TEMPLATE = (
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 _lock = threading.Lock()
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @functools.lru_cache(maxsize=4)

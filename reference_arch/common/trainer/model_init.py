@@ -96,19 +96,27 @@ def resize_layers(model, n_layer: int):
     return grown
 
 
+def resolve_source(spec: str) -> tuple[str, str | Path]:
+    """(the exact spec, its directory) of a registry spec (``registry:NAME@latest`` becomes
+    ``registry:NAME@3``) or a local HF path."""
+    from reference_arch.common.registry import PREFIX, ModelNotFoundError, ModelRegistry
+
+    if spec.startswith(PREFIX):
+        try:
+            found = ModelRegistry().resolve(spec)
+        except ModelNotFoundError as err:
+            raise ModelInitError(f"cannot initialise from {spec!r}: {err}") from None
+        return found.spec, found.path
+    if not Path(spec).is_dir():
+        raise ModelInitError(f"cannot initialise from {spec!r}: not a registry spec nor a saved model directory")
+    return spec, spec
+
+
 def load_source(spec: str):
     """Model and tokenizer from a registry spec (``registry:NAME@latest``) or a local HF path."""
     from reference_arch.common.trainer.causal_lm import load_model, load_tokenizer
-    from reference_arch.common.registry import PREFIX, ModelNotFoundError, ModelRegistry
 
-    path: str | Path = spec
-    if spec.startswith(PREFIX):
-        try:
-            path = ModelRegistry().resolve(spec).path
-        except ModelNotFoundError as err:
-            raise ModelInitError(f"cannot initialise from {spec!r}: {err}") from None
-    elif not Path(spec).is_dir():
-        raise ModelInitError(f"cannot initialise from {spec!r}: not a registry spec nor a saved model directory")
+    _, path = resolve_source(spec)
     try:
         model = load_model(str(path), attn_implementation="sdpa")
         tokenizer = load_tokenizer(str(path))
@@ -117,22 +125,27 @@ def load_source(spec: str):
     return model, tokenizer
 
 
+def derive_model(model, name: str, *, context_length: int, n_layer: int | None = None):
+    """(model, description): ``model`` (loaded from ``name``) with its depth set to ``n_layer``."""
+    old = model.config.num_hidden_layers
+    if n_layer and n_layer != old:
+        model = resize_layers(model, n_layer)
+        how = f"{'upscaled' if n_layer > old else 'downscaled'} from {name} ({old} -> {n_layer} layers)"
+    else:
+        how = f"copied from {name} ({old} layers)"
+    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    if context_length > positions:
+        raise ModelInitError(f"{name} has a context of {positions} tokens, shorter than {context_length}")
+    return model, how
+
+
 def build_model(*, preset: str = "tiny", arch: str = "gpt2", context_length: int = 256, tokenizer=None,
                 vocab_size: int | None = None, init_from: str | None = None, n_layer: int | None = None,
                 seed: int = 0):
     """(model, description): a preset at random, or ``init_from`` with its depth set to ``n_layer``."""
     if init_from:
         model, _ = load_source(init_from)
-        old = model.config.num_hidden_layers
-        if n_layer and n_layer != old:
-            model = resize_layers(model, n_layer)
-            how = f"{'upscaled' if n_layer > old else 'downscaled'} from {init_from} ({old} -> {n_layer} layers)"
-        else:
-            how = f"copied from {init_from} ({old} layers)"
-        positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
-        if context_length > positions:
-            raise ModelInitError(f"{init_from} has a context of {positions} tokens, shorter than {context_length}")
-        return model, how
+        return derive_model(model, init_from, context_length=context_length, n_layer=n_layer)
     if tokenizer is None and vocab_size is None:
         raise ModelInitError("a random model needs a tokenizer or a vocabulary size")
     ids = {}

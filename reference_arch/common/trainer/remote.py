@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import dagster as dg
 
+from reference_arch.common.trainer.device import pick_device
 from reference_arch.common.trainer.resource import DEFAULT_ENTRY_POINT, TrainerResource, TrainingRun
+from reference_arch.common.trainer.spec import TrainSpec
 
 HOME_MOUNT = "/data/reference_arch"
 
@@ -57,7 +59,7 @@ def pod_command(trainer: TrainerResource, entry_point: str) -> list[str]:
 
 def pod_env(trainer: TrainerResource, gpus: int) -> dict[str, str]:
     """What the entry point finds in its environment besides the Pipes bootstrap variables."""
-    device = trainer.device if trainer.device != "auto" else ("cuda" if gpus else "cpu")
+    device = pick_device(trainer.device, cuda_available=gpus > 0)
     return {
         "REFERENCE_ARCH_HOME": HOME_MOUNT,
         "REFERENCE_ARCH_DEVICE": device,
@@ -95,13 +97,14 @@ def trainer_pod_spec(trainer: TrainerResource, entry_point: str, pod: K8sTrainer
     return spec
 
 
-def pipes_extras(trainer: TrainerResource, config: dict[str, Any], gpus: int) -> dict[str, Any]:
+def pipes_extras(trainer: TrainerResource, config: Union[TrainSpec, Mapping[str, Any]], gpus: int,
+                 entry_point: str = DEFAULT_ENTRY_POINT) -> dict[str, Any]:
     """The extras ``TrainerResource.run`` sends, with the device the pod really has."""
-    device = pod_env(trainer, gpus)["REFERENCE_ARCH_DEVICE"]
-    return {"device": device, "compile": trainer.compile, "precision": trainer.precision, **config}
+    return trainer.extras(config, entry_point, device=pod_env(trainer, gpus)["REFERENCE_ARCH_DEVICE"])
 
 
-def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResource, config: dict[str, Any],
+def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResource,
+                      config: Union[TrainSpec, Mapping[str, Any]],
                       pod: K8sTrainerPod, *, on_message: Optional[Callable[[dict[str, Any]], None]] = None,
                       entry_point: str = DEFAULT_ENTRY_POINT, client=None) -> TrainingRun:
     """``TrainerResource.run`` in a pod: same config, same messages, same ``TrainingRun`` back.
@@ -120,7 +123,7 @@ def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResourc
         base_pod_spec=trainer_pod_spec(trainer, entry_point, pod),
         base_pod_meta={"labels": {"app.kubernetes.io/part-of": "reference-arch", "reference-arch/role": "trainer"}},
         env=pod_env(trainer, gpus),
-        extras=pipes_extras(trainer, config, gpus),
+        extras=pipes_extras(trainer, config, gpus, entry_point),
     )
     messages = invocation.get_custom_messages()
     for message in messages:

@@ -8,25 +8,37 @@ dynamic partition, see ``CheckpointRecorder``) even if the process dies later. T
 runs under ``torchrun`` (``launcher="torchrun"``) or a remote Pipes client, with no change to the
 asset that calls it.
 
-    result = trainer.run(context, {"model_dir": ..., "train_data": [...], "output_dir": ..., "max_steps": 300},
-                         on_message=CheckpointRecorder(context, asset_key, "my_checkpoints", prefix))
+    spec = train_spec(model_dir=..., train_data=[...], output_dir=..., max_steps=300)  # a TrainSpec, checked here
+    result = trainer.run(context, spec, on_message=CheckpointRecorder(context, asset_key, "my_checkpoints", prefix))
     result.summary["model_dir"], result.summary["tokens_per_s"], result.curve
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import dagster as dg
 
+from reference_arch.common.trainer.spec import TrainSpec, TrainSpecError, parse_spec
+
 DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
+
+
+def train_spec(**settings: Any) -> TrainSpec:
+    """A ``TrainSpec`` of ``settings``, validated here in the asset's process: a bad setting fails the
+    step with one line naming it, before any training process starts."""
+    try:
+        return parse_spec(settings)
+    except TrainSpecError as err:
+        raise dg.Failure(str(err)) from None
 
 
 @dataclasses.dataclass
@@ -73,7 +85,7 @@ class CheckpointRecorder:
     def record_saved(self, output_dir: str) -> list[str]:
         """Register the complete checkpoints under ``output_dir`` that have no partition yet: those a
         killed run wrote but did not get to announce. Returns their partition keys."""
-        from reference_arch.common.trainer.entry import checkpoint_info, checkpoint_step, complete_checkpoints
+        from reference_arch.common.trainer.checkpoints import checkpoint_info, checkpoint_step, complete_checkpoints
 
         added = []
         for path in complete_checkpoints(output_dir):
@@ -100,7 +112,7 @@ class CheckpointRecorder:
 class TrainerResource(dg.ConfigurableResource):
     """Where and how training runs: device, launcher, precision, compilation."""
 
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" (see device.pick_device)
     launcher: str = "subprocess"  # "subprocess" | "torchrun"
     nproc_per_node: int = 1
     compile: bool = False
@@ -117,15 +129,28 @@ class TrainerResource(dg.ConfigurableResource):
             raise dg.Failure(f"unknown trainer launcher {self.launcher!r}: use 'subprocess' or 'torchrun'")
         return [sys.executable, "-m", entry_point]
 
-    def run(self, context: dg.AssetExecutionContext, config: dict[str, Any], *,
+    def extras(self, spec: Union[TrainSpec, Mapping[str, Any]], entry_point: str = DEFAULT_ENTRY_POINT,
+               device: Optional[str] = None) -> dict[str, Any]:
+        """The Pipes extras for ``spec``: the ``TrainSpec`` as JSON, with this resource's device
+        (or ``device``), precision and compilation where the spec leaves them unset. Validated here:
+        ``dg.Failure`` in one line when a setting is wrong. Another entry point's settings (a mapping)
+        are passed as they are, after the same three."""
+        defaults = {"device": device or self.device, "compile": self.compile, "precision": self.precision}
+        if entry_point != DEFAULT_ENTRY_POINT and not isinstance(spec, TrainSpec):
+            return {**defaults, **spec}
+        given = spec.model_dump(exclude_unset=True) if isinstance(spec, TrainSpec) else dict(spec)
+        return json.loads(train_spec(**{**defaults, **given}).model_dump_json())
+
+    def run(self, context: dg.AssetExecutionContext, spec: Union[TrainSpec, Mapping[str, Any]], *,
             on_message: Optional[Callable[[dict[str, Any]], None]] = None,
             entry_point: str = DEFAULT_ENTRY_POINT) -> TrainingRun:
-        """Run the entry point to completion, handing each custom message to ``on_message`` as it
-        arrives; raises ``dg.Failure`` naming the error when the process fails or is killed."""
+        """Run the entry point on ``spec`` to completion, handing each custom message to ``on_message``
+        as it arrives; raises ``dg.Failure`` naming the error when a setting is wrong (before the
+        process starts) or the process fails or is killed."""
         from reference_arch.common.pools import record_step_worker
         from reference_arch.common.trainer.entry import PARENT_PID_ENV
 
-        extras = {"device": self.device, "compile": self.compile, "precision": self.precision, **config}
+        extras = self.extras(spec, entry_point)
         # The trainer dies with this process (train_entry watches PARENT_PID_ENV), and the run
         # records which process holds its pool slot, so a killed run's slot can be freed.
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", PARENT_PID_ENV: str(os.getpid()), **(self.env or {})}

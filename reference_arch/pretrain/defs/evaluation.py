@@ -7,11 +7,11 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from reference_arch.common.llm.local import pick_device
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.questions import markdown_code
+from reference_arch.common.trainer.device import pick_device
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.training import trained_model, validation_blocks
 

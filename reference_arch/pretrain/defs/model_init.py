@@ -28,8 +28,8 @@ class ModelInitConfig(dg.Config):
     "or an existing checkpoint (registry model or HF path) with layers added (blocks duplicated) or removed."))
 def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) -> dg.MaterializeResult:
     from reference_arch.common.trainer.causal_lm import load_tokenizer
-    from reference_arch.common.trainer.model_init import ModelInitError, build_model, count_parameters, load_source, \
-        same_vocabulary
+    from reference_arch.common.trainer.model_init import ModelInitError, build_model, count_parameters, derive_model, \
+        load_source, resolve_source, same_vocabulary
 
     tok_manifest = store.read_manifest("tokenizer")
     data = store.read_manifest("training_dataset")
@@ -41,16 +41,15 @@ def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) ->
     source = None
     try:
         if config.init_from:
-            source_model, source_tok = load_source(config.init_from)
+            source, _ = resolve_source(config.init_from)  # registry:NAME@latest -> the version it is now
+            source_model, source_tok = load_source(source)  # loaded once, checked, then resized
             if not same_vocabulary(tok, source_tok):
                 raise dg.Failure(f"{config.init_from} uses another tokenizer than pretrain/tokenizer: set the "
                                  f"tokenizer's from_model to {config.init_from!r} and re-materialize the data")
-            from reference_arch.common.registry import PREFIX, ModelRegistry
-
-            source = ModelRegistry().resolve(config.init_from).spec if config.init_from.startswith(PREFIX) \
-                else config.init_from
-        model, how = build_model(preset=config.preset, arch=config.arch, context_length=context_length,
-                                 tokenizer=tok, init_from=source, n_layer=config.n_layer, seed=config.seed)
+            model, how = derive_model(source_model, source, context_length=context_length, n_layer=config.n_layer)
+        else:
+            model, how = build_model(preset=config.preset, arch=config.arch, context_length=context_length,
+                                     tokenizer=tok, n_layer=config.n_layer, seed=config.seed)
     except ModelInitError as err:
         raise dg.Failure(str(err)) from None
     from reference_arch.common.atomic import staging_dir

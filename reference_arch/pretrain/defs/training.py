@@ -6,9 +6,10 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from reference_arch.common.llm.local import pick_device
 from reference_arch.common.locations import asset_defaults
-from reference_arch.common.trainer.resource import CheckpointRecorder, TrainerResource
+from reference_arch.common.trainer.device import pick_device
+from reference_arch.common.trainer.resource import CheckpointRecorder, TrainerResource, train_spec
+from reference_arch.common.trainer.spec import TrainSchedule, schedule_field
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.model_init import initial_model
 from reference_arch.pretrain.defs.processing import training_dataset
@@ -17,20 +18,16 @@ COMMON = asset_defaults("pretrain")
 CHECKPOINTS = dg.DynamicPartitionsDefinition(name="pretrain_checkpoints")
 
 
-class TrainConfig(dg.Config):
-    """Defaults: the demo's budget, about two minutes on two idle CPU cores (~0.8M tokens, about
-    1.3 passes over the 3 MB corpus). Small batches learn more per token at this scale; scale up here."""
+class TrainConfig(TrainSchedule, dg.Config):
+    """The trainer's schedule (``TrainSchedule``, the run-config part of ``TrainSpec``) with the demo's
+    budget as defaults: about two minutes on two idle CPU cores (~0.8M tokens, about 1.3 passes over
+    the 3 MB corpus). Small batches learn more per token at this scale; scale up here."""
 
-    max_steps: int = 800
-    batch_size: int = 4
-    grad_accum: int = 1
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    checkpoint_every: int = 200
-    log_every: int = 10
-    seed: int = 0
+    max_steps: int = schedule_field("max_steps", 800)
+    batch_size: int = schedule_field("batch_size", 4)
+    lr: float = schedule_field("lr", 3e-3)
+    warmup_steps: int = schedule_field("warmup_steps", 30)
+    checkpoint_every: int = schedule_field("checkpoint_every", 200)
     fresh: bool = Field(False, description="Start over instead of resuming from the latest checkpoint")
 
 
@@ -44,9 +41,10 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
         -> dg.MaterializeResult:
     data = store.read_manifest("training_dataset")
     init = store.read_manifest("initial_model")
-    schedule = config.model_dump(exclude={"fresh", "log_every", "checkpoint_every"})
-    run_id = store.fingerprint(init["fingerprint"], data["fingerprint"], schedule)[:12]
+    run_id = store.fingerprint(init["fingerprint"], data["fingerprint"], config.weight_settings())[:12]
     run_dir = store.path("runs") / run_id
+    spec = train_spec(**config.schedule(), model_dir=init["path"], train_data=[data["train_path"]],
+                      output_dir=str(run_dir), log_batches=True)
     if config.fresh:  # its checkpoints go, and so do their partitions
         shutil.rmtree(run_dir, ignore_errors=True)
         for key in context.instance.get_dynamic_partitions(CHECKPOINTS.name):
@@ -54,13 +52,6 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
                 context.instance.delete_dynamic_partition(CHECKPOINTS.name, key)
     recorder = CheckpointRecorder(context, checkpoints.key, CHECKPOINTS.name, run_id)
     recorder.record_saved(run_dir)  # checkpoints a killed run wrote but did not get to announce
-    spec = {
-        "model_dir": init["path"], "train_data": [data["train_path"]], "output_dir": str(run_dir),
-        "max_steps": config.max_steps, "batch_size": config.batch_size, "grad_accum": config.grad_accum,
-        "lr": config.lr, "min_lr_ratio": config.min_lr_ratio, "warmup_steps": config.warmup_steps,
-        "weight_decay": config.weight_decay, "checkpoint_every": config.checkpoint_every,
-        "log_every": config.log_every, "seed": config.seed, "log_batches": True,
-    }
     result = trainer.run(context, spec, on_message=recorder)
     for skipped in result.started.get("skipped_checkpoints", []):
         context.log.warning(f"skipped the incomplete checkpoint {skipped['path']}: {skipped['reason']}")
@@ -82,7 +73,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
     "with the training metrics). Materializing a partition measures that checkpoint's validation loss."))
 def checkpoints(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from reference_arch.common.trainer.causal_lm import load_model
-    from reference_arch.common.trainer.entry import checkpoint_info, checkpoint_problem
+    from reference_arch.common.trainer.checkpoints import checkpoint_info, checkpoint_problem
     from reference_arch.pretrain.metrics import perplexity
 
     run_id, _, step = context.partition_key.rpartition("-step")
