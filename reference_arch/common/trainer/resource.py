@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import dagster as dg
 
+from reference_arch.common.metadata import table
 from reference_arch.common.trainer.spec import TrainSpec, TrainSpecError, parse_spec
 
 DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
@@ -59,13 +60,10 @@ class TrainingRun:
         meta: dict[str, Any] = {f"train/{k}": float(v) if isinstance(v, float) else v
                                 for k, v in numbers.items() if v is not None}
         if self.curve:
-            meta["train/loss_curve"] = dg.MetadataValue.table(
-                records=[dg.TableRecord({"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
-                                         "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])})
-                         for m in self.curve],
-                schema=dg.TableSchema(columns=[dg.TableColumn("step", "int"), dg.TableColumn("loss", "float"),
-                                               dg.TableColumn("lr", "float"), dg.TableColumn("tokens_per_s", "float"),
-                                               dg.TableColumn("mfu", "float")]))
+            meta["train/loss_curve"] = table(
+                [{"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
+                  "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])} for m in self.curve],
+                [("step", "int"), ("loss", "float"), ("lr", "float"), ("tokens_per_s", "float"), ("mfu", "float")])
         meta["train/device"] = str(self.started.get("device", ""))
         return meta
 

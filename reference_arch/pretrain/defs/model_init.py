@@ -9,8 +9,6 @@ from reference_arch.common.locations import asset_defaults
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.processing import tokenizer, training_dataset
 
-COMMON = asset_defaults("pretrain")
-
 
 class ModelInitConfig(dg.Config):
     preset: str = Field("tiny", description="tiny | small | medium")
@@ -23,7 +21,7 @@ class ModelInitConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(**COMMON, kinds={"pytorch", "huggingface"}, deps=[tokenizer, training_dataset], description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "huggingface"}, deps=[tokenizer, training_dataset], description=(
     "The model before training: a preset (tiny/small/medium, GPT-2 or Llama style) initialised at random, "
     "or an existing checkpoint (registry model or HF path) with layers added (blocks duplicated) or removed."))
 def initial_model(context: dg.AssetExecutionContext, config: ModelInitConfig) -> dg.MaterializeResult:

@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from reference_arch.common.locations import asset_defaults
+from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.trainer.device import pick_device
 from reference_arch.common.trainer.resource import CheckpointRecorder, TrainerResource, train_spec
 from reference_arch.common.trainer.spec import TrainSchedule, schedule_field
@@ -14,7 +15,6 @@ from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.model_init import initial_model
 from reference_arch.pretrain.defs.processing import training_dataset
 
-COMMON = asset_defaults("pretrain")
 CHECKPOINTS = dg.DynamicPartitionsDefinition(name="pretrain_checkpoints")
 
 
@@ -31,8 +31,8 @@ class TrainConfig(TrainSchedule, dg.Config):
     fresh: bool = Field(False, description="Start over instead of resuming from the latest checkpoint")
 
 
-@dg.asset(**COMMON, kinds={"pytorch", "huggingface"}, deps=[initial_model, training_dataset],
-          pool="gpu", description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch", "huggingface"}, deps=[initial_model, training_dataset],
+          pool=GPU_POOL, description=(
               "The trained model: the initial model trained on the training dataset by the trainer resource in "
               "its own process (Dagster Pipes). Loss, learning rate, tokens/s and MFU stream into the logs; each "
               "checkpoint becomes a partition of pretrain/checkpoints; a killed run resumes from its latest "
@@ -68,7 +68,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, traine
         **result.metadata(), "run_id": run_id, "path": dg.MetadataValue.path(manifest["path"])})
 
 
-@dg.asset(**COMMON, kinds={"pytorch"}, deps=[trained_model], partitions_def=CHECKPOINTS, pool="gpu", description=(
+@dg.asset(**asset_defaults("pretrain"), kinds={"pytorch"}, deps=[trained_model], partitions_def=CHECKPOINTS, pool=GPU_POOL, description=(
     "Training checkpoints, one dynamic partition each (added by pretrain/trained_model as they are written, "
     "with the training metrics). Materializing a partition measures that checkpoint's validation loss."))
 def checkpoints(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
