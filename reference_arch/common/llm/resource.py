@@ -150,7 +150,8 @@ class LLMResource(dg.ConfigurableResource):
         """Turn client errors into one clear line that never contains the key (``openai_errors``)."""
         from reference_arch.common.openai_errors import openai_errors_explained
 
-        model = model or ((self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model))
+        if model is None:
+            model = (self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model)
         with openai_errors_explained(LLMError, where=self.base_url, model=model, timeout=self.timeout,
                                      max_retries=self.max_retries, key=self._key()):
             yield
