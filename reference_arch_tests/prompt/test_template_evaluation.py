@@ -36,6 +36,8 @@ def test_the_split_is_by_sha256_of_the_id():
 def test_a_worse_template_version_is_blocked(instance, monkeypatch):
     first, server = evaluate(instance, GOOD)
     assert first.success and len(server.requests) == 2
+    body = server.requests[0]["body"]
+    assert body.get("max_completion_tokens", body.get("max_tokens")) == 128  # the evaluation's own small limit
     meta = first.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
     assert meta["format_compliance_rate"].value == 1.0 and meta["mean_similarity"].value > 0.5
     assert meta["cost_usd"].value == pytest.approx(2 * (11 * 0.15 + 7 * 0.60) / 1e6)
@@ -65,7 +67,9 @@ def test_a_worse_template_version_is_blocked(instance, monkeypatch):
 
 def test_offline_the_local_model_runs_and_says_its_answers_are_noise(registry_with_tiny_model, instance):
     result = dg.materialize([template_evaluation], partition_key="pandas_few_shot", instance=instance,
-                            resources={"llm": LLMResource(max_tokens=16), "embeddings": EmbeddingsResource()},
-                            run_config={"ops": {"prompt__template_evaluation": {"config": {"limit": 1}}}})
+                            resources={"llm": LLMResource(), "embeddings": EmbeddingsResource()},
+                            run_config={"ops": {"prompt__template_evaluation": {"config": {"limit": 1,
+                                                                                           "max_tokens": 16}}}})
     meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
     assert "noise" in meta["note"].value and meta["cost_usd"].value == 0.0 and meta["questions"].value == 1
+    assert meta["max_tokens"].value == 16

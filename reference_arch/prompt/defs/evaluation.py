@@ -19,6 +19,7 @@ OFFLINE_NOTE = ("local model: a tiny model trained here, its answers are noise; 
 class EvaluationConfig(dg.Config):
     split: str = "dev"  # dev | test (evaluation_set.split_of)
     limit: int = 4  # questions at most: a few keep the local model fast
+    max_tokens: int = 128  # answer tokens at most (the llm resource's own limit is for real questions)
 
 
 def previous_version(context: dg.AssetExecutionContext, template_hash: str) -> dict | None:
@@ -57,6 +58,7 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     except ValueError as err:
         raise dg.Failure(description=str(err)) from None
     previous = previous_version(context, chosen.hash)  # read before this materialization is stored
+    llm = llm.model_copy(update={"max_tokens": config.max_tokens})  # a copy: its own usage and spend
     answers = _answers(llm, chosen, questions)
     vectors = embeddings.embed_documents([*answers, *(q.reference for q in questions)])
     n = len(questions)
@@ -73,7 +75,7 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
         metadata={"template_hash": chosen.hash, "split": config.split, "questions": n, "score": result,
                   "format_compliance_rate": round(rate, 4), "mean_similarity": round(mean_similarity, 4),
                   "mean_answer_characters": round(sum(len(a) for a in answers) / n, 1),
-                  "cost_usd": usage["llm/cost_usd"], "llm/model": usage["llm/model"],
+                  "cost_usd": usage["llm/cost_usd"], "llm/model": usage["llm/model"], "max_tokens": config.max_tokens,
                   "answers": dg.MetadataValue.json(rows), **offline},
     )
     passed = previous is None or result >= float(previous["score"])
