@@ -7,7 +7,7 @@ read that value or its metadata.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 
@@ -23,6 +23,8 @@ class QuestionError(ValueError):
 class QuestionConfig(dg.Config):
     question: str
     max_chars: int = DEFAULT_MAX_QUESTION_CHARS
+    model: Optional[str] = None  # this run's model (a name in common/llm/prices.yaml); unset: the resource's
+    policy: Optional[str] = None  # this run's routing policy: fixed | cheapest | task; unset: the resource's
 
 
 def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> str:
@@ -54,8 +56,17 @@ def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -
     if repaired:
         context.log.warning(f"the question held {repaired} characters that are not valid Unicode; "
                             "they were replaced with U+FFFD")
-    context.add_output_metadata({"question": text, "characters": len(text), "repaired_characters": repaired})
+    routing = {f"llm_{k}": v for k, v in (("model", config.model), ("policy", config.policy)) if v}
+    context.add_output_metadata({"question": text, "characters": len(text), "repaired_characters": repaired,
+                                 **routing})
     return text
+
+
+def run_routing(context: dg.AssetExecutionContext, question_key: dg.AssetKey) -> dict[str, str]:
+    """This run's model/policy override (``QuestionConfig.model``/``policy``, recorded by ``accept_question``)
+    as keyword arguments of ``LLMResource.generate``."""
+    meta = run_metadata(context, question_key)
+    return {k: meta[f"llm_{k}"] for k in ("model", "policy") if meta.get(f"llm_{k}")}
 
 
 def question_run_config(location: str, question: str) -> dict[str, Any]:

@@ -184,3 +184,17 @@ def test_run_config_fills_a_template_variable_beyond_the_question(tmp_home, monk
 ])
 def test_format_check(text, passed):
     assert check_format(TEMPLATES["pandas"], text)[0] is passed
+
+
+def test_run_config_chooses_the_model_and_the_answer_records_its_cost(tmp_home):
+    ops = {"prompt__question": {"config": {"question": "What is a series?", "model": "gpt-4o"}}}
+    with FakeOpenAI(answer=GOOD) as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False,
+                          models=["gpt-4.1-nano", "gpt-4o"], policy="cheapest")
+        result = dg.materialize_to_memory(PROMPT_ASSETS, resources={"llm": llm}, run_config={"ops": ops})
+    assert [r["body"]["model"] for r in server.requests] == ["gpt-4o"]
+    meta = result.asset_materializations_for_node("prompt__answer")[0].metadata
+    assert meta["llm/model"].value == "gpt-4o" and meta["llm/policy"].value == "fixed"
+    assert isinstance(meta["llm/cost_usd"], dg.FloatMetadataValue)
+    assert meta["llm/cost_usd"].value == pytest.approx((11 * 2.5 + 7 * 10.0) / 1e6)
+    assert result.asset_value(ANSWER)["usage"]["cost_usd"] == meta["llm/cost_usd"].value

@@ -179,3 +179,20 @@ def _render(markdown: str) -> str:
 def test_code_shown_as_code_stays_inside_its_fence():
     html = _render(markdown_code("x = 1\n```\n# not a heading\n````", "python"))
     assert html.count("<pre>") == 1 and "<h1>" not in html and "# not a heading" in html
+
+
+def test_run_config_routes_the_generative_answer_and_records_its_cost(indexed):
+    from reference_arch_tests.fake_openai import FakeOpenAI as ChatServer
+
+    config = question_run_config("rag", QUESTION)
+    config["ops"]["rag__question"]["config"].update(model="gpt-4o", policy="fixed")
+    with ChatServer(answer="Set the palette option [1].") as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False,
+                          models=["gpt-4.1-nano", "gpt-4o"], policy="cheapest")
+        result = dg.materialize([inference.question, inference.retrieved_sources, inference.answer],
+                                instance=indexed, run_config=config,
+                                resources={"llm": llm, "embeddings": EmbeddingsResource(),
+                                           "vector_store": VectorStoreResource()})
+    assert [r["body"]["model"] for r in server.requests] == ["gpt-4o"]
+    assert result.asset_value(ANSWER)["model"] == "gpt-4o"
+    assert metadata(result, "answer")["llm/cost_usd"] == pytest.approx((11 * 2.5 + 7 * 10.0) / 1e6)

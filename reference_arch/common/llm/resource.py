@@ -50,10 +50,18 @@ class LLMResource(dg.ConfigurableResource):
     max_retries: int = 4  # (max_retries + 1) * timeout plus the client's backoff (at most 8 s a retry)
     cache: Optional[bool] = None
     device: str = "auto"
+    # Routing (openai provider; common/llm/routing.py): the models to choose from (names in the price
+    # table, common/llm/prices.yaml), the policy (fixed | cheapest | task) and a cost ceiling per call.
+    models: Optional[list[str]] = None  # unset: only `model`
+    policy: str = "fixed"
+    cost_ceiling_usd: Optional[float] = None
+    prices_file: Optional[str] = None  # unset: the packaged prices.yaml
 
     _tracker: Any = PrivateAttr(default=None)
     _chat: Any = PrivateAttr(default=None)
+    _chats: Any = PrivateAttr(default=None)
     _cache: Any = PrivateAttr(default=None)
+    _spend: Any = PrivateAttr(default=None)
 
     # -- what is used --------------------------------------------------------------------
     def resolved_provider(self) -> str:
@@ -94,23 +102,33 @@ class LLMResource(dg.ConfigurableResource):
         return self.temperature == 0 if self.cache is None else self.cache
 
     # -- the chat model ------------------------------------------------------------------
-    def chat_model(self):
-        """A LangChain chat model, built once per resource instance, tracking usage."""
-        if self._chat is not None:
-            return self._chat
+    def chat_model(self, model: Optional[str] = None):
+        """A LangChain chat model, built once per resource instance (and per routed ``model``), tracking usage."""
+        if model is not None and model != self.resolved_model():
+            self.chat_model()
+            if model not in self._chats:
+                self._chats[model] = self._build_chat(model)
+            return self._chats[model]
+        if self._chat is None:
+            self._chats = {}
+            self._chat = self._build_chat(None)
+        return self._chat
+
+    def _build_chat(self, model: Optional[str]):
         from reference_arch.common.llm.cache import SQLiteResponseCache
         from reference_arch.common.llm.usage import UsageTracker
 
-        self._tracker = UsageTracker()
-        cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
-        self._cache = cache or None
+        if self._tracker is None:
+            self._tracker = UsageTracker()
+            cache = SQLiteResponseCache(home_path("cache") / "llm.sqlite") if self.use_cache() else False
+            self._cache = cache or None
         common = dict(temperature=self.temperature, max_tokens=self.max_tokens,
-                      callbacks=[self._tracker], cache=cache)
+                      callbacks=[self._tracker], cache=self._cache or False)
         if self.resolved_provider() == "openai":
             from langchain_openai import ChatOpenAI
 
-            self._chat = ChatOpenAI(
-                model=self.resolved_model(),
+            return ChatOpenAI(
+                model=model or self.resolved_model(),
                 base_url=self.base_url,
                 api_key=self._key() or "not-needed",  # local OpenAI-compatible servers take any key
                 timeout=self.timeout,
@@ -125,26 +143,37 @@ class LLMResource(dg.ConfigurableResource):
                 load_causal_lm(path, self.device)
             except OSError as err:
                 raise LLMError(f"cannot load the local model {name!r}: {err}") from None
-            self._chat = LocalChatModel(model_path=path, model_name=name, device=self.device, **common)
-        return self._chat
+            return LocalChatModel(model_path=path, model_name=name, device=self.device, **common)
 
     @contextlib.contextmanager
-    def errors_explained(self) -> Iterator[None]:
+    def errors_explained(self, model: Optional[str] = None) -> Iterator[None]:
         """Turn client errors into one clear line that never contains the key (``openai_errors``)."""
         from reference_arch.common.openai_errors import openai_errors_explained
 
-        model = (self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model)
+        if model is None:
+            model = (self.model or DEFAULT_OPENAI_MODEL) if self.resolved_provider() == "openai" else str(self.model)
         with openai_errors_explained(LLMError, where=self.base_url, model=model, timeout=self.timeout,
                                      max_retries=self.max_retries, key=self._key()):
             yield
 
-    def generate(self, messages) -> str:
+    def generate(self, messages, *, model: Optional[str] = None, policy: Optional[str] = None) -> str:
         """One chat completion (messages, a prompt value or a string); returns the text. Message
         text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
-        lone surrogates, whichever template variable, system prompt or source brought them."""
-        chat = self.chat_model()
-        with self.errors_explained():
-            return str(chat.invoke(_valid_messages(messages)).content)
+        lone surrogates, whichever template variable, system prompt or source brought them.
+        With the openai provider the model is routed (``routing``; ``model``/``policy`` override the
+        resource's for this call): a model that fails falls back to the next, and the spend is recorded."""
+        from reference_arch.common.llm.spend import Spend, generate_routed
+
+        messages = _valid_messages(messages)
+        if self._spend is None:
+            self._spend = Spend()
+        if self.resolved_provider() != "openai":
+            chat = self.chat_model()
+            with self.errors_explained():
+                text = str(chat.invoke(messages).content)
+            self._spend.record(self.resolved_model(), "local: the local model, no routing", 0.0, "local", [], [])
+            return text
+        return generate_routed(self, messages, model=model, policy=policy)
 
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:
@@ -152,12 +181,14 @@ class LLMResource(dg.ConfigurableResource):
         rebuilt = {"llm/cache_rebuilt": self._cache.rebuilt} if self._cache is not None and self._cache.rebuilt else {}
         return {
             "llm/provider": self.resolved_provider(),
-            "llm/model": self.resolved_model(),
+            "llm/model": (self._spend.last_model if self._spend is not None and self._spend.last_model
+                          else self.resolved_model()),
             "llm/calls": tracker.calls if tracker else 0,
             "llm/cache_hits": tracker.cache_hits if tracker else 0,
             "llm/prompt_tokens": tracker.prompt_tokens if tracker else 0,
             "llm/completion_tokens": tracker.completion_tokens if tracker else 0,
             "llm/latency_ms": round(1000 * tracker.latency_s, 1) if tracker else 0.0,
+            **(self._spend.metadata() if self._spend is not None else {"llm/cost_usd": 0.0}),
             **rebuilt,  # only when the response cache could not be read and was started afresh
         }
 

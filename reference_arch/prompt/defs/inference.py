@@ -5,7 +5,9 @@ import dagster as dg
 
 from reference_arch.common.llm.resource import LLMError, LLMResource
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import REGISTRY_MODELS, answer_metadata, answer_record, markdown_text
+from reference_arch.common.questions import (
+    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, run_routing,
+)
 from reference_arch.prompt.defs import prompt as prompt_step
 from reference_arch.prompt.templates import check_format, template_named
 
@@ -23,7 +25,7 @@ def answer(context: dg.AssetExecutionContext, question: str, prompt: dict, llm: 
     chosen = template_named(prompt["template"])  # the template the stored prompt was rendered with
     messages = [(m["role"], m["content"]) for m in prompt["messages"]]
     try:
-        text = llm.generate(messages)
+        text = llm.generate(messages, **run_routing(context, dg.AssetKey(["prompt", "question"])))
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = llm.usage()

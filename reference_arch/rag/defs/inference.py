@@ -24,7 +24,7 @@ from reference_arch.common.vector_store.embeddings import EmbeddingsError, Embed
 from reference_arch.common.llm.resource import LLMError, LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, accept_question, answer_record,
-                                             markdown_text, run_metadata, sources_table)
+                                             markdown_text, run_metadata, run_routing, sources_table)
 from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
@@ -140,10 +140,12 @@ def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: st
                            "latency_ms": usage["latency_ms"]}
     else:
         try:
-            text = llm.generate(build_messages(question, sources))
+            routing = run_routing(context, dg.AssetKey(["rag", "question"]))  # this run's model/policy, if set
+            text = llm.generate(build_messages(question, sources), **routing)
         except LLMError as err:
             raise dg.Failure(description=str(err)) from None
-        model, usage = llm.resolved_model(), llm.usage()
+        usage = llm.usage()
+        model = usage["model"]  # the routed model (common/llm/routing.py)
         answer_metadata = {"answerer": "generative", **llm.usage_metadata()}
     valid, invalid = citations(text, len(sources))
     listed = "\n".join(f"{i}. [{markdown_text(s['title'])}]({s['url']})" if s.get("url")
