@@ -1,9 +1,10 @@
 """Where the rag location's dlt pipelines load: DuckDB under the home, or any dlt destination.
 
 DuckDB lets one process write a database file at a time, and a dlt pipeline's working folder is
-not safe to share either, so loads and reads take one file lock per warehouse: two partitions
-materialized at once (multiprocess executor, or two runs) wait for each other instead of failing
-or losing writes.
+not safe to share either, so loads and reads take one file lock per warehouse
+(``common/warehouse_lock.py``), and a pipeline is only built under it (``locked_pipeline``): two
+partitions materialized at once (multiprocess executor, or two runs) wait for each other instead of
+failing or losing writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from typing import Any, Iterator
 
 from reference_arch.common.settings import dlt_pipelines_dir
+from reference_arch.common.warehouse_lock import warehouse_lock
 from reference_arch.rag.config import DESTINATION_ENV, rag_dir
 
 DATASETS = {"github": "rag_github", "slack": "rag_slack", "docs": "rag_docs"}
@@ -36,7 +38,9 @@ def destination():
 
 
 def pipeline(source_name: str):
-    """The dlt pipeline of one source (``github``, ``slack`` or ``docs``), working under the home."""
+    """The dlt pipeline of one source (``github``, ``slack`` or ``docs``), working under the home.
+    Building it reads, and may wipe and recreate, its working folder: call it under ``locked()``
+    (``locked_pipeline`` does both)."""
     import dlt
 
     return dlt.pipeline(pipeline_name=f"rag_{source_name}", pipelines_dir=dlt_pipelines_dir(),
@@ -47,11 +51,16 @@ def pipeline(source_name: str):
 def locked() -> Iterator[None]:
     """Serialise loads and reads of the warehouse across processes; a DuckDB warehouse that cannot
     be opened fails here, in one line (see ``check_readable``)."""
-    from filelock import FileLock
-
-    with FileLock(str(rag_dir() / "warehouse.lock"), timeout=3600):
+    with warehouse_lock(rag_dir()):
         check_readable()
         yield
+
+
+@contextlib.contextmanager
+def locked_pipeline(source_name: str):
+    """The source's dlt pipeline, built and used under the warehouse lock: use it inside the block only."""
+    with locked():
+        yield pipeline(source_name)
 
 
 def check_readable() -> None:
@@ -81,7 +90,7 @@ def read_table(source_name: str, table: str, columns: list[str] | None = None) -
     """Every row of a loaded table as dicts; ``[]`` when the source was never loaded."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-    with locked(), pipeline(source_name).sql_client() as client:
+    with locked_pipeline(source_name) as dlt_pipeline, dlt_pipeline.sql_client() as client:
         if not client.has_dataset():
             return []
         selected = ", ".join(client.escape_column_name(c) for c in columns) if columns else "*"

@@ -15,7 +15,8 @@ import dagster as dg
 import pytest
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.finetune.openai_client import OpenAIClientResource
 from reference_arch_tests.fake_openai import FakeOpenAI
 

@@ -3,7 +3,8 @@ server speaking OpenAI's API (through the real openai client and its retries).""
 
 import pytest
 
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch_tests.fake_openai import FakeOpenAI
 
 SECRET = "sk-test-secret-key-that-must-never-be-printed"

@@ -4,7 +4,8 @@ against the local server speaking OpenAI's chat API."""
 import pytest
 
 from reference_arch.common.llm.pricing import PriceError, load_prices, price_of
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.llm.routing import classify_task, route
 from reference_arch_tests.fake_openai import FakeOpenAI
 

@@ -1,15 +1,15 @@
 """Ingestion assets: the same assets as dagster-dlt's @dlt_assets, the API path, clear errors, and
 concurrent loads into one warehouse that lose nothing."""
 
-import multiprocessing
-
 import dagster as dg
 import pytest
 
-from reference_arch.rag.defs import ingestion
 from reference_arch.rag import warehouse
+from reference_arch.rag.config import rag_dir
+from reference_arch.rag.defs import ingestion
 from reference_arch_tests.rag.conftest import DAY1, DAY2, range_tags
 from reference_arch_tests.sources.conftest import GITHUB_TOKEN, FakeGitHub
+from reference_arch_tests.workers import materialize_at_once, watch_lock
 
 
 @pytest.mark.parametrize("source_name", ["github", "slack", "docs"])
@@ -82,14 +82,6 @@ def daily_ingestion_job():
     return defs.resolve_job_def("rag_daily_ingestion_job")
 
 
-def _load_day(day: str) -> None:
-    import reference_arch  # noqa: F401
-    from reference_arch.rag.defs import ingestion as ingestion_module
-
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize([ingestion_module.github_assets], instance=instance, partition_key=day).success
-
-
 def test_concurrent_loads_lose_no_writes(rag_data, tmp_path):
     """GitHub and Slack of one range in parallel processes (the multiprocess executor), then two
     partitions in two processes at once: every record of every load lands in the one DuckDB file."""
@@ -105,14 +97,21 @@ def test_concurrent_loads_lose_no_writes(rag_data, tmp_path):
     assert len(warehouse.read_table("github", "issues")) == 2
     assert len(warehouse.read_table("slack", "messages")) == 2
 
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_load_day, args=(day,)) for day in (DAY1, DAY2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(300)
-        assert worker.exitcode == 0
+    materialize_at_once("reference_arch.rag.defs.ingestion", ["github_assets"], [DAY1, DAY2], tmp_path)
     assert sorted(i["number"] for i in warehouse.read_table("github", "issues")) == [1, 2]
+
+
+def test_pipelines_are_built_and_the_warehouse_opened_under_the_lock(rag_data, instance, monkeypatch):
+    """Building a dlt pipeline reads, and may wipe and recreate, its working folder, which another
+    process's load of the same source is using (dagster-dlt drops and recreates it before each
+    load): built outside the lock, a CI run's second partition load failed with FileExistsError."""
+    from reference_arch.common.warehouse_lock import lock_path
+
+    seen = watch_lock(monkeypatch, lock_path(rag_dir()))
+    assert dg.materialize([ingestion.github_assets], instance=instance, partition_key=DAY1).success
+    assert [i["number"] for i in warehouse.read_table("github", "issues")] == [1]
+    assert {what for what, _ in seen} == {"pipeline", "connect"}
+    assert [(what, held) for what, held in seen if not held] == []
 
 
 def _failure(result) -> str:

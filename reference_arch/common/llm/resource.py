@@ -13,15 +13,13 @@ import os
 from typing import Any, Iterator, Optional
 
 import dagster as dg
+
 from pydantic import PrivateAttr
 
+from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.settings import home_path
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-
-
-class LLMError(RuntimeError):
-    """A model call failed for a reason the user can act on."""
 
 
 def _valid_messages(messages):

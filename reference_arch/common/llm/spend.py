@@ -41,7 +41,7 @@ def _prices(llm, names: list[str]) -> list[ModelPrice]:
     table = load_prices(llm.prices_file or PRICES_FILE)
     unknown = [n for n in names if n not in table]
     if unknown and llm.models:
-        from reference_arch.common.llm.resource import LLMError
+        from reference_arch.common.llm.errors import LLMError
 
         raise LLMError(f"LLM models {', '.join(unknown)} are not in the price table "
                        f"{llm.prices_file or PRICES_FILE}: add them there (known: {', '.join(table)})")
@@ -60,7 +60,7 @@ def _text(messages) -> str:
 def generate_routed(llm, messages, *, model: str | None = None, policy: str | None = None) -> str:
     """Ask the routed models in order; the first that answers wins. An OpenAI-compatible error
     (``LLMError``) moves on to the next model; all failing raises one ``LLMError`` naming each."""
-    from reference_arch.common.llm.resource import LLMError
+    from reference_arch.common.llm.errors import LLMError
     from reference_arch.common.llm.routing import route
 
     first = model or llm.resolved_model()

@@ -9,7 +9,8 @@ import json
 
 import dagster as dg
 
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
     markdown_text

@@ -5,6 +5,10 @@ with the shared dlt source into DuckDB under the project home: the API when ``GI
 ``REFERENCE_ARCH_GITHUB_REPOS`` are set, the local export otherwise. ``finetune/qa_pairs`` turns
 each month into pairs, one JSONL file per month, so an empty month is an empty file and a month
 re-run replaces only its own file. Both take a whole range of months in one run.
+
+Months loaded at once (the multiprocess executor, several runs) share the DuckDB file and the dlt
+pipeline's working folder: the pipeline is built and run, and the file read, under one file lock
+(``common/warehouse_lock.py``), so the second load waits for the first.
 """
 
 
@@ -18,6 +22,7 @@ import dagster as dg
 
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
+from reference_arch.common.warehouse_lock import warehouse_lock
 from reference_arch.finetune.config import finetune_dir
 
 START_ENV = "REFERENCE_ARCH_FINETUNE_START"
@@ -31,6 +36,11 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 def warehouse_path() -> Path:
     return finetune_dir() / "warehouse.duckdb"  # not "github.duckdb": a catalog named like the schema is ambiguous
+
+
+def locked():
+    """Hold the warehouse's lock across processes: build and run the dlt pipeline, and read the file, under it."""
+    return warehouse_lock(finetune_dir())
 
 
 def pairs_path(month: str) -> Path:
@@ -57,9 +67,10 @@ def load_github(since: datetime, until: datetime, log) -> dict:
     try:
         source = github_source(repos or None, since=since, until=until, token=token, window_on="created_at",
                                stats=stats)
-        pipeline = dlt.pipeline(pipeline_name="finetune_github", pipelines_dir=dlt_pipelines_dir(),
-                                destination=dlt.destinations.duckdb(str(warehouse_path())), dataset_name=DATASET)
-        info = pipeline.run(source)
+        with locked():  # building the pipeline touches the working folder another month's load may be using
+            pipeline = dlt.pipeline(pipeline_name="finetune_github", pipelines_dir=dlt_pipelines_dir(),
+                                    destination=dlt.destinations.duckdb(str(warehouse_path())), dataset_name=DATASET)
+            info = pipeline.run(source)
     except Exception as err:  # dlt wraps the source's errors: surface the root cause
         cause = err
         while cause.__cause__ is not None or cause.__context__ is not None:
@@ -73,10 +84,15 @@ def load_github(since: datetime, until: datetime, log) -> dict:
 
 def read_window(since: datetime, until: datetime) -> tuple[list[dict], list[dict]]:
     """Issues created in ``[since, until)`` and their comments, as the pair builder wants them."""
+    with locked():  # a load in another process holds the file for writing: wait for it
+        if not warehouse_path().exists():
+            return [], []
+        return _read_window(since, until)
+
+
+def _read_window(since: datetime, until: datetime) -> tuple[list[dict], list[dict]]:
     import duckdb
 
-    if not warehouse_path().exists():
-        return [], []
     with duckdb.connect(str(warehouse_path()), read_only=True) as con:
         tables = {row[0] for row in con.execute(
             "select table_name from information_schema.tables where table_schema = ?", [DATASET]).fetchall()}

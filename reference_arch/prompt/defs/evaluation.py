@@ -4,7 +4,8 @@ length and cost - and a blocking check that fails a template version scoring bel
 
 import dagster as dg
 
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.prompt.defs.prompt import TEMPLATE, templates

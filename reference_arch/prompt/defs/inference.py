@@ -3,7 +3,8 @@ synchronously with the question (and template) in run config."""
 
 import dagster as dg
 
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import (
     REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, run_routing,

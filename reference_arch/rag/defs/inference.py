@@ -21,7 +21,8 @@ from typing import Optional
 import dagster as dg
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
-from reference_arch.common.llm.resource import LLMError, LLMResource
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, accept_question, answer_record,
                                              markdown_text, run_metadata, run_routing, sources_table)

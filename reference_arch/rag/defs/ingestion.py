@@ -113,9 +113,10 @@ def run_dlt(context: dg.AssetExecutionContext, source_name: str, dlt_source) -> 
     from reference_arch.rag import warehouse
     from reference_arch.rag.partition_counts import log_partition_counts, partition_row_counts
 
-    pipeline = warehouse.pipeline(source_name)
     try:
-        with warehouse.locked():
+        # The pipeline is built under the lock too: building it touches the working folder that
+        # another process's load (another partition of this source) is using.
+        with warehouse.locked_pipeline(source_name) as pipeline:
             results = list(DagsterDltResource().run(context=context, dlt_source=dlt_source,
                                                     dlt_pipeline=pipeline, dagster_dlt_translator=translator()))
             if _ranged(context):  # each partition's own count, read back before another load can write
