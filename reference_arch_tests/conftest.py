@@ -59,7 +59,7 @@ def tmp_home(tmp_path, monkeypatch) -> Path:
     dagster_home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "GITHUB_TOKEN", "SLACK_BOT_TOKEN",
-                 "REFERENCE_ARCH_LLM_MODEL"):
+                 "REFERENCE_ARCH_LLM_MODEL", "REFERENCE_ARCH_REDACT", "REFERENCE_ARCH_REDACT_PHONE_REGIONS"):
         monkeypatch.delenv(name, raising=False)
     return home
 

@@ -68,7 +68,8 @@ def slug(secret_type: str) -> str:
 
 @lru_cache(maxsize=1)
 def _secret_plugins():
-    """``([(label, pattern)], keyword plugin, keyword hint)`` from detect-secrets' plugin registry."""
+    """``([(label, pattern)], keyword plugin, (keyword regex, keyword literals))`` from detect-secrets'
+    plugin registry."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.plugins.keyword import DENYLIST, KeywordDetector
 
@@ -80,7 +81,12 @@ def _secret_plugins():
         if isinstance(plugin, KeywordDetector):
             keyword = plugin
         patterns += [(slug(secret_type), regex) for regex in getattr(plugin, "denylist", ())]
-    return patterns, keyword, re.compile("|".join(DENYLIST), re.IGNORECASE)
+    # Each word of the plugin's list is literals joined by optional underscores ("api_?key"): a line holds
+    # the last literal wherever it holds the word, a quick test before the regex.
+    literals = [w.split("_?")[-1] for w in DENYLIST]
+    if not all(re.fullmatch(r"[^\\^$.|?*+()\[\]{}]+", w) for w in literals):
+        literals = [""]  # a word list of another shape: every line goes to the regex
+    return patterns, keyword, (re.compile("|".join(DENYLIST), re.IGNORECASE), tuple(sorted(set(literals))))
 
 
 def _secret_span(match: re.Match, text: str, label: str) -> tuple[int, int]:
@@ -99,15 +105,17 @@ def _secret_span(match: re.Match, text: str, label: str) -> tuple[int, int]:
 
 
 def _keyword_spans(text: str) -> list[tuple[int, int, str]]:
-    """``password = "..."``-style values, on the lines that name a keyword (the plugin is slow per line)."""
+    """``password = "..."``-style values, on the lines holding one of the keyword plugin's words (the
+    plugin's patterns, and its word list as one case-insensitive regex, are slow over a whole text)."""
     from detect_secrets.filters.heuristic import (is_indirect_reference, is_prefixed_with_dollar_sign,
                                                   is_templated_secret)
 
-    _, keyword, hint = _secret_plugins()
+    _, keyword, (hint, words) = _secret_plugins()
     spans, offset = [], 0
-    for line in text.splitlines(keepends=True):
-        if keyword is not None and hint.search(line) and not is_indirect_reference(line):
-            for value in keyword.analyze_string(line):
+    for line in text.splitlines(keepends=True) if keyword is not None else ():
+        lowered = line.lower()
+        if any(w in lowered for w in words) and hint.search(line) and not is_indirect_reference(line):
+            for value in set(keyword.analyze_string(line)):
                 at = line.find(value) if value else -1
                 if at >= 0 and not is_templated_secret(value) and not is_prefixed_with_dollar_sign(value):
                     spans.append((offset + at, offset + at + len(value), "secret_keyword"))
@@ -226,3 +234,29 @@ def counts_metadata(by_source: dict[str, Counter], prefix: str = "redacted") -> 
         metadata.update({f"{prefix}/{source}/{key}": n for key, n in sorted(counts.items()) if n})
     return {f"{prefix}/total": sum(total.values()),
             **{f"{prefix}/{key}": n for key, n in sorted(total.items()) if n}, **metadata}
+
+
+def secrets_check(texts: dict[str, str], what: str):
+    """A ``dg.AssetCheckResult``: passed when none of ``texts`` (``{id: text}``) holds a known secret
+    pattern; the types found and the first ids otherwise. Passes, saying so, when secrets are not masked
+    (``REFERENCE_ARCH_REDACT`` leaves ``secret`` out)."""
+    import dagster as dg
+
+    if "secret" not in configured_types():
+        return dg.AssetCheckResult(passed=True, metadata={what: len(texts), "secret_masking": "off"},
+                                   description=f"secrets are not masked ({REDACT_ENV} leaves 'secret' out)")
+    found: Counter = Counter()
+    holding = []
+    for key, text in texts.items():
+        secrets = find_secrets(text)
+        if secrets:
+            found.update(secrets)
+            holding.append(key)
+    return dg.AssetCheckResult(
+        passed=not holding,
+        metadata={what: len(texts), f"{what}_with_secrets": len(holding), **{f"found/{k}": n for k, n in found.items()},
+                  "examples": dg.MetadataValue.text(", ".join(sorted(holding)[:5]) or "none")},
+        description=None if not holding else
+        f"{len(holding)} {what} hold a known secret pattern ({', '.join(sorted(found))}): re-materialize from the "
+        "warehouse with secret masking on",
+    )

@@ -24,16 +24,24 @@ class LLMError(RuntimeError):
     """A model call failed for a reason the user can act on."""
 
 
-def _valid_messages(messages):
-    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text."""
+def _valid_messages(messages, redact: bool = False):
+    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text, masked by
+    ``common.redaction`` when ``redact`` (text bound for an external model)."""
     from reference_arch.common.unicode_text import valid_text
 
+    if redact:
+        from reference_arch.common.redaction import redact as mask
+
+        def clean(text: str) -> str:
+            return mask(valid_text(text))
+    else:
+        clean = valid_text
     if isinstance(messages, str):
-        return valid_text(messages)
+        return clean(messages)
     if not isinstance(messages, list):
         return messages  # a prompt value or message objects: built from text already validated
-    return [(m[0], valid_text(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
-            else {**m, "content": valid_text(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
+    return [(m[0], clean(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
+            else {**m, "content": clean(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
             else m for m in messages]
 
 
@@ -141,10 +149,15 @@ class LLMResource(dg.ConfigurableResource):
     def generate(self, messages) -> str:
         """One chat completion (messages, a prompt value or a string); returns the text. Message
         text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
-        lone surrogates, whichever template variable, system prompt or source brought them."""
+        lone surrogates, whichever template variable, system prompt or source brought them. Secrets and
+        personal data are masked (``common.redaction``) in what goes to an OpenAI-compatible server and in
+        the answer, before any asset records or logs it."""
+        from reference_arch.common.redaction import redact
+
         chat = self.chat_model()
         with self.errors_explained():
-            return str(chat.invoke(_valid_messages(messages)).content)
+            text = str(chat.invoke(_valid_messages(messages, redact=self.resolved_provider() == "openai")).content)
+        return redact(text)
 
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:
