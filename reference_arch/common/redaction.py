@@ -192,7 +192,13 @@ class Redactor:
         counts = self.counts if counts is None else counts
         text = text or ""
         if "secret" in self.types:
-            text = mask(text, secret_spans(text), counts)
+            spans = secret_spans(text)
+            text = mask(text, spans, counts)
+            for _ in range(8):  # the keyword plugin finds one value per pattern and line: look again
+                if not any(label == "secret_keyword" for _, _, label in spans):
+                    break
+                spans = _keyword_spans(text)
+                text = mask(text, spans, counts)
         if "email" in self.types and "@" in text:
             text = mask(text, email_spans(text), counts)
         if "phone" in self.types:

@@ -26,6 +26,8 @@ def test_each_kind_is_masked_with_its_typed_placeholder():
     assert redact(SLACK_TEXT) == "My CI token is [SECRET:slack_token], reach me at [EMAIL] or [PHONE]."
     assert redact(f"key:\n{PRIVATE_KEY}\nafter") == "key:\n[SECRET:private_key]\nafter"  # the whole block
     assert redact('db_password = "Tr0ub4dor&3x"') == 'db_password = "[SECRET:secret_keyword]"'
+    two = redact("api_key=\"abcd1234efgh\" and secret = 'xyzzy-plugh'")  # two on one line
+    assert two == "api_key=\"[SECRET:secret_keyword]\" and secret = '[SECRET:secret_keyword]'"
     assert redact("or (415) 555-0199 in the US") == "or [PHONE] in the US"
 
 
