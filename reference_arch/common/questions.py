@@ -44,21 +44,29 @@ def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS
 
 
 def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -> str:
-    """The body of every ``question`` asset: the validated question, recorded in metadata, or a
-    failure naming the problem before any model is called."""
+    """The body of every ``question`` asset: the validated question with secrets and personal data
+    masked (``common.redaction``: before any model, index, metadata or log sees it), recorded in
+    metadata, or a failure naming the problem before any model is called."""
+    from collections import Counter
+
+    from reference_arch.common.redaction import redactor
     from reference_arch.common.unicode_text import repair_text
 
     try:
         text = validate_question(config.question, config.max_chars)
-    except QuestionError as err:
+        masked: Counter = Counter()
+        text = redactor().redact(text, masked)
+    except (QuestionError, ValueError) as err:  # ValueError: a REFERENCE_ARCH_REDACT that names no type
         raise dg.Failure(description=f"question refused: {err}") from None
     repaired = repair_text(config.question or "")[1]
     if repaired:
         context.log.warning(f"the question held {repaired} characters that are not valid Unicode; "
                             "they were replaced with U+FFFD")
+    if masked:
+        context.log.info(f"masked in the question: {', '.join(f'{n} {k}' for k, n in sorted(masked.items()))}")
     routing = {f"llm_{k}": v for k, v in (("model", config.model), ("policy", config.policy)) if v}
     context.add_output_metadata({"question": text, "characters": len(text), "repaired_characters": repaired,
-                                 **routing})
+                                 "redacted": sum(masked.values()), **routing})
     return text
 
 

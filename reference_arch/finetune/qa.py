@@ -114,3 +114,15 @@ def drop_duplicates(pairs: list[dict]) -> tuple[list[dict], int]:
             seen.add(pair["fingerprint"])
             kept.append(pair)
     return kept, len(pairs) - len(kept)
+
+
+def redact_pairs(pairs: list[dict], redactor, counts: dict[str, Counter]) -> list[dict]:
+    """Pairs with question and answer masked by ``redactor`` (``common.redaction.Redactor``); what was
+    masked is added to ``counts[repo]``. The fingerprint stays that of the raw question: duplicates are
+    found on what was asked, whatever the masking rules."""
+    masked = []
+    for pair in pairs:
+        found = counts.setdefault(pair["repo"] or "unknown", Counter())
+        masked.append({**pair, "question": redactor.redact(pair["question"], found),
+                       "answer": redactor.redact(pair["answer"], found)})
+    return masked

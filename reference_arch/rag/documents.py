@@ -5,6 +5,9 @@ becomes a document: ``id`` (stable: ``github:owner/repo#12``, ``slack:<channel i
 ``docs:guides/io.md``, ``docs:pandas.Series.rename``), ``source_type``, ``format`` (how to split it),
 ``title``, ``source`` (URL, relative path or dotted name), ``url``, ``text``, ``created_at``,
 ``updated_at`` (ISO, UTC) and ``content_hash`` (what the chunker and the index compare).
+
+``redact_documents`` masks secrets and personal data in titles and texts (``common/redaction.py``) on the
+way out of the warehouse, which keeps the raw text.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
+from collections import Counter
 from typing import Any, Iterable
 
 SLACK_ARCHIVE = "https://slack.com/archives"
@@ -36,9 +40,13 @@ def iso(value: Any) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
+def content_hash(title: str, source: str, url: str, text: str, *extra: str) -> str:
+    return hashlib.sha256("\x1f".join([title, source, url, text, *extra]).encode()).hexdigest()
+
+
 def document(doc_id: str, source_type: str, fmt: str, title: str, source: str, url: str, text: str,
              created_at: Any, updated_at: Any) -> dict:
-    digest = hashlib.sha256("\x1f".join([title, source, url, text]).encode()).hexdigest()
+    digest = content_hash(title, source, url, text)
     return {"id": doc_id, "source_type": source_type, "format": fmt, "title": title.strip(), "source": source,
             "url": url or "", "text": text, "created_at": iso(created_at), "updated_at": iso(updated_at or created_at),
             "content_hash": digest}
@@ -149,3 +157,19 @@ def load_documents() -> list[dict]:
                                 read_table("slack", "channels"))
     docs += docs_documents(read_table("docs", "pages"), partition_fingerprints())
     return sorted(docs, key=lambda d: d["id"])
+
+
+# -- redaction --------------------------------------------------------------------------------
+
+def redact_documents(docs: Iterable[dict], redactor) -> tuple[list[dict], dict[str, Counter]]:
+    """Documents with their title and text masked by ``redactor`` (``common.redaction.Redactor``), and
+    ``{source_type: Counter of what was masked}``. The content hash covers the masked fields and the
+    redaction settings, so a change of either re-chunks exactly the documents it changes."""
+    counts: dict[str, Counter] = {}
+    masked = []
+    for doc in docs:
+        found = counts.setdefault(doc["source_type"], Counter())
+        title, text = redactor.redact(doc["title"], found), redactor.redact(doc["text"], found)
+        masked.append({**doc, "title": title, "text": text,
+                       "content_hash": content_hash(title, doc["source"], doc["url"], text, redactor.fingerprint())})
+    return masked, counts

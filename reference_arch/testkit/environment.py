@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 from unittest import mock
 
 SECRETS_AND_SWITCHES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "GITHUB_TOKEN",
-                        "SLACK_BOT_TOKEN", "REFERENCE_ARCH_LLM_MODEL")
+                        "SLACK_BOT_TOKEN", "REFERENCE_ARCH_LLM_MODEL", "REFERENCE_ARCH_REDACT",
+                        "REFERENCE_ARCH_REDACT_PHONE_REGIONS")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from reference_arch.finetune.split import TRAIN, VALIDATION, split_of, split_pai
 
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-04-01"}
 DATA_ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, processing.prompts,
-               processing.split_is_disjoint, processing.openai_format]
+               processing.split_is_disjoint, processing.openai_format, processing.no_secrets_in_prompts]
 
 
 def materialize(assets, selection=None, resources=None, **kwargs):
@@ -139,3 +139,53 @@ def test_long_questions_are_shortened_to_fit():
     assert chars.count(fitted["messages"]) <= 300 and fitted["messages"][1]["content"].endswith(" …")
     assert fitted["messages"][2] == long["messages"][2]  # the answer is never cut
     assert fit_to_limit(chat_example("q", "a" * 400, system_prompt="sys"), chars, 300) is None
+
+
+def test_secrets_and_personal_data_are_masked_in_pairs_and_prompt_files(github_export, registry_with_base, instance):
+    """A GitHub issue and its maintainer's answer carrying fake tokens, an e-mail address and a phone number:
+    masked in the month's pairs and in the prompt files, kept in the warehouse; the blocking check fails on
+    a file holding one."""
+    import duckdb
+
+    from reference_arch_tests.fake_secrets import GITHUB_TEXT, GITHUB_TOKEN, RAW_VALUES, SLACK_TEXT
+
+    folder = github_export / "acme" / "widgets"
+    issues, comments = (json.loads((folder / name).read_text()) for name in ("issues.json", "comments.json"))
+    issues.append({**issues[0], "id": 5001, "number": 99, "title": "Push refused", "body": GITHUB_TEXT,
+                   "created_at": "2026-01-15T08:00:00Z", "html_url": "https://github.com/acme/widgets/issues/99"})
+    comments.append({**comments[-1], "id": 5002, "body": f"Rotate it. {SLACK_TEXT}",
+                     "user": {"login": "ada", "type": "User"}, "author_association": "OWNER",
+                     "created_at": "2026-01-15T09:00:00Z", "issue_url": "https://api.github.com/repos/acme/widgets/issues/99"})
+    (folder / "issues.json").write_text(json.dumps(issues))
+    (folder / "comments.json").write_text(json.dumps(comments))
+
+    room = {"fine_tuning": FineTuningResource(backend="local", max_seq_len=512)}  # the long issue fits
+    result = materialize(DATA_ASSETS, instance=instance, tags=RANGE, resources=room)
+    assert result.success
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["no_secrets_in_prompts"]
+
+    with duckdb.connect(str(ingestion.warehouse_path()), read_only=True) as con:  # the raw text stays
+        assert con.execute("select count(*) from github.issues where body like ?", [f"%{GITHUB_TOKEN}%"]).fetchone()[0] == 1
+    [pair] = [json.loads(line) for line in ingestion.pairs_path("2026-01-01").read_text().splitlines()
+              if json.loads(line)["number"] == 99]
+    assert pair["question"].startswith("Push refused\n\nPushing with https://deploy:[SECRET:basic_auth_credentials]@")
+    assert pair["answer"] == ("Rotate it. My CI token is [SECRET:slack_token], reach me at [EMAIL] or [PHONE].")
+    files = config.prompts_path(TRAIN).read_text() + config.prompts_path(VALIDATION).read_text()
+    assert not [value for value in RAW_VALUES if value in files]
+    assert "[SECRET:github_token]" in files and "[SECRET:slack_token]" in files
+
+    pairs = metadata(result, "qa_pairs")
+    assert pairs["redacted/acme/widgets/secret:github_token"] == 1 and pairs["redacted/acme/widgets/email"] == 2
+    assert pairs["redacted/total"] == 8
+    prompts = metadata(result, "prompts")
+    assert prompts["redacted/acme/widgets/secret:slack_token"] == 1 and prompts["redacted/total"] == 8
+
+    # A file holding a token (written by hand, or before redaction): the check fails and blocks training.
+    with config.prompts_path(TRAIN).open("a") as handle:
+        handle.write(json.dumps({"messages": [{"role": "user", "content": f"my token {GITHUB_TOKEN}"},
+                                              {"role": "assistant", "content": "ok", "weight": 1}]}) + "\n")
+    rerun = materialize(DATA_ASSETS, instance=instance, raise_on_error=False, resources=room,
+                        selection=dg.AssetSelection.checks(processing.no_secrets_in_prompts))
+    [evaluation] = rerun.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["found/secret:github_token"].value == 1

@@ -119,7 +119,7 @@ def processing_assets():
 
     return [processing.documents, processing.chunks, processing.chunk_embeddings, rag_index.vector_index,
             evaluation.retrieval_evaluation, checks.chunks_within_token_limit, checks.chunk_ids_unique,
-            checks.index_matches_chunks]
+            checks.index_matches_chunks, checks.no_secrets_in_chunks, checks.no_secrets_in_index]
 
 
 def resources():

@@ -22,16 +22,24 @@ from reference_arch.common.settings import home_path
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
-def _valid_messages(messages):
-    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text."""
+def _valid_messages(messages, redact: bool = False):
+    """Strings, ``(role, text)`` tuples and ``{"role", "content"}`` dicts with valid Unicode text, masked by
+    ``common.redaction`` when ``redact`` (text bound for an external model)."""
     from reference_arch.common.unicode_text import valid_text
 
+    if redact:
+        from reference_arch.common.redaction import redact as mask
+
+        def clean(text: str) -> str:
+            return mask(valid_text(text))
+    else:
+        clean = valid_text
     if isinstance(messages, str):
-        return valid_text(messages)
+        return clean(messages)
     if not isinstance(messages, list):
         return messages  # a prompt value or message objects: built from text already validated
-    return [(m[0], valid_text(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
-            else {**m, "content": valid_text(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
+    return [(m[0], clean(m[1])) if isinstance(m, tuple) and len(m) == 2 and isinstance(m[1], str)
+            else {**m, "content": clean(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
             else m for m in messages]
 
 
@@ -157,21 +165,25 @@ class LLMResource(dg.ConfigurableResource):
     def generate(self, messages, *, model: Optional[str] = None, policy: Optional[str] = None) -> str:
         """One chat completion (messages, a prompt value or a string); returns the text. Message
         text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
-        lone surrogates, whichever template variable, system prompt or source brought them.
-        With the openai provider the model is routed (``routing``; ``model``/``policy`` override the
-        resource's for this call): a model that fails falls back to the next, and the spend is recorded."""
+        lone surrogates, whichever template variable, system prompt or source brought them. Secrets and
+        personal data are masked (``common.redaction``) in what goes to an OpenAI-compatible server and in
+        the answer, before any asset records or logs it. With the openai provider the model is routed
+        (``routing``; ``model``/``policy`` override the resource's for this call): a model that fails falls
+        back to the next, and the spend is recorded."""
         from reference_arch.common.llm.spend import Spend, generate_routed
+        from reference_arch.common.redaction import redact
 
-        messages = _valid_messages(messages)
+        external = self.resolved_provider() == "openai"
+        messages = _valid_messages(messages, redact=external)
         if self._spend is None:
             self._spend = Spend()
-        if self.resolved_provider() != "openai":
+        if not external:
             chat = self.chat_model()
             with self.errors_explained():
                 text = str(chat.invoke(messages).content)
             self._spend.record(self.resolved_model(), "local: the local model, no routing", 0.0, "local", [], [])
-            return text
-        return generate_routed(self, messages, model=model, policy=policy)
+            return redact(text)
+        return redact(generate_routed(self, messages, model=model, policy=policy))
 
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:

@@ -208,6 +208,10 @@ class VectorCollection:
         """``{chunk id: document id}`` of everything stored."""
         raise NotImplementedError
 
+    def texts(self) -> dict[str, str]:
+        """``{chunk id: text}`` of everything stored (what the index's secrets check scans)."""
+        raise NotImplementedError
+
     def count(self) -> int:
         raise NotImplementedError
 
@@ -428,6 +432,13 @@ class LanceCollection(VectorCollection):
             return {}
         data = self._columns(["id", "document_id"])
         return dict(zip(data.column("id").to_pylist(), data.column("document_id").to_pylist()))
+
+    @_lance_errors
+    def texts(self) -> dict[str, str]:
+        if not self._open():
+            return {}
+        data = self._columns(["id", "text"])
+        return dict(zip(data.column("id").to_pylist(), data.column("text").to_pylist()))
 
     @_lance_errors
     def count(self) -> int:
@@ -704,6 +715,13 @@ class WeaviateCollection(VectorCollection):
             return {}
         return {o.properties["chunk_id"]: o.properties["document_id"]
                 for o in self.collection().iterator(return_properties=["chunk_id", "document_id"])}
+
+    @_weaviate_errors
+    def texts(self) -> dict[str, str]:
+        if not self._open():
+            return {}
+        return {o.properties["chunk_id"]: o.properties.get("text") or ""
+                for o in self.collection().iterator(return_properties=["chunk_id", "text"])}
 
     @_weaviate_errors
     def count(self) -> int:

@@ -144,17 +144,25 @@ def github_issues(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     deps=[github_issues],
     kinds={"python", "duckdb"},
     description="Question/answer pairs of the month: question = issue title + body, answer = the first reply "
-                "by an OWNER, MEMBER or COLLABORATOR (bots excluded); cleaned, de-duplicated, filters counted.",
+                "by an OWNER, MEMBER or COLLABORATOR (bots excluded); cleaned, de-duplicated, filters counted; "
+                "secrets and personal data masked with typed placeholders (the warehouse keeps the raw text).",
 )
 def qa_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from reference_arch.common.redaction import counts_metadata, redactor
     from reference_arch.finetune.jsonl import write_jsonl
-    from reference_arch.finetune.qa import build_pairs
+    from reference_arch.finetune.qa import build_pairs, redact_pairs
 
+    try:
+        masker = redactor()
+    except ValueError as err:
+        raise dg.Failure(f"cannot mask the pairs: {err}") from None
     totals: Counter = Counter()
+    masked: dict[str, Counter] = {}
     by_month, all_pairs = [], []
     for month in context.partition_keys:
         window = MONTHLY.time_window_for_partition_key(month)
         pairs, counts = build_pairs(*read_window(window.start, window.end))
+        pairs = redact_pairs(pairs, masker, masked)
         write_jsonl(pairs_path(month), pairs)
         totals.update(counts)
         all_pairs += pairs
@@ -167,6 +175,7 @@ def qa_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
                   "duplicates", "cleaned")
     return dg.MaterializeResult(metadata={
         **{key: totals[key] for key in count_keys},
+        **counts_metadata(masked), "redaction": masker.fingerprint(),
         "by_month": table(by_month, ["month", *((c, "int") for c in ("issues", "pairs", "no_answer", "bot_replies",
                                                                      "empty_body")), ("mean_answer_chars", "float")]),
         "sample": table([{**p, "issue": f"{p['repo']}#{p['number']}", "answered_by": p["answer_author"]}

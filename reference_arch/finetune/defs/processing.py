@@ -9,6 +9,7 @@ are disjoint; the files follow OpenAI's format rules.
 
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -109,12 +110,14 @@ def token_rules(fine_tuning: FineTuningResource):
                 "to fit the model's token limit.",
 )
 def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) -> dg.MaterializeResult:
+    from reference_arch.common.redaction import counts_metadata
     from reference_arch.finetune.chat_format import chat_example, fit_to_limit
     from reference_arch.finetune.jsonl import write_jsonl
 
     sides = read_split()
     counter, limit = token_rules(fine_tuning)
     kept: dict[str, list[dict]] = {}
+    masked: dict[str, Counter] = {}  # placeholders per source repository (qa_pairs masked the pairs)
     too_long = shortened = 0
     for side, pairs in sides.items():
         kept[side] = []
@@ -125,6 +128,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
             shortened += fitted is not None and fitted is not example
             if fitted is not None:
                 kept[side].append(fitted)
+                count_placeholders(fitted, masked.setdefault(pair.get("repo") or "unknown", Counter()))
     # Refuse before anything is written, uploaded or trained: the files of the last good run stay.
     if len(kept[TRAIN]) < fine_tuning.min_examples:
         raise dg.Failure(
@@ -138,6 +142,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
         write_jsonl(prompts_path(side), examples)
     sample = kept[TRAIN][0]["messages"]
     return dg.MaterializeResult(metadata={
+        **counts_metadata(masked),
         "train_examples": len(kept[TRAIN]),
         "validation_examples": len(kept[VALIDATION]),
         "shortened": shortened,
@@ -149,6 +154,15 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
         "train_file": dg.MetadataValue.path(str(prompts_path(TRAIN))),
         "validation_file": dg.MetadataValue.path(str(prompts_path(VALIDATION))),
     })
+
+
+def count_placeholders(example: dict, counts) -> None:
+    """Add the redaction placeholders of an example's user and assistant messages to ``counts``."""
+    from reference_arch.common.redaction import placeholder_counts
+
+    for message in example["messages"]:
+        if message["role"] != "system":
+            counts.update(placeholder_counts(message["content"]))
 
 
 def check_prompt_files(fine_tuning: FineTuningResource) -> dict:
@@ -173,3 +187,19 @@ def openai_format(fine_tuning: FineTuningResource) -> dg.AssetCheckResult:
     metadata = {f"{side}/{key}": value for side, report in reports.items() for key, value in report.metadata().items()}
     failed = [f"{side}: {report.summary()}" for side, report in reports.items() if not report.ok]
     return dg.AssetCheckResult(passed=not failed, metadata=metadata, description="; ".join(failed) or None)
+
+
+@dg.asset_check(asset=prompts, blocking=True,
+                description="No message in the train or validation file holds a known secret pattern "
+                            "(detect-secrets' plugins, common/redaction.py): nothing is uploaded or trained on "
+                            "until the files are clean.")
+def no_secrets_in_prompts() -> dg.AssetCheckResult:
+    from reference_arch.common.redaction import secrets_check
+    from reference_arch.finetune.jsonl import read_jsonl
+
+    texts = {}
+    for side in (TRAIN, VALIDATION):
+        path = prompts_path(side)
+        for n, example in enumerate(read_jsonl(path) if path.exists() else [], 1):
+            texts[f"{side}:{n}"] = "\n".join(str(m.get("content") or "") for m in example.get("messages", []))
+    return secrets_check(texts, "examples")

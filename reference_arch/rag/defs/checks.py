@@ -1,4 +1,7 @@
-"""Asset checks on the chunks and the index (retrieval quality is checked in ``evaluation.py``)."""
+"""Asset checks on the chunks and the index (retrieval quality is checked in ``evaluation.py``).
+
+The two secrets checks are blocking: chunks holding a known secret pattern are not embedded (which may send
+them to OpenAI), and an index holding one is not searched by the evaluation in the same run."""
 
 from collections import Counter
 
@@ -55,3 +58,24 @@ def index_matches_chunks(embeddings: EmbeddingsResource, vector_store: VectorSto
         metadata[f"{source_type}/index"] = in_index.get(source_type, 0)
     return dg.AssetCheckResult(
         passed=in_index == in_chunks and not missing and not extra and total == len(stored), metadata=metadata)
+
+
+@dg.asset_check(asset=chunks, blocking=True,
+                description="No chunk holds a known secret pattern (detect-secrets' plugins, common/redaction.py): "
+                            "secrets are masked before chunking, and chunks are embedded next.")
+def no_secrets_in_chunks() -> dg.AssetCheckResult:
+    from reference_arch.common.redaction import secrets_check
+
+    return secrets_check({r["id"]: r["text"] for r in read_rows(chunks_path(), ["id", "text"])}, "chunks")
+
+
+@dg.asset_check(asset=vector_index, blocking=True,
+                description="No text stored in the vector index holds a known secret pattern.")
+def no_secrets_in_index(embeddings: EmbeddingsResource, vector_store: VectorStoreResource) -> dg.AssetCheckResult:
+    from reference_arch.common.redaction import secrets_check
+
+    collection = open_collection(embeddings, vector_store)
+    try:
+        return secrets_check(collection.texts(), "index_rows")
+    finally:
+        collection.close()

@@ -92,16 +92,23 @@ def _counts(rows: list[dict], field: str = "source_type") -> dict[str, int]:
     deps=[dlt_asset_key(s, r) for s, resources in DLT_RESOURCES.items() for r in resources],
     automation_condition=AFTER_INGESTION,
     description="Every ingested GitHub issue (with its human comments), Slack thread and docs page as one "
-                "document shape: id, source_type, title, source, url, text, timestamps, content hash.",
+                "document shape: id, source_type, title, source, url, text, timestamps, content hash; secrets "
+                "and personal data masked with typed placeholders (the warehouse keeps the raw text).",
 )
 def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from reference_arch.common.redaction import counts_metadata, redactor
     from reference_arch.common.settings import enabled_sources
-    from reference_arch.rag.documents import DOCUMENT_FIELDS, load_documents
+    from reference_arch.rag.documents import DOCUMENT_FIELDS, load_documents, redact_documents
 
     try:
+        masker = redactor()
         docs = load_documents()
-    except (FileNotFoundError, ValueError) as err:  # a docs folder or package setting that is wrong
+    except (FileNotFoundError, ValueError) as err:  # a docs folder, package or redaction setting that is wrong
         raise dg.Failure(description=f"cannot list the documents: {err}") from None
+    started = time.perf_counter()
+    docs, masked = redact_documents(docs, masker)
+    redaction = {**counts_metadata(masked), "redaction": masker.fingerprint(),
+                 "redaction_seconds": round(time.perf_counter() - started, 2)}
     if not docs:  # a valid state (an emptied docs folder, every source off): the index empties too
         context.log.warning("no documents: the enabled sources hold nothing yet "
                             f"(enabled: {', '.join(sorted(enabled_sources())) or 'none'})")
@@ -113,10 +120,21 @@ def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         "documents": len(docs), **_counts(docs),
         "new": sum(1 for k in now if k not in before),
         "changed": sum(1 for k, h in now.items() if k in before and before[k] != h),
-        "removed": sum(1 for k in before if k not in now), "previous_unreadable": unreadable,
+        "removed": sum(1 for k in before if k not in now), "previous_unreadable": unreadable, **redaction,
         "path": dg.MetadataValue.path(str(documents_path())),
         "sample": table(docs[:: max(1, len(docs) // 10)], ["id", "title", "source", "updated_at"], 10, 200),
     })
+
+
+def placeholders_metadata(rows: list[dict]) -> dict[str, int]:
+    """The redaction placeholders the chunks hold, per type and per source type (overlapping chunks
+    can repeat one)."""
+    from reference_arch.common.redaction import counts_metadata, placeholder_counts
+
+    by_source: dict[str, Counter] = {}
+    for row in rows:
+        by_source.setdefault(row["source_type"], Counter()).update(placeholder_counts(row["text"]))
+    return counts_metadata(by_source)
 
 
 class ChunksConfig(dg.Config):
@@ -157,7 +175,7 @@ def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embeddings: 
     write_rows(chunks_path(), rows, CHUNK_FIELDS)
     tokens = [r["tokens"] for r in rows]
     return dg.MaterializeResult(metadata={
-        "chunks": len(rows), **_counts(rows), "documents_rechunked": rechunked,
+        "chunks": len(rows), **_counts(rows), **placeholders_metadata(rows), "documents_rechunked": rechunked,
         "documents_unchanged": len(docs) - rechunked, "previous_unreadable": unreadable, "token_limit": limit,
         "max_tokens": max(tokens, default=0), "mean_tokens": round(sum(tokens) / max(1, len(tokens)), 1),
         "total_tokens": sum(tokens), "chunker": chunker, "path": dg.MetadataValue.path(str(chunks_path())),

@@ -1,0 +1,268 @@
+"""Redaction: secrets and personal data masked with typed placeholders before text leaves the warehouse.
+
+What is masked, by type (``REFERENCE_ARCH_REDACT``: ``all``, the default, ``none``, or a comma-separated
+list of these):
+
+- ``secret``: credentials found by detect-secrets' plugins (Yelp), each placeholder named after the plugin's
+  secret type: ``[SECRET:github_token]``, ``[SECRET:aws_access_key]``, ``[SECRET:slack_token]``,
+  ``[SECRET:basic_auth_credentials]`` (the password of ``https://user:password@host``),
+  ``[SECRET:private_key]`` (the whole PEM block), ``[SECRET:secret_keyword]`` (``password = "..."``).
+  The plugins' own patterns run over the whole text (their ``denylist``), the keyword plugin over the lines
+  that name a keyword, with detect-secrets' heuristic filters for templated and indirect values. Its two
+  entropy plugins and its public-IP plugin are not used: they guess (commit SHAs, checksums, version
+  numbers would be masked), and the check that the index holds no secret asserts known patterns only.
+- ``email``: ``[EMAIL]``, an address that email-validator accepts (syntax only, no DNS).
+- ``phone``: ``[PHONE]``, a number that Google's libphonenumber (``phonenumbers``) finds valid, in
+  international form or national form of ``REFERENCE_ARCH_REDACT_PHONE_REGIONS`` (default ``US``).
+
+Each type runs on the text the previous one left, so a placeholder is never matched again and masking is
+idempotent. Nothing here reaches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+REDACT_ENV = "REFERENCE_ARCH_REDACT"
+PHONE_REGIONS_ENV = "REFERENCE_ARCH_REDACT_PHONE_REGIONS"
+TYPES = ("secret", "email", "phone")
+# detect-secrets plugins left out: guesses by entropy, and an IP address is not a credential.
+UNUSED_PLUGINS = frozenset({"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"})
+PLACEHOLDER = re.compile(r"\[(SECRET:[a-z0-9_]+|EMAIL|PHONE)\]")
+# A candidate address: a run of characters that may form one, around an @ (email-validator decides).
+_EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\]{}\"'`,;:|/\\]+@[^\s<>()\[\]{}\"'`,;:|/\\]+")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def configured_types(value: str | None = None) -> frozenset[str]:
+    """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``value``); ``ValueError`` names an unknown one."""
+    raw = (os.environ.get(REDACT_ENV, "") if value is None else value).strip().lower()
+    names = {n.strip() for n in raw.split(",") if n.strip()} or {"all"}
+    if names == {"all"}:
+        return frozenset(TYPES)
+    if names == {"none"}:
+        return frozenset()
+    unknown = sorted(names - set(TYPES))
+    if unknown:
+        raise ValueError(f"{REDACT_ENV}={raw!r} names unknown type(s) {', '.join(unknown)}: use all, none or "
+                         f"any of {', '.join(TYPES)}")
+    return frozenset(names)
+
+
+def phone_regions(value: str | None = None) -> tuple[str, ...]:
+    raw = os.environ.get(PHONE_REGIONS_ENV, "") if value is None else value
+    return tuple(r.strip().upper() for r in raw.split(",") if r.strip()) or ("US",)
+
+
+def slug(secret_type: str) -> str:
+    """``'GitHub Token'`` -> ``'github_token'``."""
+    return re.sub(r"[^a-z0-9]+", "_", secret_type.lower()).strip("_")
+
+
+# -- detectors ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _secret_plugins():
+    """``([(label, pattern)], keyword plugin, (keyword regex, keyword literals))`` from detect-secrets'
+    plugin registry."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.plugins.keyword import DENYLIST, KeywordDetector
+
+    patterns, keyword = [], None
+    for secret_type, plugin_class in get_mapping_from_secret_type_to_class().items():
+        if plugin_class.__name__ in UNUSED_PLUGINS:
+            continue
+        plugin = plugin_class()
+        if isinstance(plugin, KeywordDetector):
+            keyword = plugin
+        patterns += [(slug(secret_type), regex) for regex in getattr(plugin, "denylist", ())]
+    # Each word of the plugin's list is literals joined by optional underscores ("api_?key"): a line holds
+    # the last literal wherever it holds the word, a quick test before the regex.
+    literals = [w.split("_?")[-1] for w in DENYLIST]
+    if not all(re.fullmatch(r"[^\\^$.|?*+()\[\]{}]+", w) for w in literals):
+        literals = [""]  # a word list of another shape: every line goes to the regex
+    return patterns, keyword, (re.compile("|".join(DENYLIST), re.IGNORECASE), tuple(sorted(set(literals))))
+
+
+def _secret_span(match: re.Match, text: str, label: str) -> tuple[int, int]:
+    """What to mask of a plugin's match: a private key's whole PEM block; the captured value when the
+    pattern captures one after some context (the password of ``://user:password@``, a quoted key after
+    ``aws_secret=``); else the whole match (a group at its start names the token kind, as ``ghp``)."""
+    if label == "private_key":  # to its END line, else the end of its paragraph, else of the text
+        start = match.start() - 5 if text[max(0, match.start() - 5):match.start()] == "-----" else match.start()
+        end = _PEM_END.search(text, match.end()) or _BLANK_LINE.search(text, match.end())
+        return start, end.end() if end else len(text)
+    for group in range(1, (match.re.groups or 0) + 1):
+        start, end = match.span(group)
+        if start > match.start() and end - start >= 4:
+            return start, end
+    return match.span()
+
+
+def _keyword_spans(text: str) -> list[tuple[int, int, str]]:
+    """``password = "..."``-style values, on the lines holding one of the keyword plugin's words (the
+    plugin's patterns, and its word list as one case-insensitive regex, are slow over a whole text)."""
+    from detect_secrets.filters.heuristic import (is_indirect_reference, is_prefixed_with_dollar_sign,
+                                                  is_templated_secret)
+
+    _, keyword, (hint, words) = _secret_plugins()
+    spans, offset = [], 0
+    for line in text.splitlines(keepends=True) if keyword is not None else ():
+        lowered = line.lower()
+        if any(w in lowered for w in words) and hint.search(line) and not is_indirect_reference(line):
+            for value in set(keyword.analyze_string(line)):
+                at = line.find(value) if value else -1
+                if at >= 0 and not is_templated_secret(value) and not is_prefixed_with_dollar_sign(value):
+                    spans.append((offset + at, offset + at + len(value), "secret_keyword"))
+        offset += len(line)
+    return spans
+
+
+def secret_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` of every known secret pattern in ``text``."""
+    patterns, _, _ = _secret_plugins()
+    spans = []
+    for label, regex in patterns:
+        for match in regex.finditer(text):
+            spans.append((*_secret_span(match, text, label), label))
+    return spans + _keyword_spans(text)
+
+
+def email_spans(text: str) -> list[tuple[int, int, str]]:
+    from email_validator import EmailNotValidError, validate_email
+
+    spans = []
+    for match in _EMAIL_CANDIDATE.finditer(text):
+        candidate = match.group().rstrip(".")
+        try:
+            validate_email(candidate, check_deliverability=False, test_environment=True)
+        except EmailNotValidError:
+            continue
+        spans.append((match.start(), match.start() + len(candidate), "email"))
+    return spans
+
+
+def phone_spans(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, str]]:
+    import phonenumbers
+
+    if not any(c.isdigit() for c in text):
+        return []
+    return [(m.start, m.end, "phone") for region in regions
+            for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)]
+
+
+# -- masking --------------------------------------------------------------------------------------
+
+def placeholder(label: str) -> str:
+    return f"[{label.upper()}]" if label in ("email", "phone") else f"[SECRET:{label}]"
+
+
+def count_key(label: str) -> str:
+    """The metadata name of a label: ``email``, ``phone`` or ``secret:<type>``."""
+    return label if label in ("email", "phone") else f"secret:{label}"
+
+
+def mask(text: str, spans: list[tuple[int, int, str]], counts: Counter) -> str:
+    """``text`` with each span replaced by its placeholder; overlapping spans merge into the first."""
+    out, last = [], 0
+    for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if start < last:  # overlaps one already masked: widen it
+            last = max(last, end)
+            continue
+        out += [text[last:start], placeholder(label)]
+        counts[count_key(label)] += 1
+        last = end
+    return "".join(out) + text[last:]
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Masks the configured types; ``redact`` adds what it masked to ``counts``."""
+
+    types: frozenset[str] = frozenset(TYPES)
+    regions: tuple[str, ...] = ("US",)
+    counts: Counter = field(default_factory=Counter, compare=False, hash=False)
+
+    def redact(self, text: str | None, counts: Counter | None = None) -> str:
+        counts = self.counts if counts is None else counts
+        text = text or ""
+        if "secret" in self.types:
+            spans = secret_spans(text)
+            text = mask(text, spans, counts)
+            for _ in range(8):  # the keyword plugin finds one value per pattern and line: look again
+                if not any(label == "secret_keyword" for _, _, label in spans):
+                    break
+                spans = _keyword_spans(text)
+                text = mask(text, spans, counts)
+        if "email" in self.types and "@" in text:
+            text = mask(text, email_spans(text), counts)
+        if "phone" in self.types:
+            text = mask(text, phone_spans(text, self.regions), counts)
+        return text
+
+    def fingerprint(self) -> str:
+        """What a derived text depends on besides its source: part of content hashes."""
+        return f"redact:{','.join(sorted(self.types)) or 'none'};phone:{','.join(self.regions)}"
+
+
+def redactor() -> Redactor:
+    """A redactor configured from the environment (``REDACT_ENV``, ``PHONE_REGIONS_ENV``)."""
+    return Redactor(configured_types(), phone_regions())
+
+
+def redact(text: str | None) -> str:
+    """``text`` masked as the environment configures."""
+    return redactor().redact(text)
+
+
+def find_secrets(text: str) -> Counter:
+    """``{secret:<type>: count}`` of the known secret patterns ``text`` holds (for the checks)."""
+    return Counter(count_key(label) for _, _, label in secret_spans(text or ""))
+
+
+def placeholder_counts(text: str) -> Counter:
+    """``{type: count}`` of the placeholders ``text`` already holds."""
+    return Counter(m.group(1).lower() if m.group(1) in ("EMAIL", "PHONE") else "secret:" + m.group(1)[7:]
+                   for m in PLACEHOLDER.finditer(text or ""))
+
+
+def counts_metadata(by_source: dict[str, Counter], prefix: str = "redacted") -> dict[str, int]:
+    """``{redacted/<type>: n, redacted/<source>/<type>: n}``, and ``redacted/total``."""
+    total: Counter = Counter()
+    metadata = {}
+    for source, counts in sorted(by_source.items()):
+        total.update(counts)
+        metadata.update({f"{prefix}/{source}/{key}": n for key, n in sorted(counts.items()) if n})
+    return {f"{prefix}/total": sum(total.values()),
+            **{f"{prefix}/{key}": n for key, n in sorted(total.items()) if n}, **metadata}
+
+
+def secrets_check(texts: dict[str, str], what: str):
+    """A ``dg.AssetCheckResult``: passed when none of ``texts`` (``{id: text}``) holds a known secret
+    pattern; the types found and the first ids otherwise. Passes, saying so, when secrets are not masked
+    (``REFERENCE_ARCH_REDACT`` leaves ``secret`` out)."""
+    import dagster as dg
+
+    if "secret" not in configured_types():
+        return dg.AssetCheckResult(passed=True, metadata={what: len(texts), "secret_masking": "off"},
+                                   description=f"secrets are not masked ({REDACT_ENV} leaves 'secret' out)")
+    found: Counter = Counter()
+    holding = []
+    for key, text in texts.items():
+        secrets = find_secrets(text)
+        if secrets:
+            found.update(secrets)
+            holding.append(key)
+    return dg.AssetCheckResult(
+        passed=not holding,
+        metadata={what: len(texts), f"{what}_with_secrets": len(holding), **{f"found/{k}": n for k, n in found.items()},
+                  "examples": dg.MetadataValue.text(", ".join(sorted(holding)[:5]) or "none")},
+        description=None if not holding else
+        f"{len(holding)} {what} hold a known secret pattern ({', '.join(sorted(found))}): re-materialize from the "
+        "warehouse with secret masking on",
+    )
