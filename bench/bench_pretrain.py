@@ -31,7 +31,7 @@ def _row(metric, value, unit="", target="", ok=None):
 
 
 def _demo(inst) -> tuple[float, str | None]:
-    from reference_arch.cli import CliError, materialize_location
+    from reference_arch.cli.runs import CliError, materialize_location
 
     started = time.perf_counter()
     try:
@@ -101,7 +101,7 @@ def _bare_loop(steps: int, batch_size: int) -> float:
 def _trainer(inst, steps: int) -> dict:
     import dagster as dg
 
-    from reference_arch.cli import load_defs
+    from reference_arch.cli.runs import load_defs
     from reference_arch.pretrain import store
 
     defs = load_defs("pretrain")

@@ -7,9 +7,10 @@ import os
 
 import dagster as dg
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch_tests.production.webserver import LOCATIONS, graphql, location_statuses
+from reference_arch_tests.production.webserver import graphql, location_statuses
 
 RUNS = "{ runsOrError { __typename ... on Runs { results { runId jobName status } } } }"
 

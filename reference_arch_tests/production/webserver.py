@@ -16,9 +16,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.settings import PROJECT_ROOT
 
-LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 SECRETS_AND_SWITCHES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "GITHUB_TOKEN",
                         "SLACK_BOT_TOKEN", "REFERENCE_ARCH_LLM_MODEL")
 
