@@ -106,11 +106,15 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
         "log_every": max(1, max_steps // 10), "lora": lora,
     }
     run = trainer.run(context, config)
-    done = run.summary
     for stale in root.iterdir():  # trained: older working directories (done or abandoned) can go
         if stale.is_dir() and stale.name != key:
             shutil.rmtree(stale, ignore_errors=True)
-    record = {
+    return lora_record(base_spec, base_path, lora, run.summary, data[TRAIN]), run.metadata()
+
+
+def lora_record(base_spec: str, base_path: str, lora: dict, done: dict, train_data: dict) -> dict:
+    """What the fine-tuned model's record keeps of a LoRA run (``done``: the trainer's summary)."""
+    return {
         "base_spec": base_spec,
         "base_path": base_path,
         "model": done["model_dir"],
@@ -124,7 +128,6 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
         "train_loss": done["train_loss"],
         "tokens_per_s": done["tokens_per_s"],
         "runtime_s": done["runtime_s"],
-        "seq_len": data[TRAIN]["seq_len"],
-        "answer_tokens": data[TRAIN]["answer_tokens"],
+        "seq_len": train_data["seq_len"],
+        "answer_tokens": train_data["answer_tokens"],
     }
-    return record, run.metadata()
