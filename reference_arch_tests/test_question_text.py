@@ -55,12 +55,12 @@ def test_the_real_command_line_with_undecodable_bytes(registry_with_tiny_model):
 def test_every_question_asset_repairs_run_config(tmp_home, location):
     """All three question assets: the lone surrogate never leaves the door."""
     from reference_arch.common.questions import question_run_config
-    from reference_arch.finetune.defs import inference
+    from reference_arch.finetune.defs import inference as finetune_inference
     from reference_arch.prompt.defs import prompt as prompt_assets
-    from reference_arch.prompt.defs import inference as prompt_inference
-    from reference_arch.rag.defs import inference
+    from reference_arch.rag.defs import inference as rag_inference
 
-    asset = {"prompt": prompt_assets.question, "rag": inference.question, "finetune": inference.question}[location]
+    asset = {"prompt": prompt_assets.question, "rag": rag_inference.question,
+             "finetune": finetune_inference.question}[location]
     result = dg.materialize_to_memory([asset], run_config=question_run_config(location, LONE_SURROGATE))
     value = result.asset_value(dg.AssetKey([location, "question"]))
     assert value == "What is a \ufffd series?" and valid(value)
