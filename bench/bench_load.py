@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.settings import PROJECT_ROOT
 
-LOCATIONS = ["prompt", "rag", "finetune", "pretrain"]
 REPEATS = 7
 TARGET = 1.5
 

@@ -32,7 +32,7 @@ def _row(metric, value, unit="", target="", ok=None):
 def _demo(inst) -> tuple[float, str | None]:
     """``reference-arch materialize pretrain``, timed in this process: the command line's own step plan is
     what a user runs (so it is measured through the CLI), and the demo's files stay for the next parts."""
-    from reference_arch.cli import CliError, materialize_location
+    from reference_arch.cli.runs import CliError, materialize_location
 
     started = time.perf_counter()
     try:

@@ -147,7 +147,7 @@ def throughput(embeddings, home: Path) -> dict:
 def query_latency(embeddings, home: Path) -> dict:
     import numpy as np
 
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.question_sets import load_question_sets
     from reference_arch.rag.defs.processing import chunks_path, embedding_cache, read_rows
 
@@ -198,7 +198,7 @@ def retrieval_quality(home: Path) -> dict:
     import dagster as dg
 
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.defs import evaluation, ingestion, processing
 
     saved = dict(os.environ)
@@ -232,7 +232,7 @@ def retrieval_quality(home: Path) -> dict:
 
 
 def quality_rows(meta: dict) -> list[dict]:
-    from reference_arch.common.vector_store.store import SEARCH_MODES
+    from reference_arch.common.vector_store import SEARCH_MODES
     from reference_arch.rag.defs.evaluation import BASELINE
     from reference_arch.rag.question_sets import SPLITS
 
@@ -267,7 +267,7 @@ def row(metric, value, unit, target, ok):
 
 def run() -> dict:
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
 
     with temporary_home() as home:
         embeddings = EmbeddingsResource(provider="local")

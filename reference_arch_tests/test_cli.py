@@ -68,32 +68,33 @@ def test_demo_lines_say_what_happened(registry_with_tiny_model):
     """The demo's cache wording, its expected-offline label and its local-model line, on real runs:
     `materialize prompt` answers the default question, so asking it again is a cache hit *from that
     materialization*; a new question costs tokens."""
-    from reference_arch import cli
+    from reference_arch.cli import answers, demo, runs
 
     instance = dg.DagsterInstance.get()
-    results = cli.materialize_location("prompt", instance, echo=lambda *a, **k: None)
-    answered = cli.questions_answered(results)
+    results = runs.materialize_location("prompt", instance, echo=lambda *a, **k: None)
+    answered = runs.questions_answered(results)
     assert answered == {"prompt": {"What is a series?"}}
 
-    lines = cli.check_summary(results, cli.OFFLINE_EXPECTED_FAILURES)
+    lines = runs.check_summary(results, demo.OFFLINE_EXPECTED_FAILURES)
     assert any("answer_format" in line for line in lines)
     for line in lines:
         assert ("expected offline" in line) == ("answer_format FAILED" in line), line
 
-    again = cli.ask("prompt", "What is a series?", instance)
+    again = answers.ask("prompt", "What is a series?", instance)
     assert again["usage"]["cache_hits"] == 1
-    assert "`materialize prompt` above sent this same prompt" in cli.usage_line(again, True, "prompt")
-    fresh = cli.ask("prompt", "What is a DataFrame?", instance)
-    assert fresh["usage"]["cache_hits"] == 0 and cli.usage_line(fresh, False, "prompt").startswith("tokens ")
+    assert "`materialize prompt` above sent this same prompt" in demo.usage_line(again, True, "prompt")
+    fresh = answers.ask("prompt", "What is a DataFrame?", instance)
+    assert fresh["usage"]["cache_hits"] == 0 and demo.usage_line(fresh, False, "prompt").startswith("tokens ")
 
-    line = cli.local_model_line(120.0)
+    line = demo.local_model_line(120.0)
     assert "registry:tiny-lm@1" in line and "not answers" in line and "OPENAI_API_KEY" in line
 
 
 def test_ask_json_has_one_shape_for_every_target(registry_with_tiny_model, tmp_path, monkeypatch, capsys):
     """prompt, rag and finetuned print the same keys (question included), then their own extras; the
     answer assets carry the question (and rag its retrieval mode and k) as metadata for the UI."""
-    from reference_arch.cli import ASK_TARGETS, DEMO_QUESTIONS
+    from reference_arch.cli.answers import ASK_TARGETS
+    from reference_arch.cli.demo import DEMO_QUESTIONS
     from reference_arch.common.questions import ANSWER_KEYS
     from reference_arch.finetune.config import FINETUNED_MODEL
     from reference_arch_tests.production.conftest import build_rag_index, tiny_rag_exports

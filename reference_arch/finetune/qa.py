@@ -43,6 +43,23 @@ def _fingerprint(text: str) -> str:
     return hashlib.sha256(" ".join(text.casefold().split()).encode()).hexdigest()
 
 
+def _first_answer(replies: list[dict], counts: Counter) -> tuple[dict, str] | None:
+    """The earliest reply by the repository's people that says something, with its cleaned text;
+    bot replies and empty ones are counted."""
+    for reply in sorted(replies, key=lambda c: str(c["created_at"])):
+        if is_bot(reply.get("author"), reply.get("author_type")):
+            counts["bot_replies"] += 1
+            continue
+        if reply.get("author_association") not in MAINTAINER_ASSOCIATIONS:
+            continue
+        text = clean_answer(reply.get("body"))
+        if not text:
+            counts["empty_replies"] += 1
+            continue
+        return reply, text
+    return None
+
+
 def build_pairs(issues: Iterable[dict], comments: Iterable[dict]) -> tuple[list[dict], Counter]:
     """Pairs from issues and their comments, and the count of everything filtered out.
 
@@ -66,19 +83,7 @@ def build_pairs(issues: Iterable[dict], comments: Iterable[dict]) -> tuple[list[
         if not body:
             counts["empty_body"] += 1
             continue
-        answer = None
-        for reply in sorted(replies.get(issue["id"], []), key=lambda c: str(c["created_at"])):
-            if is_bot(reply.get("author"), reply.get("author_type")):
-                counts["bot_replies"] += 1
-                continue
-            if reply.get("author_association") not in MAINTAINER_ASSOCIATIONS:
-                continue
-            text = clean_answer(reply.get("body"))
-            if not text:
-                counts["empty_replies"] += 1
-                continue
-            answer = (reply, text)
-            break
+        answer = _first_answer(replies.get(issue["id"], []), counts)
         if answer is None:
             counts["no_answer"] += 1
             continue

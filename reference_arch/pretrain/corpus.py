@@ -59,6 +59,28 @@ class Scan:
         return digest.hexdigest()
 
 
+def _read_source(path: Path, max_file_bytes: int, budget_left: int) -> tuple[str | None, bytes, str]:
+    """``(skip reason or None, bytes, text)`` of one candidate file, read only when it fits the budget."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty", b"", ""
+        if size > max_file_bytes:
+            return "too_large", b"", ""
+        if size > budget_left:
+            return "over_budget", b"", ""
+        data = path.read_bytes()
+    except OSError:
+        return "unreadable", b"", ""
+    if b"\0" in data:
+        return "binary", data, ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "non_utf8", data, ""
+    return ("empty" if not text.strip() else None), data, text
+
+
 def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), max_bytes: int = 2_000_000,
                    max_file_bytes: int = 1_000_000, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> Scan:
     """Read the source files under ``root`` (see the module docstring for what is skipped)."""
@@ -91,30 +113,7 @@ def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), 
     candidates.sort()
     total = 0
     for _, rel, path in candidates:
-        reason = None
-        try:
-            size = path.stat().st_size
-            if size == 0:
-                reason = "empty"
-            elif size > max_file_bytes:
-                reason = "too_large"
-            elif total + size > max_bytes:
-                reason = "over_budget"
-            else:
-                data = path.read_bytes()
-        except OSError:
-            reason = "unreadable"
-        if reason is None:
-            if b"\0" in data:
-                reason = "binary"
-            else:
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    reason = "non_utf8"
-                else:
-                    if not text.strip():
-                        reason = "empty"
+        reason, data, text = _read_source(path, max_file_bytes, max_bytes - total)
         if reason:
             scan.skipped[reason] += 1
             continue

@@ -5,7 +5,7 @@ automation (schedule, sensors, jobs)."""
 
 from reference_arch.common.locations import location_definitions
 from reference_arch.common.resources import embeddings_resource, llm_resource
-from reference_arch.common.vector_store.store import vector_store_resource
+from reference_arch.common.vector_store import vector_store_resource
 from reference_arch.rag import defs as rag_defs
 
 defs = location_definitions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from reference_arch.common.vector_store.store import SEARCH_MODES
+from reference_arch.common.vector_store import SEARCH_MODES
 from reference_arch.rag.config import rag_dir
 
 # Until rag/retrieval_evaluation has run: the mode with the best mean dev recall@5 over the shipped sets

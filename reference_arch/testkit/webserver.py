@@ -16,11 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.settings import PROJECT_ROOT
 from reference_arch.testkit.environment import SECRETS_AND_SWITCHES
 from reference_arch.testkit.tiny_model import TINY_MODEL_NAME
 
-LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 
 
 def free_port() -> int:

@@ -42,7 +42,7 @@ def files_holding(root: Path, secret: str) -> list[str]:
 def one_chunk_index(embeddings: EmbeddingsResource) -> None:
     """A one-chunk index recorded with ``embeddings``' model (3 dimensions), so a question is
     refused by nothing before it reaches that model's client."""
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.defs.processing import COLLECTION
 
     index = VectorStoreResource().collection(COLLECTION, embeddings.model_label(), 3, rebuild=True)
@@ -171,7 +171,7 @@ def test_chat_on_a_hanging_server_says_timed_out_not_cannot_reach(tmp_home):
 
 def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
     from reference_arch.common.questions import question_run_config
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.defs import inference
 
     with hanging_server() as url, dg.DagsterInstance.ephemeral() as instance:
@@ -202,7 +202,7 @@ def test_github_slack_session_on_a_hanging_server_says_timed_out():
 
 
 def test_weaviate_on_a_hanging_server_says_timed_out(tmp_home):
-    from reference_arch.common.vector_store.store import VectorStoreError, VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreError, VectorStoreResource
 
     with hanging_server() as url, hanging_server() as grpc_url:
         store = VectorStoreResource(backend="weaviate", url=url, grpc_port=int(grpc_url.rsplit(":", 1)[1]),

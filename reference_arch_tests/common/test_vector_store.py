@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from reference_arch.common.vector_store.store import (
+from reference_arch.common.vector_store import (
     Embedding,
     EmbeddingMismatchError,
     VectorStoreError,

@@ -55,9 +55,9 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
     assert metadata(again, "fine_tuned_model")["train/steps_this_run"] == 0
 
     # `reference-arch ask finetuned` answers with the published model ...
-    from reference_arch import cli
+    from reference_arch.cli.answers import ask
 
-    answered = cli.ask("finetuned", "How to set cache?", instance)
+    answered = ask("finetuned", "How to set cache?", instance)
     assert answered["model"] == "registry:code-lm-github@1" and isinstance(answered["answer"], str)
 
     # ... and so does any location pointed at it by configuration (the seed's RAG + fine-tuned model).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import subprocess
@@ -63,14 +64,18 @@ def test_git_checkout_of_a_local_repository(tmp_path):
         git_checkout(f"file://{tmp_path}/missing", tmp_path / "sources" / "other")
 
 
-def test_github_tarball_through_a_local_api(tmp_path):
-    """A local server speaking GitHub's tarball endpoint (a redirect-free 200 with a gzip tar)."""
+TARBALL_FILE = b"def f():\n    return 1\n"
+
+
+@contextlib.contextmanager
+def tarball_api():
+    """A local server speaking GitHub's tarball endpoint (a redirect-free 200 with a gzip tar) for
+    ``owner/repo`` at ``main``; yields its URL and what the last request carried."""
     payload = io.BytesIO()
     with tarfile.open(fileobj=payload, mode="w:gz") as tar:
-        data = b"def f():\n    return 1\n"
         info = tarfile.TarInfo("owner-repo-abc123/src/f.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        info.size = len(TARBALL_FILE)
+        tar.addfile(info, io.BytesIO(TARBALL_FILE))
     seen = {}
 
     class API(http.server.BaseHTTPRequestHandler):
@@ -90,14 +95,29 @@ def test_github_tarball_through_a_local_api(tmp_path):
     server = http.server.HTTPServer(("127.0.0.1", 0), API)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+
+
+def test_github_tarball_through_a_local_api(tmp_path):
+    with tarball_api() as (url, seen):
         target = github_tarball("owner/repo", tmp_path / "gh", "main", token="t0ken", api_url=url)
-        assert (target / "src" / "f.py").read_bytes() == data
+        assert (target / "src" / "f.py").read_bytes() == TARBALL_FILE
         assert seen["auth"] == "Bearer t0ken"
         with pytest.raises(CorpusError, match="404"):
             github_tarball("owner/missing", tmp_path / "gh2", api_url=url)
-    finally:
-        server.shutdown()
+
+
+def test_raw_corpus_from_a_github_repo(tmp_home, instance, tmp_path, monkeypatch):
+    """The asset's github_repo source, with its token and API URL from the environment."""
+    with tarball_api() as (url, seen):
+        monkeypatch.setenv("GITHUB_API_URL", url)
+        monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+        config = run_config(tmp_path / "unused", raw_corpus={"github_repo": "owner/repo", "ref": "main"})
+        result = materialize(instance, ["raw_corpus"], config)
+    assert seen == {"path": "/repos/owner/repo/tarball/main", "auth": "Bearer t0ken"}
+    assert metadata(result, "raw_corpus")["files"].value == 1
 
 
 def test_failure_keeps_the_stored_corpus(tmp_home, instance, corpus_dir, tmp_path):

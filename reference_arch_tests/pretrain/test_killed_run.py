@@ -40,7 +40,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_killed_run_frees_its_slot_and_its_trainer_dies(tmp_home):
-    from reference_arch.cli import instance as cli_instance
+    from reference_arch.cli.runs import instance as cli_instance
     from reference_arch.common.trainer.checkpoints import complete_checkpoints, latest_checkpoint
 
     inst = cli_instance()  # the project's instance (sqlite, pools) under this test's DAGSTER_HOME

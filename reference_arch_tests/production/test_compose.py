@@ -8,9 +8,9 @@ import shlex
 import pytest
 import yaml
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.settings import OFFLINE_ENV, PROJECT_ROOT
 
-LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 CODE_SERVICES = {f"code-{name}": name for name in LOCATIONS}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 # The switches to production backends (README), passed to the code servers by name.

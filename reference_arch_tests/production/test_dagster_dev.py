@@ -7,9 +7,11 @@ import os
 
 import dagster as dg
 
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.settings import PROJECT_ROOT
-from reference_arch.testkit.webserver import LOCATIONS, graphql, location_statuses
+from reference_arch.common.locations import LOCATIONS
+from reference_arch.testkit.webserver import graphql, location_statuses
 
 RUNS = "{ runsOrError { __typename ... on Runs { results { runId jobName status } } } }"
 

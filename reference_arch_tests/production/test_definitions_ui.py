@@ -10,11 +10,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reference_arch.common.locations import OWNERS
+from reference_arch.common.locations import LOCATIONS, OWNERS
 from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.settings import PROJECT_ROOT
 
-LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 CODE_REFERENCES = "dagster/code_references"
 
 

@@ -10,11 +10,11 @@ import logging
 import dagster as dg
 import pytest
 
-from reference_arch import cli
+from reference_arch.cli.answers import ask
+from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.questions import question_run_config
 from reference_arch_tests.production.conftest import build_rag_index
 
-LOCATIONS = ("prompt", "rag", "finetune", "pretrain")
 QUESTION_JOBS = {"prompt": "prompt_question_job", "rag": "rag_question_job"}
 QUESTIONS = {"prompt": "What is a series?", "rag": "How do I rename the index of a Series?"}
 
@@ -66,7 +66,7 @@ def test_question_job_answers_on_postgres(location, pg_instance, registry_with_t
         build_rag_index(pg_instance)
         assert {"2026-06-01", "2026-06-02"} <= pg_instance.get_materialized_partitions(
             dg.AssetKey(["rag", "github_issues"]))
-    record = cli.ask(location, QUESTIONS[location], pg_instance)
+    record = ask(location, QUESTIONS[location], pg_instance)
     assert isinstance(record["answer"], str) and record["model"]  # the tiny random model may say nothing
 
     # The answer is stored in Postgres as the UI shows it: Markdown, with token counts as numbers.

@@ -9,7 +9,8 @@ import importlib
 import dagster as dg
 import pytest
 
-from reference_arch.testkit.webserver import LOCATIONS, graphql
+from reference_arch.common.locations import LOCATIONS
+from reference_arch.testkit.webserver import graphql
 
 ASSET_NODES = "{ assetNodes { assetKey { path } groupName repository { location { name } } } }"
 

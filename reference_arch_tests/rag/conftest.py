@@ -124,7 +124,7 @@ def processing_assets():
 
 def resources():
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
 
     return {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource()}
 

@@ -12,7 +12,7 @@ from reference_arch.common.vector_store.embeddings import EmbeddingsResource, pa
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.questions import markdown_code, markdown_text, question_run_config
 from reference_arch.common.resources import embeddings_resource, llm_resource
-from reference_arch.common.vector_store.store import VectorStoreResource
+from reference_arch.common.vector_store import VectorStoreResource
 from reference_arch.rag.defs import inference, processing
 from reference_arch.rag.defs import index as rag_index
 from reference_arch.rag.extractive import candidate_sentences, prose_blocks

@@ -35,7 +35,7 @@ def test_a_failure_line_names_its_cause():
     """12.1: the CLI's line stopped at dlt's "... with exception:" and dropped the cause."""
     import dlt
 
-    from reference_arch.cli import first_failure
+    from reference_arch.cli.runs import first_failure
 
     @dg.asset
     def broken_load(context: dg.AssetExecutionContext):

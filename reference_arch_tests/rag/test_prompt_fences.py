@@ -79,7 +79,7 @@ def test_a_docs_page_with_a_forged_fence_reaches_the_model_fenced(rag_data, inst
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
     from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.questions import question_run_config
-    from reference_arch.common.vector_store.store import VectorStoreResource
+    from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.defs import inference
     from reference_arch_tests.rag.conftest import run_ingestion, run_processing
 

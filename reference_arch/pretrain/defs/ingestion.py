@@ -1,5 +1,6 @@
 """Pretrain step 1, ingestion: the corpus (a folder, a git checkout or a GitHub tarball) and its cleaning."""
 
+import os
 from typing import Optional
 
 import dagster as dg

@@ -8,7 +8,7 @@ from collections import Counter
 import dagster as dg
 
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.vector_store.store import VectorStoreResource
+from reference_arch.common.vector_store import VectorStoreResource
 from reference_arch.rag.defs.processing import chunks, chunks_path, read_rows
 from reference_arch.rag.defs.index import open_collection, vector_index
 

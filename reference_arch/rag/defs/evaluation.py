@@ -20,7 +20,7 @@ from reference_arch.common.atomic import write_json
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
-from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreResource
+from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
 from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
 from reference_arch.rag.defs.index import open_collection, vector_index

@@ -9,7 +9,7 @@ import dagster as dg
 
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.vector_store.store import FIELDS, UnreadableIndexError, VectorStoreResource
+from reference_arch.common.vector_store import FIELDS, UnreadableIndexError, VectorStoreResource
 from reference_arch.rag.defs.processing import AFTER_INGESTION, COLLECTION, chunk_embeddings, chunks_path, \
     embedding_cache, read_rows
 

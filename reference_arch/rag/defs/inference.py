@@ -26,7 +26,7 @@ from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, accept_question, answer_record,
                                              markdown_text, run_metadata, run_routing, sources_table)
-from reference_arch.common.vector_store.store import SEARCH_MODES, VectorStoreError, VectorStoreResource
+from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
 

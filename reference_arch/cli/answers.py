@@ -1,0 +1,66 @@
+"""``reference-arch ask``: run a location's question job and print its answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from reference_arch.cli.runs import QUIET, CliError, first_failure, instance, load_defs
+
+ASK_TARGETS = {  # ask target -> (location, job, answer asset's location prefix)
+    "prompt": ("prompt", "prompt_question_job", "prompt"),
+    "rag": ("rag", "rag_question_job", "rag"),
+    "finetuned": ("finetune", "finetuned_question_job", "finetune"),
+}
+
+
+def ask(target: str, question: str, inst=None, template: str | None = None) -> dict:
+    """Run a question job synchronously and return its answer record (with ``run_id``)."""
+    import dagster as dg
+
+    from reference_arch.common.questions import QuestionError, question_run_config, validate_question
+    from reference_arch.common.unicode_text import repair_text
+
+    location, job_name, prefix = ASK_TARGETS[target]
+    repaired = repair_text(question)[1]
+    if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are)
+        print(f"note: the question held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
+              file=sys.stderr)
+    try:
+        question = validate_question(question)
+    except QuestionError as err:
+        raise CliError(str(err)) from None
+    defs = load_defs(location)
+    try:
+        job = defs.resolve_job_def(job_name)
+    except Exception:  # noqa: BLE001 - a location not built yet
+        raise CliError(f"the {location} location has no {job_name} yet") from None
+    run_config = {**question_run_config(prefix, question), **QUIET}
+    if template is not None and location != "prompt":
+        raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
+    if location == "prompt":  # the template's variable rules refuse a bad question before any run
+        from reference_arch.prompt.templates import DEFAULT_TEMPLATE, template_named, validate_values
+
+        try:
+            validate_values(template_named(template or DEFAULT_TEMPLATE), {"question": question})
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    if template is not None:
+        run_config["ops"]["prompt__prompt"] = {"config": {"template": template}}
+    result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False)
+    if not result.success:
+        raise CliError(first_failure(result))
+    record = dict(result.asset_value(dg.AssetKey([prefix, "answer"])))
+    record["run_id"] = result.run_id
+    return record
+
+
+def print_answer(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record, default=str))
+        return
+    print(record["answer"] or "(empty answer)")
+    for i, source in enumerate(record.get("sources", []), 1):
+        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    print(f"-- model {record['model']}, run {record['run_id']}")
+

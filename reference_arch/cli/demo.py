@@ -1,0 +1,141 @@
+"""``reference-arch demo``: materialize every location in dependency order, ask each seed question,
+then print the checks, the registry's models and the time each stage took."""
+
+from __future__ import annotations
+
+import time
+
+from reference_arch.cli.answers import ASK_TARGETS, ask
+from reference_arch.cli.runs import CliError, check_summary, materialize_location, questions_answered
+from reference_arch.common.locations import LOCATIONS
+
+DEMO_QUESTIONS = {
+    "prompt": "What is a series?",
+    "rag": "How do I rename the index of a Series?",
+    "finetuned": "Reading a CSV file with a semicolon separator fails with a parse error. What should I do?",
+}
+
+# Checks the tiny local model cannot pass: it was trained to continue Python, not to follow instructions.
+OFFLINE_EXPECTED_FAILURES = {
+    "prompt/answer:answer_format": "the local code model does not follow the template's format",
+}
+
+
+def print_rag_answer(record: dict, spent: str) -> None:
+    """The RAG answer wrapped for a terminal, its numbered sources, and how it was made (``spent``:
+    the usage line of a generated answer)."""
+    import textwrap
+
+    for paragraph in (record["answer"] or "(empty answer)").split("\n"):
+        print(textwrap.fill(paragraph, width=100, initial_indent="  ", subsequent_indent="  ") or "")
+    for i, source in enumerate(record.get("sources", [])[:5], 1):
+        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    if record.get("answerer") == "extractive":
+        spent = "extractive: the sources' own sentences, ranked by similarity to the question (no LLM)"
+    print(f"  -- model {record['model']}, {spent}")
+
+
+
+def local_model_line(stage_seconds: float | None) -> str:
+    """What answers the questions offline, what it can and cannot do, and how to get real answers."""
+    from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
+    from reference_arch.pretrain.defs.evaluation import MODEL_NAME
+
+    try:
+        model = ModelRegistry().latest()
+    except ModelNotFoundError:
+        return "No local model: set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible server)."
+    params = model.card.get("parameters")
+    if params is None:  # a fine-tuned card: its base model's size
+        try:
+            params = ModelRegistry().get(MODEL_NAME).card.get("parameters")
+        except ModelNotFoundError:
+            params = None
+    size = f"a {params / 1e6:.1f}M-parameter" if params else "a tiny"
+    took = f" in {stage_seconds:.0f}s" if stage_seconds else ""
+    tuned = "" if model.name == MODEL_NAME else ", then fine-tuned"
+    return (f"Local model {model.spec}: {size} code model pretrained from scratch here{took}{tuned}. It writes "
+            "Python-looking text, not answers; for real answers set OPENAI_API_KEY (and OPENAI_BASE_URL for "
+            "any OpenAI-compatible server).")
+
+
+def usage_line(record: dict, asked_above: bool, location: str) -> str:
+    usage = record["usage"]
+    if not usage.get("cache_hits"):
+        return f"tokens {usage.get('prompt_tokens')}+{usage.get('completion_tokens')}"
+    if asked_above:  # the materialize step ran the question asset with this same (default) question
+        return (f"from the response cache: `materialize {location}` above sent this same prompt "
+                "(temperature 0, so the stored answer is reused)")
+    return "from the response cache: an earlier run sent this same prompt (temperature 0, so the stored answer is reused)"
+
+
+
+def run_demo(inst) -> None:
+    import os
+
+    from reference_arch.common.resources import llm_resource
+
+    llm = llm_resource()
+    local = llm.resolved_provider() == "local"
+    timings, checks, answered = materialize_all(inst, OFFLINE_EXPECTED_FAILURES if local else {})
+    print("\n== answers")
+    print(local_model_line(timings.get("pretrain")) if local else
+          f"The answers below come from {llm.resolved_model()} (OpenAI-compatible API).")
+    for target, question in DEMO_QUESTIONS.items():
+        started = time.perf_counter()
+        try:
+            record = ask(target, question, inst)
+        except CliError as err:
+            print(f"[{target}] {question}\n  error: {err}")
+            continue
+        timings[f"ask {target}"] = time.perf_counter() - started
+        print_demo_answer(target, question, record, answered)
+    print_summary(checks, timings)
+    print(f"\nSee these runs in the UI: `make dev`, or `dagster dev` in the repo root ({os.environ['DAGSTER_HOME']}).")
+
+
+def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], list[str], dict[str, set[str]]]:
+    """Every location in dependency order: seconds per location, the check lines (``expected``: the
+    failures to label as expected), and the questions each location's ``question`` asset took."""
+    timings: dict[str, float] = {}
+    checks: list[str] = []
+    answered: dict[str, set[str]] = {}
+    for location in LOCATIONS:
+        print(f"== materialize {location}")
+        started = time.perf_counter()
+        results = materialize_location(location, inst)
+        checks += check_summary(results, expected)
+        for prefix, questions in questions_answered(results).items():
+            answered.setdefault(prefix, set()).update(questions)
+        timings[location] = time.perf_counter() - started
+    return timings, checks, answered
+
+
+def print_demo_answer(target: str, question: str, record: dict, answered: dict[str, set[str]]) -> None:
+    location, _, prefix = ASK_TARGETS[target]
+    print(f"[{target}] {question}")
+    spent = usage_line(record, question in answered.get(prefix, set()), location)
+    if target == "rag":
+        print_rag_answer(record, spent)
+        return
+    print("  " + (record["answer"] or "(empty answer)").replace("\n", "\n  "))
+    for i, source in enumerate(record.get("sources", [])[:5], 1):
+        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    print(f"  -- model {record['model']}, {spent}")
+
+
+def print_summary(checks: list[str], timings: dict[str, float]) -> None:
+    """The checks evaluated, the models in the registry, and the seconds each stage took."""
+    from reference_arch.common.registry import ModelRegistry
+
+    print("\n== checks")
+    print("\n".join(f"  {line}" for line in checks) or "  (none)")
+    print("\n== models in the registry")
+    for model in ModelRegistry().list():
+        metrics = model.card.get("metrics", {})
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:5])
+        print(f"  {model.spec}  {shown}")
+    print("\n== time per stage")
+    for stage, seconds in timings.items():
+        print(f"  {stage:<14} {seconds:7.1f}s")
+    print(f"  {'total':<14} {sum(timings.values()):7.1f}s")

@@ -1,0 +1,205 @@
+"""Running a location's jobs in this process: the project's instance, the order of a location's
+materialization runs (``plan``), and a failed run as one line (``first_failure``)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
+
+
+class CliError(Exception):
+    """A failure reported as one line."""
+
+
+def load_defs(location: str):
+    import reference_arch  # noqa: F401  (offline switches)
+
+    return importlib.import_module(f"reference_arch.{location}.definitions").defs
+
+
+def instance():
+    import dagster as dg
+
+    from reference_arch.common.pools import apply_pool_limits, free_dead_runs
+    from reference_arch.common.settings import dagster_home
+
+    dagster_home()
+    inst = dg.DagsterInstance.get()
+    apply_pool_limits(inst)  # gpu: 1, openai: 4 (dagster.yaml holds only the default limit)
+    free_dead_runs(inst, log=lambda line: print(line, file=sys.stderr))  # a killed run's slot, not a 10-minute wait
+    return inst
+
+
+def _first_line(error) -> str:
+    lines = [line.strip() for line in (error.message or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else error.cls_name
+
+
+def _innermost(error):
+    """The exception at the bottom of an error's ``raise ... from`` (or implicit context) chain."""
+    seen = 0
+    while (error.cause or error.context) is not None and seen < 20:
+        error, seen = error.cause or error.context, seen + 1
+    return error
+
+
+def first_failure(result) -> str:
+    """The first failed blocking check or step failure, as one line without the traceback wall."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            if not data.passed and data.severity.value == "ERROR":
+                why = data.description or ", ".join(
+                    f"{k}={v.value}" for k, v in data.metadata.items() if isinstance(v.value, (int, float, str)))
+                return f"check {data.asset_key.to_user_string()}:{data.check_name} failed: {why}"
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cls_name in ("DagsterExecutionStepExecutionError",) and error.cause:
+                error = error.cause
+            if error is None:
+                return f"step {event.step_key} failed"
+            message = _first_line(error)
+            if error.cls_name == "Failure":
+                message = message.split(": ", 1)[-1] if message.startswith("dagster._core") else message
+            cause = _innermost(error)
+            if cause is not error and _first_line(cause) not in message:
+                # Wrappers (dlt's PipelineStepFailed: "... with exception:") put the cause on later lines.
+                message = f"{message.rstrip(':').rstrip()}: {_first_line(cause)}"  # that line names its class
+            return f"{event.step_key}: {message}"
+    return "the run failed"
+
+
+@dataclass
+class Step:
+    keys: list = field(default_factory=list)
+    partitions_def: Any = None
+    single_run: bool = True
+
+
+def plan(defs) -> list[Step]:
+    """Ordered steps, each one run (or one run per partition) of assets sharing a partitions
+    definition: an asset joins the earliest step of its kind that comes after all its parents, then
+    a step merges into a later one of its kind when no step between depends on it."""
+    graph = defs.resolve_asset_graph()
+    steps: list[Step] = []
+    step_of: dict = {}
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        earliest = max(
+            (step_of[p] + (steps[step_of[p]].partitions_def != node.partitions_def)
+             for p in node.parent_keys if p in step_of),
+            default=0,
+        )
+        index = next((i for i in range(earliest, len(steps)) if steps[i].partitions_def == node.partitions_def), None)
+        if index is None:
+            steps.append(Step([], node.partitions_def))
+            index = len(steps) - 1
+        # BackfillPolicy.single_run() is the policy with no per-run partition limit.
+        single = node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+        steps[index].keys.append(key)
+        steps[index].single_run &= single
+        step_of[key] = index
+    # A step joins a later one of its kind when no step between reads it (``prompt/question`` joins
+    # its prompt and answer after the template partitions): fewer runs, and a question answered in one.
+    for i in reversed(range(len(steps) - 1)):
+        mine = set(steps[i].keys)
+        for j in range(i + 1, len(steps)):
+            if steps[j].partitions_def == steps[i].partitions_def:
+                steps[j].keys[:0] = steps[i].keys
+                steps[j].single_run &= steps[i].single_run
+                del steps[i]
+                break
+            if any(mine & graph.get(k).parent_keys for k in steps[j].keys):
+                break
+    return steps
+
+
+def step_job(location: str, step: Step, defs):
+    """The step as a job named for what it materializes (``materialize_pretrain_raw_corpus_to_tokenizer``),
+    so its runs read as that in the UI rather than as ``__ephemeral_asset_job__``."""
+    import dagster as dg
+
+    first, last = step.keys[0].path[-1], step.keys[-1].path[-1]
+    name = f"materialize_{location}_{first}" + (f"_to_{last}" if len(step.keys) > 1 else "")
+    job = dg.define_asset_job(name, selection=dg.AssetSelection.assets(*step.keys),
+                              description=f"reference-arch materialize {location}: "
+                                          + ", ".join(k.to_user_string() for k in step.keys))
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources,
+                          jobs=[job]).resolve_job_def(name)
+
+
+def materialize_location(location: str, inst, echo=print) -> list:
+    """Materialize every asset and partition of a location; returns the run results."""
+    defs = load_defs(location)
+    results = []
+    for step in plan(defs):
+        names = ", ".join(k.to_user_string() for k in step.keys)
+        runs: list[dict] = [{}]
+        if step.partitions_def is not None:
+            keys = step.partitions_def.get_partition_keys(dynamic_partitions_store=inst)
+            if not keys:
+                echo(f"  [{location}] {names}: no partitions yet, skipped")
+                continue
+            if step.single_run and len(keys) > 1:
+                runs = [{"tags": {"dagster/asset_partition_range_start": keys[0],
+                                  "dagster/asset_partition_range_end": keys[-1]}}]
+            else:
+                runs = [{"partition_key": k} for k in keys]
+        label = f"{len(runs)} run(s)" if len(runs) > 1 else (
+            f"{len(keys)} partitions in one run" if step.partitions_def is not None else "1 run")
+        echo(f"  [{location}] {names} ({label})", end="", flush=True)
+        started = time.perf_counter()
+        job = step_job(location, step, defs)
+        for run in runs:
+            result = job.execute_in_process(run_config=QUIET, instance=inst, raise_on_error=False, **run)
+            results.append(result)
+            if not result.success:
+                echo(" FAILED")
+                raise CliError(f"{location}: {first_failure(result)} (run {result.run_id})")
+            echo(".", end="", flush=True)
+        echo(f" ok ({time.perf_counter() - started:.1f}s)")
+    return results
+
+
+def check_summary(results, expected: dict[str, str] | None = None) -> list[str]:
+    """One line per asset check evaluated in these runs; a failure listed in ``expected``
+    (``"asset:check" -> why``) is labelled as expected, with its reason."""
+    expected = expected or {}
+    lines = []
+    for result in results:
+        for event in result.all_events:
+            if event.event_type_value != "ASSET_CHECK_EVALUATION":
+                continue
+            data = event.event_specific_data
+            numbers = {k: v.value for k, v in data.metadata.items() if isinstance(v.value, (int, float))
+                       and not isinstance(v.value, bool)}
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(numbers.items())[:4])
+            name = f"{data.asset_key.to_user_string()}:{data.check_name}"
+            status = "passed" if data.passed else f"FAILED ({data.severity.value})"
+            if not data.passed and name in expected:
+                status += f", expected offline: {expected[name]}"
+            lines.append(f"{name} {status}" + (f"  {shown}" if shown else ""))
+    return lines
+
+
+def questions_answered(results) -> dict[str, set[str]]:
+    """Location prefix -> the questions its ``question`` asset took in these runs."""
+    found: dict[str, set[str]] = {}
+    for result in results:
+        for event in result.all_events:
+            if event.event_type_value != "ASSET_MATERIALIZATION":
+                continue
+            materialization = event.event_specific_data.materialization
+            key = materialization.asset_key.path
+            if key[-1] == "question" and "question" in materialization.metadata:
+                found.setdefault(key[0], set()).add(materialization.metadata["question"].value)
+    return found
+
