@@ -32,7 +32,7 @@ class Import:
     target: str  # the module imported, resolved
     where: str  # file:line
     text: str  # the statement as written
-    module_level: bool  # run when the importing module is imported (not inside a function, nor TYPE_CHECKING)
+    module_level: bool  # run when the importing module is imported (not inside a function)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.text}"
@@ -63,7 +63,7 @@ def _statements(tree: ast.Module):
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 yield from walk(child, False)
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
-                yield from walk(child, False)
+                continue  # type-only imports never run: no circle, no layer pulled in at run time
             else:
                 yield from walk(child, module_level)
     yield from walk(tree, True)
