@@ -9,7 +9,7 @@
 | ``REFERENCE_ARCH_GITHUB_API_URL`` | ``https://api.github.com`` | GitHub Enterprise: ``https://HOST/api/v3`` |
 | ``REFERENCE_ARCH_SLACK_API_URL`` | ``https://slack.com/api`` | |
 | ``REFERENCE_ARCH_RAG_EVAL_SET`` | ``rag/eval_sets/*.yaml`` | evaluation question sets (YAML files, comma-separated): they replace the shipped ones |
-| ``REFERENCE_ARCH_DOCS_DIR``, ``REFERENCE_ARCH_DOCS_PACKAGES`` | see ``common/docs_source.py`` | |
+| ``REFERENCE_ARCH_DOCS_DIR``, ``REFERENCE_ARCH_DOCS_PACKAGES`` | see ``sources/docs/`` | |
 | ``REFERENCE_ARCH_RAG_SOURCES`` | the sources configured, else all on the samples | ``github,slack,docs,packages`` or ``none`` (see ``common/settings.py``) |
 """
 

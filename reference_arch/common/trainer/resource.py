@@ -149,7 +149,7 @@ class TrainerResource(dg.ConfigurableResource):
         from reference_arch.common.trainer.entry import PARENT_PID_ENV
 
         extras = self.extras(spec, entry_point)
-        # The trainer dies with this process (train_entry watches PARENT_PID_ENV), and the run
+        # The trainer dies with this process (the entry point watches PARENT_PID_ENV), and the run
         # records which process holds its pool slot, so a killed run's slot can be freed.
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", PARENT_PID_ENV: str(os.getpid()), **(self.env or {})}
         record_step_worker(context)

@@ -30,7 +30,7 @@ DAILY = dg.DailyPartitionsDefinition(start_date=config.start_date(), end_offset=
 DOCS_PARTITIONS = dg.DynamicPartitionsDefinition(name="rag_docs")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
-# The resources each dlt source yields (see common/github_source.py, slack_source.py, docs_source.py).
+# The resources each dlt source yields (see sources/github/, sources/slack/, sources/docs/).
 DLT_RESOURCES = {"github": ("issues", "comments"), "slack": ("channels", "users", "messages"), "docs": ("pages",)}
 DESCRIPTIONS = {
     ("github", "issues"): "GitHub issues and pull requests (flagged is_pull_request) updated in the partition's "
