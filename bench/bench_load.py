@@ -15,7 +15,7 @@ from reference_arch.common.locations import LOCATIONS
 from reference_arch.common.settings import PROJECT_ROOT
 
 REPEATS = 7
-TARGET = 1.5
+TARGET = 1.3  # issue 13: a location loads within 1.3x a bare `import dagster`
 
 
 def _time(statement: str) -> float:

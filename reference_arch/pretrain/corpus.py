@@ -15,10 +15,13 @@ import os
 import shutil
 import subprocess
 import sysconfig
-import tarfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile
 
 DEFAULT_EXCLUDE = ("site-packages", "dist-packages", "__pycache__", ".git", ".venv", "venv", "node_modules", ".tox")
 SKIP_REASONS = ("symlink", "other_extension", "empty", "too_large", "binary", "non_utf8", "unreadable", "over_budget")
@@ -161,6 +164,8 @@ def github_tarball(repo: str, target: Path, ref: str | None = None, token: str |
 
             why = "timed out (no data for 120 s)" if "timed out" in str(err) else str(err)
             raise CorpusError(scrub(f"cannot download {repo} from {api_url}: {why}", token)) from None
+        import tarfile
+
         with tarfile.open(archive) as tar:
             safe_extract(tar, download / "x")
         tops = list((download / "x").iterdir())
@@ -176,6 +181,8 @@ def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:
     ``..``, links pointing out) and special files. The ``data`` extraction filter (PEP 706) does
     this where the Python has it (3.11.4+, and backports); older ones (Debian 12's 3.11.2) get the
     same rules checked here first."""
+    import tarfile
+
     if hasattr(tarfile, "data_filter"):
         tar.extractall(folder, filter="data")
         return

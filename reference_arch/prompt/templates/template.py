@@ -160,6 +160,18 @@ def _schema_problem(err: ValidationError) -> str:
     return problem + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 
+def _placeholders(texts) -> set[str]:
+    """The ``{name}`` placeholders of f-string templates (LangChain's default format, Python's own syntax:
+    ``{{`` is a literal brace). The standard library parses it, so loading the location imports no LangChain."""
+    import string
+
+    names = {name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    for name in names:  # LangChain refuses attribute and index access ("{a.b}", "{a[0]}") and positional "{}"
+        if not _VARIABLE.match(name):
+            raise ValueError(f"{{{name}}} is not a plain variable: write {{name}} with letters, digits and '_'")
+    return names
+
+
 def _check(template: PromptTemplate) -> None:
     """What the schema cannot say: the text and the declared variables agree, the examples fit."""
     spec = template.spec
@@ -171,8 +183,8 @@ def _check(template: PromptTemplate) -> None:
     if "question" not in spec.variables:
         raise TemplateError("variables must declare 'question': the prompt location fills {question}")
     try:
-        used = set(chat_prompt(template).input_variables)
-    except (ValueError, KeyError) as err:
+        used = _placeholders(m.text for m in spec.messages)
+    except ValueError as err:
         raise TemplateError(f"messages: {err}") from None
     if unknown := sorted(used - set(spec.variables)):
         raise TemplateError(f"the text uses {{{unknown[0]}}}, which variables does not declare")
@@ -189,9 +201,10 @@ def _check(template: PromptTemplate) -> None:
             validate_values(template, {k: v for k, v in example.items() if k != "answer"})
         except TemplateInputError as err:
             raise TemplateError(f"examples[{i}]: {err}") from None
-    try:  # the renderer's own checks (an f-string may fail only when formatted)
-        render(template, {name: name for name in spec.variables}, check=False)
-    except (ValueError, KeyError, IndexError) as err:
+    try:  # an f-string may fail only when formatted ("{0}", "{a.b}"): format each message as LangChain will
+        for message in spec.messages:
+            message.text.format(**{name: name for name in spec.variables})
+    except (ValueError, KeyError, IndexError, AttributeError) as err:
         raise TemplateError(f"messages: {err}") from None
 
 
