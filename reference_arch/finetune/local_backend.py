@@ -131,3 +131,4 @@ def train_lora(context, fine_tuning, trainer) -> tuple[dict, dict]:
         "train_loss": done["train_loss"], "tokens_per_s": done["tokens_per_s"], "runtime_s": done["runtime_s"],
         "seq_len": data[TRAIN]["seq_len"], "answer_tokens": data[TRAIN]["answer_tokens"],
     }
+    return record, run.metadata()
