@@ -41,7 +41,11 @@ def test_materialize_prompt_every_partition(registry_with_tiny_model, capsys):
         assert instance.get_latest_materialization_event(dg.AssetKey(["prompt", name])) is not None, name
     # The runs are named for what they do, not __ephemeral_asset_job__; the question is answered in one run.
     names = [run.job_name for run in reversed(instance.get_runs())]
-    assert names == ["materialize_prompt_template"] * len(TEMPLATES) + ["materialize_prompt_question_to_answer"]
+    # each template partition is rendered and then evaluated in one run
+    assert names == (["materialize_prompt_template_to_template_evaluation"] * len(TEMPLATES)
+                     + ["materialize_prompt_question_to_answer"])
+    evaluated = instance.get_materialized_partitions(dg.AssetKey(["prompt", "template_evaluation"]))
+    assert evaluated == set(TEMPLATES)
 
 
 def test_ask_prompt_with_a_template(registry_with_tiny_model, capsys):
