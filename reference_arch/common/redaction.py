@@ -40,18 +40,11 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 def configured_types(value: str | None = None) -> frozenset[str]:
-    """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``value``); ``ValueError`` names an unknown one."""
-    raw = (os.environ.get(REDACT_ENV, "") if value is None else value).strip().lower()
-    names = {n.strip() for n in raw.split(",") if n.strip()} or {"all"}
-    if names == {"all"}:
-        return frozenset(TYPES)
-    if names == {"none"}:
-        return frozenset()
-    unknown = sorted(names - set(TYPES))
-    if unknown:
-        raise ValueError(f"{REDACT_ENV}={raw!r} names unknown type(s) {', '.join(unknown)}: use all, none or "
-                         f"any of {', '.join(TYPES)}")
-    return frozenset(names)
+    """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``value``): ``all`` (the default), ``none`` or
+    names from ``TYPES``; ``ValueError`` names an unknown one."""
+    from reference_arch.common.settings import name_list_setting
+
+    return name_list_setting(REDACT_ENV, TYPES, kind="type", default=frozenset(TYPES), all_word="all", value=value)
 
 
 def phone_regions(value: str | None = None) -> tuple[str, ...]:

@@ -105,22 +105,33 @@ SOURCE_SETTINGS = {
 }
 
 
+def name_list_setting(env: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
+                      all_word: str | None = None, value: str | None = None) -> frozenset[str]:
+    """The names a list setting holds: ``env`` (or ``value``) is comma-separated names from ``choices``,
+    ``none`` (no name), or ``all_word`` when given (every choice); unset or blank gives ``default``.
+    ``ValueError`` names an unknown one and what is allowed."""
+    raw = (os.environ.get(env, "") if value is None else value).strip()
+    names = {n.strip().lower() for n in raw.split(",") if n.strip()}
+    if not names:
+        return default
+    if names == {"none"}:
+        return frozenset()
+    if all_word is not None and names == {all_word}:
+        return frozenset(choices)
+    unknown = sorted(names - set(choices))
+    if unknown:
+        words = ", ".join(w for w in (all_word, "none") if w)
+        raise ValueError(f"{env}={raw!r} names unknown {kind}(s) {', '.join(unknown)}: use {words} or any of "
+                         f"{', '.join(choices)}")
+    return frozenset(names)
+
+
 def enabled_sources() -> frozenset[str]:
     """The sources to ingest: ``REFERENCE_ARCH_RAG_SOURCES`` (comma-separated names from ``SOURCES``, or
     ``none``) when set; else those the user configured (``SOURCE_SETTINGS``); else all of them, on the
     bundled samples (the tidepool exports and docs, and the pandas API). ``ValueError`` names an unknown one."""
-    value = (os.environ.get(SOURCES_ENV) or "").strip()
-    if value:
-        names = {n.strip().lower() for n in value.split(",") if n.strip()}
-        if names == {"none"}:
-            return frozenset()
-        unknown = sorted(names - set(SOURCES))
-        if unknown:
-            raise ValueError(f"{SOURCES_ENV}={value!r} names unknown source(s) {', '.join(unknown)}: "
-                             f"use any of {', '.join(SOURCES)}, or none")
-        return frozenset(names)
     configured = {name for name, keys in SOURCE_SETTINGS.items() if any(os.environ.get(k) for k in keys)}
-    return frozenset(configured or SOURCES)
+    return name_list_setting(SOURCES_ENV, SOURCES, kind="source", default=frozenset(configured or SOURCES))
 
 
 def source_enabled(name: str) -> bool:
