@@ -203,3 +203,16 @@ def to_iso(value: Any) -> str | None:
     """``YYYY-MM-DDTHH:MM:SSZ`` (GitHub's format, which sorts as text), or None."""
     moment = to_datetime(value)
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def named_source(name: str, resources: Any, stats: SkipStats):
+    """A dlt source called ``name`` (also its config section, as when decorated in ``sources/<name>/``)
+    over ``resources`` (one resource or a list), carrying ``stats`` as ``source.skipped``."""
+    import dlt
+
+    def resources_of_source():
+        return resources
+
+    source = dlt.source(resources_of_source, name=name, section=name, max_table_nesting=0)()
+    source.skipped = stats
+    return source

@@ -42,7 +42,7 @@ from reference_arch.sources.docs.api import docstring_documents
 from reference_arch.sources.docs.files import file_hashes, file_partition, file_rows
 from reference_arch.sources.docs.helpers import (PAGE_COLUMNS, VANISHED, PackageSpec, configured_packages, docs_dir,
                                                  include_examples, iso, max_chars, page_row, parse_packages, sha256)
-from reference_arch.sources.export_files import SkipStats, repair_row
+from reference_arch.sources.export_files import SkipStats, named_source, repair_row
 
 __all__ = ["VANISHED", "PackageSpec", "current_fingerprints", "docs_source", "docstring_documents", "file_partition",
            "loaded_fingerprints", "parse_packages", "partition_fingerprints"]
@@ -120,13 +120,7 @@ def docs_source(partitions: Iterable[str] | None = None, folder: str | Path | No
                             columns=PAGE_COLUMNS)
     resource.add_map(lambda row: repair_row(row, "pages", ("id",), stats))  # docstrings may hold lone surrogates
 
-    @dlt.source(name="docs", max_table_nesting=0)
-    def docs():
-        return resource
-
-    source = docs()
-    source.skipped = stats
-    return source
+    return named_source("docs", resource, stats)
 
 
 def loaded_fingerprints(rows: Iterable[dict]) -> dict[str, str]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from reference_arch.sources.export_files import SkipStats, repair_row, to_iso
+from reference_arch.sources.export_files import SkipStats, named_source, repair_row, to_iso
 from reference_arch.sources.github.helpers import default_export_path, github_export_path, replace_marker
 from reference_arch.sources.github.readers import ApiReader, ExportReader
 from reference_arch.sources.github.settings import COMMENT_COLUMNS, EPOCH, GITHUB_API, ISSUE_COLUMNS
@@ -82,13 +82,7 @@ def github_source(repos: Iterable[str] | str | None = None, since: Any = None, u
         start = EPOCH
     resources = _resources(reader, repo_list, window_on, start, end, stats)
 
-    @dlt.source(name="github", max_table_nesting=0)
-    def github():
-        return resources
-
-    source = github()
-    source.skipped = stats
-    return source
+    return named_source("github", resources, stats)
 
 
 def _resources(reader: ApiReader | ExportReader, repo_list: list[str], window_on: str, start: str | None,

@@ -45,7 +45,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from reference_arch.sources.export_files import SkipStats, repair_row, require
+from reference_arch.sources.export_files import SkipStats, named_source, repair_row, require
 from reference_arch.sources.slack.helpers import (day_marker, day_of, default_export_path, shape_channel, shape_user,
                                                   slack_export_path, to_slack_ts, whole_days)
 from reference_arch.sources.slack.readers import ApiReader, ExportReader
@@ -83,13 +83,7 @@ def slack_source(channels: Iterable[str] | str | None = None, token: str | None 
     days = whole_days(start, end) if oldest is not None and end is not None else []
     resources = _resources(reader, wanted, start, end, days, stats)
 
-    @dlt.source(name="slack", max_table_nesting=0)
-    def slack():
-        return resources
-
-    source = slack()
-    source.skipped = stats
-    return source
+    return named_source("slack", resources, stats)
 
 
 def _resources(reader: ApiReader | ExportReader, wanted: list[str], start: str | None, end: str | None,
