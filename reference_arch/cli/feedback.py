@@ -36,12 +36,3 @@ def feedback_line(recorded: dict) -> str:
             f"{recorded['approval_rate']:.0%} on {recorded['day']} ({recorded['up']} up, {recorded['down']} down), "
             f"{recorded['all_time_approval_rate']:.0%} of {recorded['all_time_total']} overall")
 
-
-def feedback_round(inst, up_run_id: str, down_run_id: str, echo=print) -> float:
-    """The demo's feedback: ``up`` on one question run, ``down`` on another (the tiny local model's answers are
-    noise, so the verdicts show the mechanism, not a judgement); returns the overall approval rate."""
-    recorded = {}
-    for run_id, verdict in ((up_run_id, "up"), (down_run_id, "down")):
-        recorded = give_feedback(run_id, verdict, "demo verdict", inst)
-        echo(f"  {feedback_line(recorded)}")
-    return float(recorded["all_time_approval_rate"])

@@ -151,3 +151,32 @@ def test_the_evaluations_read_the_approved_answers(tmp_home):
     assert all(q.split == split_of(q.id) for q in both)
     sets = with_feedback_set({"samples": []})
     assert [(q.id, q.relevant) for q in sets["feedback"]] == [("feedback/r1", ("docs:pandas.Series.rename",))]
+
+
+def test_template_evaluation_scores_the_approved_answers_too(instance):
+    """An approved answer in the evaluation's split is scored as one more question, its reference the answer."""
+    from reference_arch.common.feedback import feedback_record
+    from reference_arch.prompt.evaluation_set import feedback_questions, load_evaluation_set, split_of
+    from reference_arch_tests.prompt.test_template_evaluation import GOOD, evaluate
+
+    approved = feedback_record("p2", "up", target="prompt", question="What is a DataFrame?", answer=GOOD,
+                               model="tiny", template="pandas")
+    write_eval_cases([approved])
+    assert split_of("feedback/p2") == "dev"  # the evaluation's default split (sha256 of the id)
+    assert [q.id for q in feedback_questions("dev")] == ["feedback/p2"]
+    result, server = evaluate(instance, GOOD, limit=1)
+    assert result.success
+    meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
+    assert meta["questions"].value == 2 and len(server.requests) == 2
+    assert [row["id"] for row in meta["answers"].value] == [load_evaluation_set("dev")[0].id, "feedback/p2"]
+
+
+def test_the_demo_feedback_round_returns_the_approval_rate(registry_with_tiny_model, capsys):
+    from reference_arch.cli.demo import feedback_round
+
+    first, second = ask_json("What is a series?", capsys), ask_json("What is a DataFrame?", capsys)
+    lines: list[str] = []
+    rate = feedback_round(dg.DagsterInstance.get(), first["run_id"], second["run_id"], echo=lines.append)
+    assert rate == 0.5 and len(lines) == 2
+    assert lines[0].startswith(f"  recorded up on run {first['run_id']} (prompt): approval 100%")
+    assert lines[1].endswith("50% of 2 overall")

@@ -19,7 +19,7 @@ OFFLINE_NOTE = ("local model: a tiny model trained here, its answers are noise; 
 
 class EvaluationConfig(dg.Config):
     split: str = "dev"  # dev | test (evaluation_set.split_of)
-    limit: int = 4  # questions at most: a few keep the local model fast
+    limit: int = 4  # questions at most (and as many feedback regression cases): a few keep the local model fast
     max_tokens: int = 128  # answer tokens at most (the llm resource's own limit is for real questions)
 
 
