@@ -180,3 +180,15 @@ def test_the_demo_feedback_round_returns_the_approval_rate(registry_with_tiny_mo
     assert rate == 0.5 and len(lines) == 2
     assert lines[0].startswith(f"  recorded up on run {first['run_id']} (prompt): approval 100%")
     assert lines[1].endswith("50% of 2 overall")
+
+
+def test_a_question_run_without_an_answer_is_refused_with_one_line(tmp_home, capsys):
+    """A question run that failed (no model yet) answered nothing: there is nothing to judge."""
+    assert main(["ask", "prompt", "What is a series?"]) == 1
+    capsys.readouterr()
+    (run,) = dg.DagsterInstance.get().get_runs()
+    assert run.job_name == "prompt_question_job" and run.status == dg.DagsterRunStatus.FAILURE
+    assert refused(["feedback", run.run_id, "down"], capsys) == (
+        f"error: feedback refused: run {run.run_id} of prompt_question_job has no answer (its status is FAILURE): "
+        "only an answered question can be judged")
+    assert read_feedback() == []
