@@ -27,14 +27,6 @@ START_ENV = "REFERENCE_ARCH_FEEDBACK_START"
 DEFAULT_START = "2026-11-01"
 DAYS = dg.DailyPartitionsDefinition(start_date=os.environ.get(START_ENV) or DEFAULT_START, end_offset=1)
 
-feedback = dg.AssetSpec(
-    FEEDBACK, partitions_def=DAYS, kinds={"python", "json"}, **asset_defaults("prompt", prefix=False),
-    description="Verdicts (up/down) on question runs' answers, one partition per UTC day, with the question, "
-                "answer, sources, model and template judged (<home>/feedback/<day>.jsonl). Recorded by "
-                "feedback_job; metadata: approval_rate, up, down, total of the day, and all_time_*.",
-)
-
-
 class FeedbackConfig(dg.Config):
     run_id: str  # the question run judged (prompt_question_job, rag_question_job, finetuned_question_job)
     verdict: str  # up | down
@@ -78,7 +70,26 @@ def record_feedback(context: dg.OpExecutionContext, config: FeedbackConfig) -> N
         FEEDBACK, partition=day, metadata=feedback_metadata(record, read_feedback(day), read_feedback())))
 
 
-@dg.job(executor_def=dg.in_process_executor, tags={"reference_arch/kind": "feedback"},
+def code_reference(op: dg.OpDefinition) -> dict:
+    """The UI's link to the source for an asset declared with ``dg.AssetSpec``, which Dagster cannot find
+    itself: the op that records its materializations."""
+    import inspect
+
+    fn = op.compute_fn.decorated_fn
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[
+        dg.LocalFileCodeReference(file_path=inspect.getsourcefile(fn), line_number=inspect.getsourcelines(fn)[1])])}
+
+
+feedback = dg.AssetSpec(
+    FEEDBACK, partitions_def=DAYS, kinds={"python", "json"}, **asset_defaults("prompt", prefix=False),
+    metadata=code_reference(record_feedback),
+    description="Verdicts (up/down) on question runs' answers, one partition per UTC day, with the question, "
+                "answer, sources, model and template judged (<home>/feedback/<day>.jsonl). Recorded by "
+                "feedback_job; metadata: approval_rate, up, down, total of the day, and all_time_*.",
+)
+
+
+@dg.job(executor_def=dg.in_process_executor,
         description="Record a verdict on a question run's answer: config ops.record_feedback.config.run_id, "
                     "verdict (up | down), comment.")
 def feedback_job():
