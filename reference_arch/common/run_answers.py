@@ -24,7 +24,9 @@ class RunAnswerError(ValueError):
 def answer_of_run(instance, run_id: str) -> tuple[str, dict[str, Any]]:
     """``(ask target, answer record)`` of question run ``run_id`` on ``instance``: the record as the answer
     asset stored it (``question``, ``answer``, ``sources``, ``model``, ``usage`` and the job's extras such as
-    ``template``). ``RunAnswerError`` for an unknown run id, a run of another job, or one with no answer."""
+    ``template``). A run is a question run when it materialized a ``<location>/answer`` (a question job's, or
+    ``reference-arch materialize prompt``'s, which answers the default question). ``RunAnswerError`` for an
+    unknown run id, a run that answered nothing (another job's, or a failed question run)."""
     import dagster as dg
 
     from reference_arch.common.questions import RECORD_METADATA_KEY
