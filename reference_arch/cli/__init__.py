@@ -1,9 +1,10 @@
-"""``reference-arch``: materialize the locations, ask questions, run the demo.
+"""``reference-arch``: materialize the locations, ask questions, judge answers, run the demo.
 
 Everything runs in this process on the project's Dagster instance (``DAGSTER_HOME``, default
 ``.dagster_home/``), so the runs it makes show up in ``make dev`` afterwards.
 
-Parts: ``runs`` (the instance, run planning, ``materialize_location``), ``answers`` (``ask``), ``demo``;
+Parts: ``runs`` (the instance, run planning, ``materialize_location``), ``answers`` (``ask``), ``feedback``,
+``demo``;
 this module holds the argument parser and the console script.
 """
 
@@ -14,6 +15,7 @@ import sys
 
 from reference_arch.cli.answers import ASK_TARGETS, ask, print_answer
 from reference_arch.cli.demo import run_demo
+from reference_arch.cli.feedback import feedback_line, give_feedback
 from reference_arch.cli.runs import CliError, check_summary, instance, materialize_location
 from reference_arch.common.locations import LOCATIONS
 
@@ -28,6 +30,10 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("question")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.add_argument("--template", help="prompt template (a partition of prompt/template; default pandas)")
+    f = sub.add_parser("feedback", help="record a verdict (up or down) on a question run's answer")
+    f.add_argument("run_id", help="the run id `ask` printed")
+    f.add_argument("verdict", help="up or down")
+    f.add_argument("--comment", default="", help="why, in a few words")
     sub.add_parser("demo", help="pretrain -> finetune -> rag -> prompt, then ask the seed questions")
     return p
 
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {line}")
         elif args.command == "ask":
             print_answer(ask(args.target, args.question, inst, args.template), args.json)
+        elif args.command == "feedback":
+            print(feedback_line(give_feedback(args.run_id, args.verdict, args.comment, inst)))
         else:
             run_demo(inst)
     except CliError as err:

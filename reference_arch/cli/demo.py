@@ -1,11 +1,13 @@
 """``reference-arch demo``: materialize every location in dependency order, ask each seed question,
-then print the checks, the registry's models and the time each stage took."""
+judge two answers (one ``up``, one ``down``: the feedback round), then print the checks, the registry's
+models and the time each stage took."""
 
 from __future__ import annotations
 
 import time
 
 from reference_arch.cli.answers import ASK_TARGETS, ask
+from reference_arch.cli.feedback import feedback_line, give_feedback
 from reference_arch.cli.runs import CliError, check_summary, materialize_location, questions_answered
 from reference_arch.common.locations import LOCATIONS
 
@@ -78,6 +80,7 @@ def run_demo(inst) -> None:
     llm = llm_resource()
     local = llm.resolved_provider() == "local"
     timings, checks, answered = materialize_all(inst, OFFLINE_EXPECTED_FAILURES if local else {})
+    run_ids: dict[str, str] = {}  # ask target -> its question run
     print("\n== answers")
     print(local_model_line(timings.get("pretrain")) if local else
           f"The answers below come from {llm.resolved_model()} (OpenAI-compatible API).")
@@ -90,8 +93,35 @@ def run_demo(inst) -> None:
             continue
         timings[f"ask {target}"] = time.perf_counter() - started
         print_demo_answer(target, question, record, answered)
+        run_ids[target] = record["run_id"]
+    demo_feedback(inst, run_ids)
     print_summary(checks, timings)
     print(f"\nSee these runs in the UI: `make dev`, or `dagster dev` in the repo root ({os.environ['DAGSTER_HOME']}).")
+
+
+def demo_feedback(inst, run_ids: dict[str, str]) -> float | None:
+    """Judge two of the demo's answers (``run_ids``: ask target -> run): up on the RAG answer (the sources'
+    own sentences), down on the prompt one (offline, the tiny local model's noise); None with fewer than two."""
+    if len(run_ids) < 2:
+        return None
+    up = "rag" if "rag" in run_ids else next(iter(run_ids))
+    down = "prompt" if "prompt" in run_ids and up != "prompt" else next(t for t in run_ids if t != up)
+    print(f"\n== feedback (demo verdicts: up on the {up} answer, down on the {down} answer)")
+    try:
+        return feedback_round(inst, run_ids[up], run_ids[down])
+    except CliError as err:
+        print(f"  error: {err}")
+        return None
+
+
+def feedback_round(inst, up_run_id: str, down_run_id: str, echo=print) -> float:
+    """The demo's feedback: ``up`` on one question run's answer, ``down`` on another's, through ``feedback_job``
+    (``prompt/feedback``); prints a line per verdict and returns the overall approval rate (0.0-1.0)."""
+    recorded: dict = {}
+    for run_id, verdict in ((up_run_id, "up"), (down_run_id, "down")):
+        recorded = give_feedback(run_id, verdict, "demo verdict", inst)
+        echo(f"  {feedback_line(recorded)}")
+    return float(recorded["all_time_approval_rate"])
 
 
 def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], list[str], dict[str, set[str]]]:

@@ -8,6 +8,7 @@ only appended to, each append rewriting the day's file atomically, and never reb
     append_feedback(record)            # FeedbackError when the run already has a verdict
     read_feedback()                    # every record, oldest first
     read_feedback(day="2026-11-30")    # one day's
+    approval(records)                  # {"up", "down", "total", "approval_rate"}
 """
 
 from __future__ import annotations
@@ -37,12 +38,25 @@ def day_of(recorded_at: str) -> str:
     return recorded_at[:10]
 
 
+def check_verdict(verdict: str) -> str:
+    """``verdict`` when it is one of ``VERDICTS``; ``FeedbackError`` in one line otherwise."""
+    if verdict not in VERDICTS:
+        raise FeedbackError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    return verdict
+
+
+def approval(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """``{"up", "down", "total": counts, "approval_rate": up / total (0.0 for no records)}``."""
+    verdicts = [r["verdict"] for r in records]
+    up, down = verdicts.count("up"), verdicts.count("down")
+    return {"up": up, "down": down, "total": up + down, "approval_rate": round(up / (up + down), 4) if verdicts else 0.0}
+
+
 def feedback_record(run_id: str, verdict: str, *, target: str, question: str, answer: str,
                     sources: list[dict] | None = None, model: str = "", template: str | None = None,
                     comment: str = "", recorded_at: str | None = None) -> dict[str, Any]:
     """A feedback record with every ``FEEDBACK_KEYS`` key; ``FeedbackError`` for a verdict not in ``VERDICTS``."""
-    if verdict not in VERDICTS:
-        raise FeedbackError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    check_verdict(verdict)
     return {"run_id": run_id, "verdict": verdict, "comment": comment or "", "target": target,
             "question": question, "answer": answer, "sources": list(sources or []), "model": model,
             "template": template, "recorded_at": recorded_at or datetime.now(timezone.utc).isoformat()}

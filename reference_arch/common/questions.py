@@ -99,6 +99,19 @@ def answer_record(answer: str, model: str, usage: dict[str, Any], sources: list[
             **extra}
 
 
+# The answer record kept in the answer's metadata (``record_metadata``): the IO manager keeps only the newest
+# run's value of an unpartitioned asset, the event log keeps every run's (feedback on an older run reads it).
+RECORD_METADATA_KEY = "answer_record"
+_HEAVY_SOURCE_KEYS = ("text", "chunk_ids")  # the retrieved chunks themselves stay in the run's sources asset
+
+
+def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """``{"answer_record": JSON}``: the answer record (sources without their chunk text) as metadata of its
+    materialization, so a run's answer can be read back from the event log (``common.run_answers``)."""
+    sources = [{k: v for k, v in s.items() if k not in _HEAVY_SOURCE_KEYS} for s in record.get("sources", [])]
+    return {RECORD_METADATA_KEY: dg.MetadataValue.json({**record, "sources": sources})}
+
+
 def answer_metadata(question: str, answer_md: str, **extra: Any) -> dict[str, Any]:
     """What every ``answer`` asset shows in the UI first: the question it answered and the answer."""
     return {"question": dg.MetadataValue.text(question), "answer": dg.MetadataValue.md(answer_md), **extra}

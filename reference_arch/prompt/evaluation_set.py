@@ -46,3 +46,13 @@ def score(compliance_rate: float, mean_similarity: float) -> float:
     """The one number versions are compared by: the mean of the format compliance rate and the mean
     cosine similarity of answer to reference (both in [0, 1] for sentence embeddings of text)."""
     return round(0.5 * compliance_rate + 0.5 * max(0.0, mean_similarity), 6)
+
+
+def feedback_questions(split: str) -> list[EvalQuestion]:
+    """The approved answers of user feedback (``common.feedback_cases.regression_cases``: the question, its
+    approved answer as reference) that fall in ``split``; [] before any feedback. ``ValueError`` in one line
+    for a damaged regression file."""
+    from reference_arch.common.feedback_cases import regression_cases
+
+    cases = [EvalQuestion(str(c["id"]), str(c["question"]), str(c["reference"])) for c in regression_cases()]
+    return [q for q in cases if q.split == split]

@@ -13,7 +13,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
-    markdown_text
+    markdown_text, record_metadata
 from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.defs.evaluation import published_model
 
@@ -64,8 +64,9 @@ def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = model.usage()
-    return dg.Output(answer_record(text, usage["model"], usage, question=question),
-                     metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", **model.usage_metadata()))
+    record = answer_record(text, usage["model"], usage, question=question)
+    return dg.Output(record, metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_",
+                                                      **model.usage_metadata(), **record_metadata(record)))
 
 
 finetuned_question_job = dg.define_asset_job(

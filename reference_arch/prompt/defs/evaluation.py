@@ -9,7 +9,7 @@ from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.prompt.defs.prompt import TEMPLATE, templates
-from reference_arch.prompt.evaluation_set import load_evaluation_set, score
+from reference_arch.prompt.evaluation_set import feedback_questions, load_evaluation_set, score
 from reference_arch.prompt.templates import TEMPLATES, check_format, render
 
 EVALUATION = dg.AssetKey(["prompt", "template_evaluation"])
@@ -19,7 +19,7 @@ OFFLINE_NOTE = ("local model: a tiny model trained here, its answers are noise; 
 
 class EvaluationConfig(dg.Config):
     split: str = "dev"  # dev | test (evaluation_set.split_of)
-    limit: int = 4  # questions at most: a few keep the local model fast
+    limit: int = 4  # questions at most (and as many feedback regression cases): a few keep the local model fast
     max_tokens: int = 128  # answer tokens at most (the llm resource's own limit is for real questions)
 
 
@@ -56,6 +56,7 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     chosen = TEMPLATES[context.partition_key]
     try:
         questions = load_evaluation_set(config.split)[: max(1, config.limit)]
+        questions += feedback_questions(config.split)[: max(1, config.limit)]  # approved answers, when any
     except ValueError as err:
         raise dg.Failure(description=str(err)) from None
     previous = previous_version(context, chosen.hash)  # read before this materialization is stored

@@ -7,7 +7,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import (
-    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, run_routing,
+    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, record_metadata, run_routing,
 )
 from reference_arch.prompt.defs import prompt as prompt_step
 from reference_arch.prompt.templates import check_format, template_named
@@ -31,11 +31,13 @@ def answer(context: dg.AssetExecutionContext, question: str, prompt: dict, llm: 
         raise dg.Failure(description=str(err)) from None
     usage = llm.usage()
     passed, measured = check_format(chosen, text)
+    record = answer_record(text, usage["model"], usage, question=question, template=chosen.name,
+                           template_hash=prompt["template_hash"])
     yield dg.Output(
-        answer_record(text, usage["model"], usage, question=question, template=chosen.name,
-                      template_hash=prompt["template_hash"]),
+        record,
         metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", template=chosen.name,
-                                 template_hash=prompt["template_hash"], **llm.usage_metadata()),
+                                 template_hash=prompt["template_hash"], **llm.usage_metadata(),
+                                 **record_metadata(record)),
     )
     yield dg.AssetCheckResult(
         check_name="answer_format",

@@ -24,6 +24,7 @@ from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
 from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
 from reference_arch.rag.defs.index import open_collection, vector_index
+from reference_arch.rag.feedback_set import with_feedback_set
 from reference_arch.rag.question_sets import (MRR_DEPTH, SPLITS, QuestionSetError, answerable, document_names,
                                               first_rank, load_question_sets, score, select_mode)
 from reference_arch.rag.retrieval import CHUNKS_PER_SOURCE, DEFAULT_MODE, best_mode_path, retrieve
@@ -146,7 +147,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
 
     paths = config.question_sets or eval_set_paths()
     try:
-        sets = load_question_sets(paths)
+        sets = with_feedback_set(load_question_sets(paths))  # + approved answers' questions, when any
     except QuestionSetError as err:
         raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
     docs = read_rows(documents_path(), ["id", "format", "text"])

@@ -25,7 +25,8 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, accept_question, answer_record,
-                                             markdown_text, run_metadata, run_routing, sources_table)
+                                             markdown_text, record_metadata, run_metadata, run_routing,
+                                             sources_table)
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
@@ -167,6 +168,7 @@ def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: st
         "citations": dg.MetadataValue.text(", ".join(f"[{n}]" for n in valid) or "none"),
         "invalid_citations": len(invalid),
         **answer_metadata,
+        **record_metadata(record),
     })
 
 
