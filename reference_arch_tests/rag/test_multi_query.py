@@ -53,7 +53,8 @@ def test_reciprocal_rank_fusion_sums_one_over_k_plus_rank():
     assert fused["b"] == pytest.approx(1 / (RRF_K + 2) + 2 / (RRF_K + 1))  # a repeat counts once, at its best
     assert fused["a"] == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 2))
     assert fused["d"] == pytest.approx(1 / (RRF_K + 2)) and fused["c"] == pytest.approx(1 / (RRF_K + 3))
-    assert [d for d, _ in reciprocal_rank_fusion([["a", "b", "c"], ["b", "a"], ["b", "b", "d"]])] == ["b", "a", "d", "c"]
+    ranked = [d for d, _ in reciprocal_rank_fusion([["a", "b", "c"], ["b", "a"], ["b", "b", "d"]])]
+    assert ranked == ["b", "a", "d", "c"]
 
 
 def test_fuse_keeps_one_source_per_document_and_says_what_each_query_brought():
@@ -65,6 +66,19 @@ def test_fuse_keeps_one_source_per_document_and_says_what_each_query_brought():
     assert sources[0]["score"] == pytest.approx(1 / 61 + 1 / 62, abs=1e-6)
     assert contributions == [{"query": "q", "found": 2, "in_top_k": ["a"]},
                              {"query": "r1", "found": 2, "in_top_k": ["c", "a"]}]
+
+
+@pytest.mark.parametrize("reply, expected", [("2, 3, 1", "bca"), ("[3] is best, then [2]", "cba"),
+                                             ("I cannot tell.", "abc"), ("", "abc"), ("7, 0, 2, 2", "bac")])
+def test_the_llm_reranking_keeps_every_source_whatever_it_replies(reply, expected):
+    from reference_arch.rag.multi_query import rerank
+
+    sources = [{"document_id": d, "title": f"Title {d}", "text": f"Text of {d}"} for d in "abc"]
+    with RewritingServer(order=reply) as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
+        assert "".join(s["document_id"] for s in rerank(llm, QUESTION, sources)) == expected
+    prompt = server.requests[0]["body"]["messages"][1]["content"]
+    assert "Text of a" in prompt and QUESTION in prompt
 
 
 def ask(instance, llm, **retrieval):
