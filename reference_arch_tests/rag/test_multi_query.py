@@ -107,6 +107,18 @@ def test_offline_the_mode_refuses_in_one_line_and_the_evaluation_skips_it(rag_da
     message = failure(refused)
     assert "\n" not in message and "OPENAI_API_KEY" in message and message.startswith("multi_query retrieval needs")
 
+    # An LLM that fails (a bad key): multi-query is left out in one line, the modes are scored and chosen.
+    from reference_arch.rag.defs import evaluation
+
+    with FakeOpenAI(script=[(401, None)] * 3) as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="sk-bad", cache=False)
+        failed = dg.materialize([evaluation.retrieval_evaluation], instance=instance,
+                                resources={**resources(), "llm": llm})
+    meta = metadata(failed, "retrieval_evaluation")
+    assert meta["multi_query"].startswith("multi_query: failed (") and "\n" not in meta["multi_query"]
+    assert "sk-bad" not in meta["multi_query"] and len(server.requests) == 1  # stopped at the first failure
+    assert meta["best_mode"] in SEARCH_MODES and not [k for k in meta if "multi_query/" in k]
+
 
 def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instance):
     run_ingestion(instance)
