@@ -98,18 +98,18 @@ def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> list[tu
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
-def rewrite(llm, question: str, n: int) -> tuple[list[str], str]:
-    """``(rewrites, raw reply)``: one LLM call. Raises ``MultiQueryUnavailable`` without an
-    OpenAI-compatible LLM, ``LLMError`` when the call fails."""
+def rewrite(llm, question: str, n: int, **routing) -> tuple[list[str], str]:
+    """``(rewrites, raw reply)``: one LLM call (``routing``: ``model``/``policy`` for ``llm.generate``).
+    Raises ``MultiQueryUnavailable`` without an OpenAI-compatible LLM, ``LLMError`` when the call fails."""
     require_llm(llm)
-    reply = llm.generate(rewrite_messages(question, n))
+    reply = llm.generate(rewrite_messages(question, n), **routing)
     return parse_rewrites(reply, question, n), reply
 
 
-def rerank(llm, question: str, sources: list[dict]) -> list[dict]:
-    """``sources`` re-ordered by the LLM (one call). Numbers it names come first in its order; unknown,
-    repeated and missing numbers are ignored, and the sources it left out follow in their fused order,
-    so a malformed reply leaves the order as it was."""
+def rerank(llm, question: str, sources: list[dict], **routing) -> list[dict]:
+    """``sources`` re-ordered by the LLM (one call; ``routing`` as for ``rewrite``). Numbers it names come
+    first in its order; unknown, repeated and missing numbers are ignored, and the sources it left out
+    follow in their fused order, so a malformed reply leaves the order as it was."""
     from reference_arch.common.untrusted_text import fence_tag, one_line
 
     if len(sources) < 2:
@@ -119,7 +119,8 @@ def rerank(llm, question: str, sources: list[dict]) -> list[dict]:
     blocks = [f"[{i}] {one_line(s['title'])}\n<{tag} n={i}>\n{text}\n</{tag}>"
               for i, (s, text) in enumerate(zip(sources, texts), 1)]
     reply = llm.generate([("system", RERANK_INSTRUCTIONS.format(tag=tag)),
-                          ("human", "Candidates:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}")])
+                          ("human", "Candidates:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}")],
+                         **routing)
     order = [int(n) - 1 for n in re.findall(r"\d+", reply or "") if 1 <= int(n) <= len(sources)]
     order = list(dict.fromkeys(order)) + [i for i in range(len(sources)) if i not in order]
     return [sources[i] for i in order]
@@ -147,7 +148,8 @@ def fuse(queries: list[str], per_query: list[list[dict]], k: int) -> tuple[list[
 
 
 def multi_query_retrieve(collection, llm, question: str, embed_array, base_mode: str, k: int = 5,
-                         rewrites: int = DEFAULT_REWRITES, rerank_results: bool = False) -> tuple[list[dict], dict]:
+                         rewrites: int = DEFAULT_REWRITES, rerank_results: bool = False,
+                         routing: dict | None = None) -> tuple[list[dict], dict]:
     """The top ``k`` sources for ``question`` by multi-query retrieval over ``base_mode``.
 
     ``embed_array``: list of texts -> array of vectors (``EmbeddingsResource.embed_array``). Returns
@@ -155,17 +157,18 @@ def multi_query_retrieve(collection, llm, question: str, embed_array, base_mode:
     or the re-ranked order), and ``info = {"base_mode", "rewrites": [str], "raw_reply": str,
     "queries": [{"query", "found", "in_top_k"}], "reranked": bool}``. Raises ``MultiQueryUnavailable``
     without an OpenAI-compatible LLM, ``LLMError`` when a call fails, ``ValueError`` for a bad mode or
-    ``rewrites`` outside 1..``MAX_REWRITES``."""
+    ``rewrites`` outside 1..``MAX_REWRITES``. ``routing``: ``model``/``policy`` for every LLM call."""
     if not 1 <= rewrites <= MAX_REWRITES:
         raise ValueError(f"multi_query rewrites must be 1 to {MAX_REWRITES} (got {rewrites})")
-    found, reply = rewrite(llm, question, rewrites)
+    routing = routing or {}
+    found, reply = rewrite(llm, question, rewrites, **routing)
     queries = [question, *found]
     vectors = embed_array(queries)
     depth = RERANK_POOL * k if rerank_results else k
     per_query = [retrieve(collection, q, v, base_mode, depth) for q, v in zip(queries, vectors)]
     sources, contributions = fuse(queries, per_query, depth)
     if rerank_results:
-        sources = [{**s, "rank": rank} for rank, s in enumerate(rerank(llm, question, sources)[:k], 1)]
+        sources = [{**s, "rank": rank} for rank, s in enumerate(rerank(llm, question, sources, **routing)[:k], 1)]
         top = {s["document_id"] for s in sources}
         for c in contributions:
             c["in_top_k"] = [d for d in c["in_top_k"] if d in top]

@@ -81,8 +81,9 @@ def test_the_llm_reranking_keeps_every_source_whatever_it_replies(reply, expecte
     assert "Text of a" in prompt and QUESTION in prompt
 
 
-def ask(instance, llm, **retrieval):
+def ask(instance, llm, question_config=None, **retrieval):
     config = question_run_config("rag", QUESTION)
+    config["ops"]["rag__question"]["config"].update(question_config or {})
     config["ops"]["rag__retrieved_sources"] = {"config": {"mode": "multi_query", **retrieval}}
     from reference_arch.rag.defs import inference
 
@@ -142,12 +143,14 @@ def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instanc
         assert contributed == set(ids)  # every fused source was found by some query
         assert meta["llm/calls"] == 1 and server.calls("rephrase") == 1 and QUESTION in str(server.requests[0])
 
-        # Re-ranked by the LLM: its order first (unknown and repeated numbers ignored), then the rest fused.
+        # Re-ranked by the LLM: its order first (unknown and repeated numbers ignored), then the rest fused;
+        # both calls with the model this run's question asks for, as the answer's.
         fused = ids
-        reranked = ask(instance, llm, k=3, rerank=True)
+        reranked = ask(instance, llm, {"model": "gpt-4o", "policy": "fixed"}, k=3, rerank=True)
         assert reranked.success, failure(reranked)
         order = [s["document_id"] for s in reranked.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))]
         assert server.calls("order search results") == 1 and metadata(reranked, "retrieved_sources")["reranked"]
+        assert [r["body"]["model"] for r in server.requests[-2:]] == ["gpt-4o", "gpt-4o"]
         assert len(order) == 3 and order[1] == fused[0]  # candidate 1 (the fused best) came second
 
         # A reply with nothing usable: the question alone is searched, and the metadata says so.

@@ -138,7 +138,8 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
 def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMResource, question: str,
                         embeddings: EmbeddingsResource) -> tuple[list, dict]:
     """``(sources, metadata)`` of multi-query retrieval: the rewrites, and per query (the question first)
-    how many documents it found and which of them made the fused top k."""
+    how many documents it found and which of them made the fused top k. The LLM calls follow this run's
+    model/policy (``rag/question`` config), as the answer does."""
     from reference_arch.common.metadata import table
     from reference_arch.rag.multi_query import multi_query_retrieve
     from reference_arch.rag.retrieval import default_mode
@@ -147,7 +148,8 @@ def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMRe
     if base not in SEARCH_MODES:
         raise ValueError(f"multi_query base_mode must be one of {', '.join(SEARCH_MODES)} (got {base!r})")
     sources, info = multi_query_retrieve(collection, llm, question, embeddings.embed_array, base, config.k,
-                                         config.rewrites, config.rerank)
+                                         config.rewrites, config.rerank,
+                                         run_routing(context, dg.AssetKey(["rag", "question"])))
     if not info["rewrites"]:
         context.log.warning("multi_query: the LLM gave no usable rewrite; searched the question alone")
     queries = [{"query": c["query"], "kind": "question" if i == 0 else f"rewrite {i}", "found": c["found"],
