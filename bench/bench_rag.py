@@ -197,6 +197,7 @@ def retrieval_quality(home: Path) -> dict:
     evaluation asset's metadata (``{set}/{part}/{mode}/recall@5`` ...)."""
     import dagster as dg
 
+    from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
     from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.rag.defs import evaluation, ingestion, processing
@@ -206,7 +207,9 @@ def retrieval_quality(home: Path) -> dict:
     os.environ["REFERENCE_ARCH_DOCS_PACKAGES"] = QUALITY_PACKAGES
     os.environ["REFERENCE_ARCH_RAG_SOURCES"] = "github,slack,docs,packages"  # the samples too
     os.environ.pop("REFERENCE_ARCH_RAG_EVAL_SET", None)
-    resources = {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource()}
+    # offline: the local LLM, so multi-query retrieval is skipped (it needs an OpenAI-compatible LLM)
+    resources = {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource(),
+                 "llm": LLMResource(provider="local")}
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             assert dg.materialize([ingestion.docs_partitions], instance=instance).success

@@ -123,10 +123,14 @@ def processing_assets():
 
 
 def resources():
+    """Offline resources: local MiniLM, LanceDB, and the local LLM (never loaded: multi-query retrieval is
+    skipped and the answers are extractive)."""
+    from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
     from reference_arch.common.vector_store import VectorStoreResource
 
-    return {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource()}
+    return {"embeddings": EmbeddingsResource(provider="local"), "vector_store": VectorStoreResource(),
+            "llm": LLMResource(provider="local")}
 
 
 def run_processing(instance, **kwargs):

@@ -111,11 +111,12 @@ def test_openai_key_alone_keeps_local_embeddings_and_a_chat_only_server_answers(
         built = dg.materialize(processing_assets(), instance=instance, resources=env)
         assert built.success
         assert metadata(built, "vector_index")["embedding_model"] == MINILM
+        judged = metadata(built, "retrieval_evaluation")["judged"]  # multi-query rewrites: a call per question
         result = ask(instance, **env)
         assert result.success, failure(result)
     record = result.asset_value(ANSWER)
     assert record["answer"] == reply and record["answerer"] == "generative" and record["model"] == "gpt-4o-mini"
-    assert server.requests == [("POST", "/v1/chat/completions")]
+    assert server.requests == [("POST", "/v1/chat/completions")] * (judged + 1)  # never /v1/embeddings
 
 
 def test_a_query_with_another_embedding_model_is_refused_and_materializing_rebuilds(indexed):
@@ -134,7 +135,8 @@ def test_a_query_with_another_embedding_model_is_refused_and_materializing_rebui
     # Materializing with another model rebuilds the index for it (a local copy of MiniLM, named by its path).
     other = EmbeddingsResource(model=packaged_minilm_path())
     rebuilt = dg.materialize(processing_assets(), instance=indexed,
-                             resources={"embeddings": other, "vector_store": VectorStoreResource()})
+                             resources={"embeddings": other, "vector_store": VectorStoreResource(),
+                                        "llm": LLMResource()})
     assert rebuilt.success
     index = metadata(rebuilt, "vector_index")
     assert index["embedding_model"] == packaged_minilm_path() and MINILM in index["rebuilt_from"]

@@ -7,6 +7,12 @@ part as numeric metadata, so the UI plots them run after run. The default mode o
 is the one with the best mean dev recall@k over the sets (``select_mode``); test figures are only
 reported and judged. Questions whose answering documents are not indexed are not judged.
 
+Multi-query retrieval (``multi_query.py``: LLM rewrites of each question searched with the chosen mode,
+fused by reciprocal rank fusion) is scored beside them when an OpenAI-compatible LLM is configured
+(one LLM call per judged question, through the LLM's response cache: a rerun costs no tokens); without
+one the metadata records ``multi_query: skipped (no LLM configured)``. It is never chosen as the default:
+it would make every question need the LLM.
+
 The check ``retrieval_quality`` judges the chosen mode on the test parts: recall@k and MRR of the
 pooled test questions at least the thresholds, and each set's test recall@k at least the baseline's.
 With nothing to judge (a corpus of one's own and no question set for it) it passes and says so.
@@ -17,11 +23,15 @@ import hashlib
 import dagster as dg
 
 from reference_arch.common.atomic import write_json
+from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
+from reference_arch.rag.multi_query import (DEFAULT_REWRITES, MAX_REWRITES, MULTI_QUERY, llm_available,
+                                            multi_query_retrieve)
 from reference_arch.rag.defs.processing import AFTER_INGESTION, documents_path, read_rows
 from reference_arch.rag.defs.index import open_collection, vector_index
 from reference_arch.rag.feedback_set import with_feedback_set
@@ -93,14 +103,20 @@ class EvaluationConfig(dg.Config):
     min_mrr: float = 0.5
     baseline: bool = True  # also score the plain LangChain recipe (embeds the corpus a second time, once)
     question_sets: list[str] = []  # YAML files; default: REFERENCE_ARCH_RAG_EVAL_SET, else rag/eval_sets/*.yaml
+    # multi-query retrieval, scored when an OpenAI-compatible LLM is configured (one call per judged question)
+    multi_query: bool = True
+    multi_query_rewrites: int = DEFAULT_REWRITES
 
 
 def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsResource, k: int,
-             baseline_cache=None) -> dict:
-    """Rankings and scores of every mode (and the baseline, given its embedding cache) on the questions
-    the index can answer. Returns ``{"judged": [(question, answering ids)], "rankings": {mode: [...]},
+             baseline_cache=None, llm=None, rewrites: int = DEFAULT_REWRITES) -> dict:
+    """Rankings and scores of every mode (and the baseline, given its embedding cache; and multi-query
+    over the chosen mode, given an OpenAI-compatible ``llm``) on the questions the index can answer.
+    Returns ``{"judged": [(question, answering ids)], "rankings": {mode: [...]},
     "scores": {set: {split: {mode: score}}}, "best_mode", "mean_dev_recall": {mode: float},
-    "baseline": {"chunks", "embedded"} (empty without the baseline)}``."""
+    "baseline": {"chunks", "embedded"} (empty without the baseline), "multi_query": one line saying
+    what it was searched over, why it was skipped, or the LLM error that failed it}``. The best mode is
+    one of ``SEARCH_MODES``."""
     names = document_names([d for d in docs if d["id"] in set(collection.chunk_ids().values())])
     judged = [(q, rel) for questions in sets.values() for q in questions if (rel := answerable(q, names))]
     texts = [q.question for q, _ in judged]
@@ -125,8 +141,23 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
     # ties go to the fallback default, then to the order of SEARCH_MODES
     candidates = [DEFAULT_MODE, *(m for m in SEARCH_MODES if m != DEFAULT_MODE)]
     best, mean = select_mode({n: s["dev"] for n, s in scores.items()}, candidates)
+    try:
+        if llm is None or not llm_available(llm):
+            multi = f"{MULTI_QUERY}: skipped (no LLM configured)"
+        else:  # over the chosen mode, so the two compare directly
+            rankings[MULTI_QUERY] = [[s["document_id"] for s in multi_query_retrieve(
+                collection, llm, t, embeddings.embed_array, best, depth, rewrites)[0]] for t in texts]
+            multi = f"{MULTI_QUERY}: {rewrites} rewrites per question searched with {best}, fused by RRF"
+    except LLMError as err:  # an optional comparison: the modes' scores and the default still stand
+        multi = f"{MULTI_QUERY}: failed ({err})"
+    if MULTI_QUERY in rankings:
+        for name in sets:
+            for split in SPLITS:
+                rows = [i for i, (q, _) in enumerate(judged) if q.set_name == name and q.split == split]
+                scores[name][split][MULTI_QUERY] = score([rankings[MULTI_QUERY][i] for i in rows],
+                                                         [judged[i][1] for i in rows], k)
     return {"judged": judged, "rankings": rankings, "scores": scores, "best_mode": best, "mean_dev_recall": mean,
-            "baseline": baseline}
+            "baseline": baseline, "multi_query": multi}
 
 
 @dg.asset(
@@ -138,11 +169,12 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
                                                "MRR thresholds and each set's recall@k is not below the plain "
                                                "LangChain baseline's.")],
     description="Dense, keyword and hybrid retrieval, and a plain LangChain baseline, scored on the dev and test "
-                "parts of each question set (recall@k, MRR as numeric metadata); the mode with the best mean dev "
-                "recall@k becomes the question job's default.",
+                "parts of each question set (recall@k, MRR as numeric metadata), with multi-query retrieval when an "
+                "OpenAI-compatible LLM is configured; the search mode with the best mean dev recall@k becomes the "
+                "question job's default.",
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, embeddings: EmbeddingsResource,
-                         vector_store: VectorStoreResource):
+                         vector_store: VectorStoreResource, llm: LLMResource):
     from reference_arch.rag.defs.processing import embedding_cache
 
     paths = config.question_sets or eval_set_paths()
@@ -151,8 +183,14 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
     except QuestionSetError as err:
         raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
     docs = read_rows(documents_path(), ["id", "format", "text"])
+    if not 1 <= config.multi_query_rewrites <= MAX_REWRITES:
+        raise dg.Failure(description=f"multi_query_rewrites must be 1 to {MAX_REWRITES} "
+                                     f"(got {config.multi_query_rewrites})")
     result = evaluate(open_collection(embeddings, vector_store), docs, sets, embeddings, config.k,
-                      embedding_cache(embeddings, "langchain_baseline") if config.baseline else None)
+                      embedding_cache(embeddings, "langchain_baseline") if config.baseline else None,
+                      llm if config.multi_query else None, config.multi_query_rewrites)
+    multi_query = result["multi_query"] if config.multi_query else f"{MULTI_QUERY}: off (run config multi_query)"
+    (context.log.warning if multi_query.startswith(f"{MULTI_QUERY}: failed") else context.log.info)(multi_query)
     k, best, scores, judged = config.k, result["best_mode"], result["scores"], result["judged"]
     total = sum(len(q) for q in sets.values())
     selection = (", ".join(f"{m} {v:.3f}" for m, v in result["mean_dev_recall"].items())
@@ -164,6 +202,10 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
     metadata: dict = {"questions": total, "judged": len(judged), "best_mode": best, "k": k,
                       "selection": dg.MetadataValue.text(f"mean dev recall@{k} over the sets: {selection} -> {best}"),
                       "question_sets": dg.MetadataValue.text(", ".join(str(p) for p in paths)),
+                      "multi_query": dg.MetadataValue.text(multi_query),
+                      **({f"multi_query_{key.split('/', 1)[1]}": v for key, v in llm.usage_metadata().items()
+                          if key in ("llm/calls", "llm/cache_hits", "llm/cost_usd")}
+                         if MULTI_QUERY in result["rankings"] else {}),
                       **{f"baseline_{key}": v for key, v in result["baseline"].items()}}
     summary = []
     for name, parts in scores.items():

@@ -1,7 +1,8 @@
 """``rag_question_job``: retrieve sources for a question and answer it with citations.
 
 ``rag/question`` (run config) -> ``rag/retrieved_sources`` (top-k source documents, by default with
-the retrieval mode that scored best on the evaluation set) -> ``rag/answer``.
+the retrieval mode that scored best on the evaluation set; mode ``multi_query`` searches LLM rewrites
+of the question too and fuses the results, ``multi_query.py``) -> ``rag/answer``.
 
 The answer is *generative* with an OpenAI-compatible LLM (``OPENAI_API_KEY`` or ``OPENAI_BASE_URL``): the
 prompt keeps the instructions (system message) apart from the sources, which are numbered, fenced and
@@ -49,7 +50,13 @@ class RagQuestion(QuestionConfig):
 
 class RetrievalConfig(dg.Config):
     k: int = 5
-    mode: Optional[str] = None  # dense | keyword | hybrid; unset: the best on the evaluation set
+    # dense | keyword | hybrid | multi_query; unset: the best on the evaluation set (never multi_query)
+    mode: Optional[str] = None
+    # multi_query only (rag/multi_query.py; needs an OpenAI-compatible LLM): the rewrites asked for, the
+    # mode each version is searched with (unset: the best on the evaluation set), an LLM re-ranking
+    rewrites: int = 3
+    base_mode: Optional[str] = None
+    rerank: bool = False
 
 
 class AnswerConfig(dg.Config):
@@ -98,26 +105,64 @@ def question(context: dg.AssetExecutionContext, config: RagQuestion) -> str:
 @dg.asset(
     **asset_defaults("rag"), kinds={"lancedb", "weaviate"},
     ins={"question": dg.AssetIn(key=["rag", "question"])}, deps=[vector_index, retrieval_evaluation],
-    description="The top-k source documents for the question (their retrieved chunks), best first.",
+    description="The top-k source documents for the question (their retrieved chunks), best first; with mode "
+                "multi_query, fused over LLM rewrites of the question (the rewrites and what each found in metadata).",
 )
 def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig, question: str,
-                      embeddings: EmbeddingsResource, vector_store: VectorStoreResource) -> list:
+                      embeddings: EmbeddingsResource, vector_store: VectorStoreResource, llm: LLMResource) -> list:
     from reference_arch.rag.defs.index import IndexModelError, open_collection
+    from reference_arch.rag.multi_query import MULTI_QUERY, require_llm
     from reference_arch.rag.retrieval import default_mode, retrieve
 
     mode = config.mode or default_mode()
-    if mode not in SEARCH_MODES or not 1 <= config.k <= 50:
-        raise dg.Failure(description=f"retrieval needs mode in {', '.join(SEARCH_MODES)} and 1 <= k <= 50 "
-                                     f"(got mode={mode!r}, k={config.k})")
-    try:  # before the question is embedded: an index of another model is refused, not queried
+    if mode not in (*SEARCH_MODES, MULTI_QUERY) or not 1 <= config.k <= 50:
+        raise dg.Failure(description=f"retrieval needs mode in {', '.join((*SEARCH_MODES, MULTI_QUERY))} and "
+                                     f"1 <= k <= 50 (got mode={mode!r}, k={config.k})")
+    extra: dict = {}
+    try:
+        if mode == MULTI_QUERY:
+            require_llm(llm)  # before anything is opened or embedded: one line naming the setting
+        # before the question is embedded: an index of another model is refused, not queried
         collection = open_collection(embeddings, vector_store)
         if not collection.count():
             raise dg.Failure(description="the vector index is empty: run `reference-arch materialize rag` first")
-        sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
-    except (IndexModelError, EmbeddingsError, VectorStoreError) as err:
+        if mode == MULTI_QUERY:
+            sources, extra = multi_query_sources(context, config, collection, llm, question, embeddings)
+        else:
+            sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
+    except (IndexModelError, EmbeddingsError, VectorStoreError, LLMError, ValueError) as err:
         raise dg.Failure(description=str(err)) from None
-    context.add_output_metadata({"mode": mode, "k": config.k, "sources": sources_table(sources)})
+    context.add_output_metadata({"mode": mode, "k": config.k, "sources": sources_table(sources), **extra})
     return sources
+
+
+def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMResource, question: str,
+                        embeddings: EmbeddingsResource) -> tuple[list, dict]:
+    """``(sources, metadata)`` of multi-query retrieval: the rewrites, and per query (the question first)
+    how many documents it found and which of them made the fused top k. The LLM calls follow this run's
+    model/policy (``rag/question`` config), as the answer does."""
+    from reference_arch.common.metadata import table
+    from reference_arch.rag.multi_query import multi_query_retrieve
+    from reference_arch.rag.retrieval import default_mode
+
+    base = config.base_mode or default_mode()
+    if base not in SEARCH_MODES:
+        raise ValueError(f"multi_query base_mode must be one of {', '.join(SEARCH_MODES)} (got {base!r})")
+    sources, info = multi_query_retrieve(collection, llm, question, embeddings.embed_array, base, config.k,
+                                         config.rewrites, config.rerank,
+                                         run_routing(context, dg.AssetKey(["rag", "question"])))
+    if not info["rewrites"]:
+        context.log.warning("multi_query: the LLM gave no usable rewrite; searched the question alone")
+    queries = [{"query": c["query"], "kind": "question" if i == 0 else f"rewrite {i}", "found": c["found"],
+                "in_top_k": len(c["in_top_k"]), "documents": ", ".join(c["in_top_k"])}
+               for i, c in enumerate(info["queries"])]
+    return sources, {
+        "base_mode": base, "reranked": info["reranked"], "rewrites_asked": config.rewrites,
+        "rewrites_used": len(info["rewrites"]),
+        "rewrites": dg.MetadataValue.md("\n".join(f"{i}. {markdown_text(r)}"
+                                                  for i, r in enumerate(info["rewrites"], 1)) or "(none usable)"),
+        "queries": table(queries, ["kind", "query", ("found", "int"), ("in_top_k", "int"), "documents"]),
+        **llm.usage_metadata()}
 
 
 @dg.asset(
@@ -176,6 +221,7 @@ rag_question_job = dg.define_asset_job(
     "rag_question_job", selection=dg.AssetSelection.assets(question, retrieved_sources, answer),
     executor_def=dg.in_process_executor,  # one process: no per-step process start-up for a short answer
     description="Answer one question from the indexed GitHub, Slack and docs: config "
-                "ops.rag__question.config.question (and ops.rag__retrieved_sources.config.k / mode, "
+                "ops.rag__question.config.question (and ops.rag__retrieved_sources.config.k / mode, where mode "
+                "multi_query needs an OpenAI-compatible LLM, "
                 "ops.rag__answer.config.answerer).",
 )
