@@ -96,3 +96,29 @@ def prompts_path(side: str) -> Path:
 def fine_tuning_resource() -> FineTuningResource:
     return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
                               base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)
+
+
+PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes
+
+
+class PreferenceTuningResource(dg.ConfigurableResource):
+    """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (a few dozen
+    pairs, a few dozen steps on the tiny local model, a CPU minute); raise ``max_pairs`` and ``steps``
+    for a real model. The base model and system prompt are the fine-tuning resource's."""
+
+    output_name: str = PREFERENCE_MODEL
+    max_pairs: int = 48  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
+    heldout_fraction: float = 0.25  # of the questions, by a stable hash: the gate's held-out pairs
+    max_seq_len: int = 128  # tokens of prompt + answer; longer questions are cut from the start
+    max_new_tokens: int = 24  # tokens of a generated alternative answer
+    steps: int = 20
+    batch_size: int = 4
+    learning_rate: float = 5e-3
+    beta: float = 0.1  # DPO's beta
+    lora_r: int = 8
+    lora_alpha: int = 16
+    seed: int = 0
+
+
+def preference_dir(*parts: str) -> Path:
+    return finetune_dir("preference", *parts)
