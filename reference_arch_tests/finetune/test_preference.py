@@ -2,6 +2,7 @@
 model, the blocking held-out preference check, publication."""
 
 import dagster as dg
+import pytest
 
 from reference_arch.common.feedback import append_feedback, feedback_record
 from reference_arch.common.registry import ModelRegistry
@@ -80,3 +81,15 @@ def test_the_gate_blocks_a_model_no_better_than_its_base_and_publishes_a_better_
     assert preference.preference_result() == {
         "heldout_pairs": scores["pairs"], "base_accuracy": scores["base_accuracy"],
         "tuned_accuracy": scores["tuned_accuracy"], "passed": True, "published": "registry:code-lm-preference@1"}
+
+
+def test_dpo_settings_are_checked_before_training(tmp_path):
+    from reference_arch.common.trainer.spec import TrainSpecError, parse_spec
+
+    with pytest.raises(TrainSpecError, match="dpo tunes a saved model"):
+        parse_spec({"init": {}, "train_data": "x", "output_dir": str(tmp_path), "objective": "dpo"})
+    with pytest.raises(TrainSpecError, match="dpo_beta must be positive"):
+        parse_spec({"model_dir": "m", "train_data": "x", "output_dir": str(tmp_path), "objective": "dpo",
+                    "dpo_beta": 0})
+    with pytest.raises(TrainSpecError, match="objective"):
+        parse_spec({"model_dir": "m", "train_data": "x", "output_dir": str(tmp_path), "objective": "ppo"})

@@ -12,12 +12,18 @@ Imported only by the training process (``entry.train``): it loads trl, transform
 
 from __future__ import annotations
 
+import warnings
+
 from trl import DPOConfig, DPOTrainer
 
 from reference_arch.common.trainer.loop import RetiedOnResume, training_arguments
 from reference_arch.common.trainer.spec import TrainSpec
 
 PAIR_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+# trl (1.16) toggles gradient checkpointing through transformers 5's deprecated names around each
+# reference forward pass: FutureWarnings about trl's code, not ours, silenced in this process only.
+warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
 
 
 def load_pairs(paths: list[str]):

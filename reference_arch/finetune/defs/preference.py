@@ -19,7 +19,8 @@ from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.pools import GPU_POOL
 from reference_arch.common.trainer.resource import TrainerResource
-from reference_arch.finetune.config import FineTuningResource, PreferenceTuningResource, preference_dir
+from reference_arch.finetune.config import (PREFERENCE_MODEL, FineTuningResource, PreferenceTuningResource,
+                                            preference_dir)
 from reference_arch.finetune.defs.processing import read_split, train_validation_split
 from reference_arch.finetune.defs.training import PRETRAIN_PUBLISHED
 
@@ -60,7 +61,7 @@ def _clip(text: str, n: int = 60) -> str:
 
 @dg.asset(
     **asset_defaults("finetune"),
-    deps=[train_validation_split],
+    deps=[train_validation_split, PRETRAIN_PUBLISHED],  # the base model answers the generated pairs
     kinds={"python"},
     description="Pairs of a chosen and a rejected answer to one question: from user feedback (up against down, "
                 "an approved answer against the model's own, a rejected one against the maintainer's), else "
@@ -246,16 +247,15 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
                                           "path": dg.MetadataValue.path(str(model.path)), **metrics})
 
 
-def preference_result() -> dict:
+def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
     """What the demo prints: ``{"heldout_pairs", "base_accuracy", "tuned_accuracy", "passed", "published"}``
-    (accuracies are shares in [0, 1]; ``published`` is the registry spec of the newest published version,
-    or None); ``dg.Failure`` when the check has not run."""
+    of the last ``prefers_chosen`` check (accuracies are shares in [0, 1]; ``published`` is the registry spec
+    of the newest version of ``output_name``, or None); ``dg.Failure`` when the check has not run."""
     from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
-    from reference_arch.finetune.config import PreferenceTuningResource
 
     verdict = read_json(verdict_path(), "preference evaluation")
     try:
-        published = ModelRegistry().resolve(f"registry:{PreferenceTuningResource().output_name}@latest").spec
+        published = ModelRegistry().resolve(f"registry:{output_name}@latest").spec
     except ModelNotFoundError:
         published = None
     return {"heldout_pairs": verdict["pairs"], "base_accuracy": verdict["base_accuracy"],
