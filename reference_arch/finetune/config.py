@@ -104,9 +104,16 @@ PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes
 class PreferenceTuningResource(dg.ConfigurableResource):
     """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (a few dozen
     pairs, a few dozen steps on the tiny local model, a CPU minute); raise ``max_pairs`` and ``steps``
-    for a real model. The base model and system prompt are the fine-tuning resource's."""
+    for a real model. The system prompt is the fine-tuning resource's, and so is the base model unless
+    ``base_model`` names another (a registry spec or a model directory)."""
+
+    def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
+        """(spec, directory) of the model to tune; a clear failure when there is none yet."""
+        base = fine_tuning.model_copy(update={"base_model": self.base_model}) if self.base_model else fine_tuning
+        return base.base_model_path()
 
     output_name: str = PREFERENCE_MODEL
+    base_model: Optional[str] = None  # unset: the fine-tuning base; "registry:code-lm-github@latest" tunes the SFT model
     max_pairs: int = 48  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
     heldout_fraction: float = 0.25  # of the questions, by a stable hash: the gate's held-out pairs
     max_seq_len: int = 128  # tokens of prompt + answer; longer questions are cut from the start

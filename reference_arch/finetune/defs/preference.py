@@ -86,7 +86,7 @@ def preference_pairs(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
     from_feedback = pref.feedback_pairs(records, references)
     taken = {question_fingerprint(p["question"]) for p in from_feedback}
     candidates = (from_feedback + pref.reference_pairs(qa, taken))[: settings.max_pairs]
-    _, base_path = fine_tuning.base_model_path()
+    _, base_path = preference_tuning.base_model_path(fine_tuning)
 
     def generate(questions: list[str]) -> list[str]:
         return pref.generate_answers(base_path, questions, fine_tuning.system_prompt, settings.max_new_tokens,
@@ -155,7 +155,7 @@ def preference_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineT
 
     settings = preference_tuning
     pairs = [p for p in read_pairs() if p["side"] == TRAIN]
-    base_spec, base_path = fine_tuning.base_model_path()
+    base_spec, base_path = preference_tuning.base_model_path(fine_tuning)
     lora = {"r": settings.lora_r, "alpha": settings.lora_alpha}
     schedule = {"steps": settings.steps, "batch_size": settings.batch_size, "lr": settings.learning_rate,
                 "beta": settings.beta, "max_seq_len": settings.max_seq_len, "seed": settings.seed}
