@@ -14,7 +14,7 @@ from reference_arch.finetune.qa import question_fingerprint
 from reference_arch_tests.finetune.test_data import RANGE, metadata
 
 ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, preference.preference_pairs,
-          preference.preference_tuned_model, preference.prefers_chosen, preference.preference_published_model]
+          preference.no_secrets_in_pairs, preference.preference_tuned_model, preference.prefers_chosen, preference.preference_published_model]
 
 
 def resources(**settings):

@@ -56,6 +56,8 @@ def read_json(path: Path, what: str) -> dict:
 
 def _clip(text: str, n: int = 60) -> str:
     text = " ".join(str(text).split())
+    if not text:
+        return "(blank)"
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -120,6 +122,16 @@ def preference_pairs(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
         "preview": preview,
         "path": dg.MetadataValue.path(str(pairs_path())),
     })
+
+
+@dg.asset_check(asset=preference_pairs, blocking=True,
+                description="No question or answer in the pairs holds a known secret pattern (feedback records "
+                            "hold answers as given): nothing is trained on until the pairs are clean.")
+def no_secrets_in_pairs() -> dg.AssetCheckResult:
+    from reference_arch.common.redaction import secrets_check
+
+    return secrets_check({f"pair:{n}": "\n".join((p["question"], p["chosen"], p["rejected"]))
+                          for n, p in enumerate(read_pairs(), 1)}, "pairs")
 
 
 def save_encoded(tokenizer, pairs: list[dict], system_prompt: str, max_seq_len: int, target: Path) -> list[dict]:
