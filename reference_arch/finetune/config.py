@@ -96,3 +96,36 @@ def prompts_path(side: str) -> Path:
 def fine_tuning_resource() -> FineTuningResource:
     return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
                               base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)
+
+
+PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes
+
+
+class PreferenceTuningResource(dg.ConfigurableResource):
+    """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (a few dozen
+    pairs, a few dozen steps on the tiny local model, a CPU minute); raise ``max_pairs`` and ``steps``
+    for a real model. The system prompt is the fine-tuning resource's, and so is the base model unless
+    ``base_model`` names another (a registry spec or a model directory)."""
+
+    def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
+        """(spec, directory) of the model to tune; a clear failure when there is none yet."""
+        base = fine_tuning.model_copy(update={"base_model": self.base_model}) if self.base_model else fine_tuning
+        return base.base_model_path()
+
+    output_name: str = PREFERENCE_MODEL
+    base_model: Optional[str] = None  # unset: the fine-tuning base; "registry:code-lm-github@latest" tunes the SFT model
+    max_pairs: int = 48  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
+    heldout_fraction: float = 0.25  # of the questions, by a stable hash: the gate's held-out pairs
+    max_seq_len: int = 128  # tokens of prompt + answer; longer questions are cut from the start
+    max_new_tokens: int = 24  # tokens of a generated alternative answer
+    steps: int = 20
+    batch_size: int = 4
+    learning_rate: float = 5e-3
+    beta: float = 0.1  # DPO's beta
+    lora_r: int = 8
+    lora_alpha: int = 16
+    seed: int = 0
+
+
+def preference_dir(*parts: str) -> Path:
+    return finetune_dir("preference", *parts)

@@ -39,7 +39,8 @@ def question_text(title: str, body: str) -> str:
     return f"{title.strip()}\n\n{body}".strip()
 
 
-def _fingerprint(text: str) -> str:
+def question_fingerprint(text: str) -> str:
+    """The question's identity: its text, case and spacing ignored (a question asked again has the same one)."""
     return hashlib.sha256(" ".join(text.casefold().split()).encode()).hexdigest()
 
 
@@ -88,7 +89,7 @@ def build_pairs(issues: Iterable[dict], comments: Iterable[dict]) -> tuple[list[
             counts["no_answer"] += 1
             continue
         question = question_text(issue.get("title") or "", body)
-        fingerprint = _fingerprint(question)
+        fingerprint = question_fingerprint(question)
         if fingerprint in seen:
             counts["duplicates"] += 1
             continue

@@ -60,12 +60,16 @@ class BatchShape:
     def of(cls, data, model, batch_size: int, grad_accum: int) -> "BatchShape":
         """The shape of ``data``'s batches for ``model``; ``ValueError`` when the blocks exceed the
         model's context or the data cannot fill one batch."""
-        block = int(data[0]["input_ids"].shape[0])
+        return cls.of_length(int(data[0]["input_ids"].shape[0]), len(data), model, batch_size, grad_accum)
+
+    @classmethod
+    def of_length(cls, block: int, rows: int, model, batch_size: int, grad_accum: int) -> "BatchShape":
+        """The shape of ``rows`` rows of ``block`` tokens; the same ``ValueError`` as ``of``."""
         config = model.config
         context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", block)
         if block > context:
             raise ValueError(f"blocks of {block} tokens exceed the model's context of {context}")
         world = world_size()
-        if len(data) < batch_size * world:
-            raise ValueError(f"{len(data)} training blocks cannot fill one batch of {batch_size * world}")
+        if rows < batch_size * world:
+            raise ValueError(f"{rows} training rows cannot fill one batch of {batch_size * world}")
         return cls(block=block, world=world, tokens_per_step=batch_size * grad_accum * world * block)

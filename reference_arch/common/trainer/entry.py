@@ -86,9 +86,17 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     if spec.lora:
         model = apply_lora(model, spec.lora)
 
-    train_data = load_blocks(spec.train_data)
-    eval_data = load_blocks(spec.eval_data) if spec.eval_data else None
-    shape = BatchShape.of(train_data, model, spec.batch_size, spec.grad_accum)
+    if spec.objective == "dpo":
+        from reference_arch.common.trainer.preference import load_pairs, longest_pair
+
+        train_data, eval_data = load_pairs(spec.train_data), None
+        # A step's tokens: the longest pair, chosen and rejected, for each row (padding counted).
+        shape = BatchShape.of_length(longest_pair(train_data) * 2, len(train_data), model, spec.batch_size,
+                                     spec.grad_accum)
+    else:
+        train_data = load_blocks(spec.train_data)
+        eval_data = load_blocks(spec.eval_data) if spec.eval_data else None
+        shape = BatchShape.of(train_data, model, spec.batch_size, spec.grad_accum)
     peak = spec.peak_flops or device_peak_flops(device, bf16)
 
     if is_rank_zero():
@@ -98,8 +106,14 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
 
     streamer = loop.Streamer(report, output_dir, spec.max_steps, shape.tokens_per_step, flop_params, peak)
     batch_log = loop.BatchLog(output_dir) if spec.log_batches else None
-    args = loop.training_arguments(spec, device, bf16, evaluate=eval_data is not None)
-    trainer = loop.block_trainer(model, args, train_data, eval_data, streamer, batch_log)
+    if spec.objective == "dpo":
+        from reference_arch.common.trainer.preference import pair_trainer
+
+        trainer = pair_trainer(model, spec, device, bf16, train_data, tokenizer,
+                               [streamer] + ([batch_log] if batch_log is not None else []))
+    else:
+        args = loop.training_arguments(spec, device, bf16, evaluate=eval_data is not None)
+        trainer = loop.block_trainer(model, args, train_data, eval_data, streamer, batch_log)
     total, trainable = parameter_counts(model)
     report.message({"event": "start", "pid": os.getpid(), "device": device, "bf16": bf16, "world_size": shape.world,
                     "resumed_from_step": resumed_step, "total_params": total, "trainable_params": trainable,

@@ -26,10 +26,12 @@ from reference_arch.common.trainer.spec import TrainSpec
 from reference_arch.common.trainer.throughput import mfu
 
 
-def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool) -> TrainingArguments:
+def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool, kind: type = TrainingArguments,
+                       **extra: Any) -> TrainingArguments:
     """The Trainer's arguments for ``spec``: AdamW with beta2 0.95, warm-up then cosine decay to
-    ``min_lr_ratio``, the seedable sampler (each epoch's order drawn from (seed, epoch))."""
-    return TrainingArguments(
+    ``min_lr_ratio``, the seedable sampler (each epoch's order drawn from (seed, epoch)). ``kind`` is
+    a ``TrainingArguments`` subclass (trl's ``DPOConfig``) taking ``extra`` too."""
+    return kind(
         output_dir=spec.output_dir, max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.batch_size, gradient_accumulation_steps=spec.grad_accum,
         learning_rate=spec.lr, weight_decay=spec.weight_decay, adam_beta2=0.95, max_grad_norm=spec.max_grad_norm,
@@ -40,7 +42,7 @@ def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool)
         eval_strategy="steps" if (spec.eval_every and evaluate) else "no",
         eval_steps=spec.eval_every or None, seed=spec.seed, data_seed=spec.seed, use_cpu=device == "cpu",
         bf16=bf16, torch_compile=spec.compile, report_to="none", disable_tqdm=True, log_level="warning",
-        dataloader_drop_last=True, remove_unused_columns=False,
+        dataloader_drop_last=True, remove_unused_columns=False, **extra,
     )
 
 
@@ -116,7 +118,21 @@ class BatchLog(TrainerCallback):
         self.rows = []
 
 
-class BlockTrainer(Trainer):
+class RetiedOnResume:
+    """A ``Trainer`` mixin: re-ties tied weights on resume without a warning."""
+
+    def _issue_warnings_after_load(self, load_result):
+        # Tied weights (lm_head = the embeddings) are not saved, so a resumed checkpoint "misses"
+        # them; the Trainer checks only _keys_to_ignore_on_save and warns. Re-tie, quietly.
+        model = self.accelerator.unwrap_model(self.model)
+        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+        if load_result.missing_keys and set(load_result.missing_keys) <= tied:
+            model.tie_weights()
+            load_result = type(load_result)([], load_result.unexpected_keys)
+        super()._issue_warnings_after_load(load_result)
+
+
+class BlockTrainer(RetiedOnResume, Trainer):
     """``Trainer`` that hands each micro-batch to a ``BatchLog`` (when there is one) and re-ties tied
     weights on resume without a warning."""
 
@@ -128,16 +144,6 @@ class BlockTrainer(Trainer):
         if self.batch_log is not None:
             self.batch_log.record(inputs["input_ids"])
         return super().training_step(model, inputs, num_items_in_batch)
-
-    def _issue_warnings_after_load(self, load_result):
-        # Tied weights (lm_head = the embeddings) are not saved, so a resumed checkpoint "misses"
-        # them; the Trainer checks only _keys_to_ignore_on_save and warns. Re-tie, quietly.
-        model = self.accelerator.unwrap_model(self.model)
-        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-        if load_result.missing_keys and set(load_result.missing_keys) <= tied:
-            model.tie_weights()
-            load_result = type(load_result)([], load_result.unexpected_keys)
-        super()._issue_warnings_after_load(load_result)
 
 
 def block_trainer(model, args: TrainingArguments, train_data, eval_data, streamer: Streamer,

@@ -84,12 +84,20 @@ AT_LEAST = {"max_steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "w
 
 
 class TrainSpec(TrainSchedule):
-    """Everything one training run needs: the schedule, the model, the data and the output directory."""
+    """Everything one training run needs: the schedule, the model, the data and the output directory.
+
+    ``objective`` says what the run optimises: ``causal_lm`` (next-token loss on fixed-length
+    ``input_ids`` blocks) or ``dpo`` (Direct Preference Optimization, trl's ``DPOTrainer``, on pairs
+    of ``prompt_ids``/``chosen_ids``/``rejected_ids``; the reference model is the base, or the base
+    with the LoRA adapter switched off; ``dpo_beta`` is DPO's beta, the strength of the pull towards it).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     output_dir: str
-    train_data: list[str]  # datasets.save_to_disk directories of fixed-length input_ids blocks
+    train_data: list[str]  # datasets.save_to_disk directories: input_ids blocks, or preference pairs (dpo)
+    objective: Literal["causal_lm", "dpo"] = "causal_lm"
+    dpo_beta: float = 0.1
     model_dir: Optional[str] = None  # a saved Hugging Face model ...
     init: Optional[InitSpec] = None  # ... or one built here
     tokenizer_dir: Optional[str] = None  # default: model_dir's
@@ -115,7 +123,7 @@ class TrainSpec(TrainSchedule):
             raise ValueError(f"must be at least {AT_LEAST[info.field_name]}")
         return value
 
-    @field_validator("lr")
+    @field_validator("lr", "dpo_beta")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
@@ -147,6 +155,8 @@ class TrainSpec(TrainSchedule):
     def _a_model(self) -> "TrainSpec":
         if not self.model_dir and not self.init:
             raise ValueError("set model_dir (a saved model) or init (a model_init spec)")
+        if self.objective == "dpo" and (self.eval_data or not self.model_dir):
+            raise ValueError("dpo tunes a saved model (model_dir) and takes no eval_data")
         return self
 
 

@@ -1,0 +1,95 @@
+"""Preference tuning: pairs from feedback and from the Q&A, DPO through the real trainer on a tiny random
+model, the blocking held-out preference check, publication."""
+
+import dagster as dg
+import pytest
+
+from reference_arch.common.feedback import append_feedback, feedback_record
+from reference_arch.common.registry import ModelRegistry
+from reference_arch.common.trainer.resource import TrainerResource
+from reference_arch.finetune.config import FineTuningResource, PreferenceTuningResource
+from reference_arch.finetune.defs import ingestion, preference, processing
+from reference_arch.finetune.preference import FEEDBACK, feedback_pairs, fill_rejected, ranked
+from reference_arch.finetune.qa import question_fingerprint
+from reference_arch_tests.finetune.test_data import RANGE, metadata
+
+ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, preference.preference_pairs,
+          preference.no_secrets_in_pairs, preference.preference_tuned_model, preference.prefers_chosen, preference.preference_published_model]
+
+
+def resources(**settings):
+    return {"fine_tuning": FineTuningResource(backend="local"), "trainer": TrainerResource(device="cpu"),
+            "preference_tuning": PreferenceTuningResource(**settings)}
+
+
+def check_of(result):
+    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "prefers_chosen"]
+    return check.passed, {k: v.value for k, v in check.metadata.items()}
+
+
+def verdict(run_id: str, answer: str, verdict: str, question: str = "How to set cache?") -> dict:
+    return feedback_record(run_id, verdict, target="finetuned", question=question, answer=answer)
+
+
+def test_feedback_makes_pairs_of_each_kind():
+    references = {question_fingerprint("Q3"): "the maintainer's answer"}
+    records = [verdict("1", "good", "up", "Q1"), verdict("2", "bad", "down", "q1 "),  # up and down: a pair
+               verdict("3", "fine", "up", "Q2"),  # approved alone: rejected generated
+               verdict("4", "wrong", "down", "Q3"),  # rejected alone: the maintainer's answer chosen
+               verdict("5", "wrong", "down", "Q4")]  # rejected alone, no reference: no pair
+    pairs = feedback_pairs(records, references)
+    assert [(p["how"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("up/down", "good", "bad"), ("up/model", "fine", None), ("reference/down", "the maintainer's answer", "wrong")]
+    assert {p["origin"] for p in pairs} == {FEEDBACK}
+    filled = fill_rejected(pairs, lambda questions: ["" for _ in questions], ["other answer"])
+    assert filled[1]["rejected"] == "other answer" and filled[1]["how"] == "up/other"
+    kept, dropped = ranked(filled)
+    assert len(kept) == 3 and not dropped and kept[2]["chosen_score"] > kept[2]["rejected_score"]
+
+
+TUNING = [preference.preference_tuned_model, preference.prefers_chosen, preference.preference_published_model]
+
+
+def test_the_gate_blocks_a_model_no_better_than_its_base_and_publishes_a_better_one(
+        github_export, registry_with_base, instance):
+    append_feedback(verdict("run-a", "Set cache in widgets.toml, happy to help!", "up"))
+    append_feedback(verdict("run-b", "No idea.", "down"))
+    # One step at a vanishing learning rate leaves the model its base: it prefers no more often, and the
+    # blocking check stops publication.
+    blocked = dg.materialize(ASSETS, resources=resources(steps=1, learning_rate=1e-9), instance=instance,
+                             tags=RANGE, raise_on_error=False)
+    assert not blocked.success
+    passed, scores = check_of(blocked)
+    assert not passed and scores["tuned_accuracy"] == scores["base_accuracy"]
+    assert preference.PUBLISHED_KEY not in {e.asset_key for e in blocked.get_asset_materialization_events()}
+    assert [m.name for m in ModelRegistry().list()] == ["code-lm"]
+    assert preference.preference_result()["published"] is None
+
+    pairs = metadata(blocked, "preference_pairs")
+    assert pairs["origin/feedback"] == 1 and pairs["origin/generated"] >= 10
+    assert pairs["train"] >= 4 and pairs["heldout"] >= 1 and pairs["preview"].records
+
+    # Ten real steps of DPO on the same pairs: the tuned model prefers the chosen answers more often.
+    result = dg.materialize(ASSETS, selection=TUNING, resources=resources(steps=10), instance=instance)
+    assert result.success
+    tuned = metadata(result, "preference_tuned_model")
+    assert tuned["train/global_step"] == 10 and 0 < tuned["train/trainable_params"] < tuned["train/total_params"]
+    passed, scores = check_of(result)
+    assert passed and scores["tuned_accuracy"] > scores["base_accuracy"]
+    published = ModelRegistry().get("code-lm-preference")
+    assert published.version == 1 and published.card["base_model"] == "registry:code-lm@1"
+    assert preference.preference_result() == {
+        "heldout_pairs": scores["pairs"], "base_accuracy": scores["base_accuracy"],
+        "tuned_accuracy": scores["tuned_accuracy"], "passed": True, "published": "registry:code-lm-preference@1"}
+
+
+def test_dpo_settings_are_checked_before_training(tmp_path):
+    from reference_arch.common.trainer.spec import TrainSpecError, parse_spec
+
+    with pytest.raises(TrainSpecError, match="dpo tunes a saved model"):
+        parse_spec({"init": {}, "train_data": "x", "output_dir": str(tmp_path), "objective": "dpo"})
+    with pytest.raises(TrainSpecError, match="dpo_beta must be positive"):
+        parse_spec({"model_dir": "m", "train_data": "x", "output_dir": str(tmp_path), "objective": "dpo",
+                    "dpo_beta": 0})
+    with pytest.raises(TrainSpecError, match="objective"):
+        parse_spec({"model_dir": "m", "train_data": "x", "output_dir": str(tmp_path), "objective": "ppo"})
