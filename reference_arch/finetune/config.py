@@ -104,16 +104,14 @@ PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes
 class PreferenceTuningResource(dg.ConfigurableResource):
     """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (a few dozen
     pairs, a few dozen steps on the tiny local model, a CPU minute); raise ``max_pairs`` and ``steps``
-    for a real model. The system prompt is the fine-tuning resource's, and so is the base model unless
-    ``base_model`` names another (a registry spec or a model directory)."""
-
-    def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
-        """(spec, directory) of the model to tune; a clear failure when there is none yet."""
-        base = fine_tuning.model_copy(update={"base_model": self.base_model}) if self.base_model else fine_tuning
-        return base.base_model_path()
+    for a real model. The system prompt is the fine-tuning resource's. The model tuned is the supervised
+    fine-tuned one (``registry:code-lm-github@latest``): preference optimisation follows SFT, as in the RLHF
+    recipe (Ouyang et al. 2022, "Training language models to follow instructions with human feedback"), so
+    the newest local model is the last one trained. With the OpenAI fine-tuning backend there is no local SFT
+    model, and the pretrained base is tuned. ``base_model`` names another (a registry spec or a directory)."""
 
     output_name: str = PREFERENCE_MODEL
-    base_model: Optional[str] = None  # unset: the fine-tuning base; "registry:code-lm-github@latest" tunes the SFT model
+    base_model: Optional[str] = None  # unset: the SFT model (local fine-tuning backend), else the pretrained base
     max_pairs: int = 48  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
     heldout_fraction: float = 0.25  # of the questions, by a stable hash: the gate's held-out pairs
     max_seq_len: int = 128  # tokens of prompt + answer; longer questions are cut from the start
@@ -125,6 +123,18 @@ class PreferenceTuningResource(dg.ConfigurableResource):
     lora_r: int = 8
     lora_alpha: int = 16
     seed: int = 0
+
+    def resolved_base_model(self, fine_tuning: FineTuningResource) -> str:
+        """The registry spec (or directory) of the model to tune (see the class docstring)."""
+        if self.base_model:
+            return self.base_model
+        if fine_tuning.resolved_backend() == "local":
+            return f"registry:{fine_tuning.output_name}@latest"
+        return f"registry:{PRETRAIN_MODEL}@latest"
+
+    def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
+        """(spec, directory) of the model to tune; a clear failure when there is none yet."""
+        return fine_tuning.model_copy(update={"base_model": self.resolved_base_model(fine_tuning)}).base_model_path()
 
 
 def preference_dir(*parts: str) -> Path:

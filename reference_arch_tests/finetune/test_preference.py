@@ -18,8 +18,16 @@ ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validati
 
 
 def resources(**settings):
+    # The pretrained tiny model is tuned here (the default, the SFT model, would need the SFT graph run first).
     return {"fine_tuning": FineTuningResource(backend="local"), "trainer": TrainerResource(device="cpu"),
-            "preference_tuning": PreferenceTuningResource(**settings)}
+            "preference_tuning": PreferenceTuningResource(base_model="registry:code-lm@latest", **settings)}
+
+
+def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
+    tuning = PreferenceTuningResource()
+    assert tuning.resolved_base_model(FineTuningResource(backend="local")) == "registry:code-lm-github@latest"
+    assert tuning.resolved_base_model(FineTuningResource(backend="openai")) == "registry:code-lm@latest"
+    assert PreferenceTuningResource(base_model="/models/x").resolved_base_model(FineTuningResource()) == "/models/x"
 
 
 def check_of(result):

@@ -22,7 +22,7 @@ from reference_arch.common.trainer.resource import TrainerResource
 from reference_arch.finetune.config import (PREFERENCE_MODEL, FineTuningResource, PreferenceTuningResource,
                                             preference_dir)
 from reference_arch.finetune.defs.processing import read_split, train_validation_split
-from reference_arch.finetune.defs.training import PRETRAIN_PUBLISHED
+from reference_arch.finetune.defs.evaluation import published_model
 
 PAIRS_KEY = dg.AssetKey(["finetune", "preference_pairs"])
 PUBLISHED_KEY = dg.AssetKey(["finetune", "preference_published_model"])
@@ -63,7 +63,10 @@ def _clip(text: str, n: int = 60) -> str:
 
 @dg.asset(
     **asset_defaults("finetune"),
-    deps=[train_validation_split, PRETRAIN_PUBLISHED],  # the base model answers the generated pairs
+    # The model tuned (the SFT one: PreferenceTuningResource) answers the generated pairs. The verdicts are
+    # read from the feedback store (prompt/feedback) with no drawn dependency: the loop answers -> feedback ->
+    # tuned model -> answers would run the prompt location before finetune (common/locations.LOCATIONS).
+    deps=[train_validation_split, published_model],
     kinds={"python"},
     description="Pairs of a chosen and a rejected answer to one question: from user feedback (up against down, "
                 "an approved answer against the model's own, a rejected one against the maintainer's), else "
@@ -149,7 +152,7 @@ def save_encoded(tokenizer, pairs: list[dict], system_prompt: str, max_seq_len: 
 
 @dg.asset(
     **asset_defaults("finetune"),
-    deps=[preference_pairs, PRETRAIN_PUBLISHED],
+    deps=[preference_pairs, published_model],
     kinds={"pytorch", "huggingface"},
     pool=GPU_POOL,
     description="The base model tuned with DPO (trl) on the training pairs: a LoRA adapter, merged, trained in "
