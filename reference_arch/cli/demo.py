@@ -8,7 +8,8 @@ import time
 
 from reference_arch.cli.answers import ASK_TARGETS, ask
 from reference_arch.cli.feedback import feedback_line, give_feedback
-from reference_arch.cli.runs import CliError, check_summary, materialize_location, questions_answered
+from reference_arch.cli.runs import (QUIET, CliError, Step, check_summary, first_failure, load_defs,
+                                     materialize_location, questions_answered, step_job)
 from reference_arch.common.locations import LOCATIONS
 
 DEMO_QUESTIONS = {
@@ -94,7 +95,10 @@ def run_demo(inst) -> None:
         timings[f"ask {target}"] = time.perf_counter() - started
         print_demo_answer(target, question, record, answered)
         run_ids[target] = record["run_id"]
-    demo_feedback(inst, run_ids)
+    if demo_feedback(inst, run_ids) is not None:
+        started = time.perf_counter()
+        print_preference_round(inst)
+        timings["preference round"] = time.perf_counter() - started
     print_summary(checks, timings)
     print(f"\nSee these runs in the UI: `make dev`, or `dagster dev` in the repo root ({os.environ['DAGSTER_HOME']}).")
 
@@ -122,6 +126,36 @@ def feedback_round(inst, up_run_id: str, down_run_id: str, echo=print) -> float:
         recorded = give_feedback(run_id, verdict, "demo verdict", inst)
         echo(f"  {feedback_line(recorded)}")
     return float(recorded["all_time_approval_rate"])
+
+
+def print_preference_round(inst) -> None:
+    """Preference tuning again, now with the verdicts just given: ``finetune/preference_pairs`` ->
+    ``preference_tuned_model`` (DPO) -> ``preference_published_model``, behind the ``prefers_chosen`` gate."""
+    import dagster as dg
+
+    from reference_arch.finetune.defs.preference import PAIRS_KEY, PUBLISHED_KEY, preference_result
+
+    keys = [PAIRS_KEY, dg.AssetKey(["finetune", "preference_tuned_model"]), PUBLISHED_KEY]
+    print("\n== preference tuning (DPO) with these verdicts")
+    result = step_job("finetune", Step(keys=keys, single_run=False), load_defs("finetune")).execute_in_process(
+        run_config=QUIET, instance=inst, raise_on_error=False)
+    pairs = next((m.materialization.metadata for m in result.get_asset_materialization_events()
+                  if m.asset_key == PAIRS_KEY), None)
+    if pairs is None:
+        print(f"  error: {first_failure(result)}")
+        return
+    origin = {k.split("/", 1)[1]: v.value for k, v in pairs.items() if k.startswith("origin/")}
+    print(f"  pairs: {', '.join(f'{n} from {o}' for o, n in sorted(origin.items()))} "
+          "(generated: the maintainer's answer chosen over the model's own)")
+    try:
+        outcome = preference_result()
+    except dg.Failure as err:
+        print(f"  error: {err.description}")
+        return
+    verdict = (f"published {outcome['published']}" if result.success and outcome["passed"] else
+               "not published: the tuned model did not beat its base (the prefers_chosen gate held it back)")
+    print(f"  held-out pairs {outcome['heldout_pairs']}: the base prefers the chosen answer in "
+          f"{outcome['base_accuracy']:.0%}, the tuned model in {outcome['tuned_accuracy']:.0%}; {verdict}")
 
 
 def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], list[str], dict[str, set[str]]]:

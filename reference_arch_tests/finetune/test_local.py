@@ -1,11 +1,13 @@
 """LoRA through the real trainer on a tiny random base model, the blocking check, and the question job."""
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from reference_arch.common.feedback import append_feedback, feedback_record
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.llm.local import DEFAULT_CHAT_TEMPLATE
 from reference_arch.common.registry import ModelRegistry
@@ -28,7 +30,7 @@ def check_of(result, name="better_than_base"):
     return check.passed, {k: v.value for k, v in check.metadata.items()}
 
 
-def test_lora_is_trained_evaluated_published_and_answers(github_export, registry_with_base, instance):
+def test_lora_is_trained_evaluated_published_and_answers(github_export, registry_with_base, instance, capsys):
     result = dg.materialize(ASSETS, resources=resources(), instance=instance, tags=RANGE)
     assert result.success
 
@@ -76,3 +78,17 @@ def test_a_worse_model_is_not_published(github_export, registry_with_base, insta
     assert dg.AssetKey(["finetune", "published_model"]) not in {
         e.asset_key for e in result.get_asset_materialization_events()}
     assert [m.name for m in ModelRegistry().list()] == ["code-lm"]
+
+    # The demo's preference round tunes this published SFT model with DPO (the location's own resources:
+    # PreferenceTuningResource's default base is the SFT model) and says what its gate decided.
+    from reference_arch.cli.demo import print_preference_round
+
+    append_feedback(feedback_record(answered["run_id"], "up", target="finetuned", question="How to set cache?",
+                                    answer="Set cache in widgets.toml."))
+    print_preference_round(instance)
+    out = capsys.readouterr().out
+    assert re.search(r"pairs: 1 from feedback, \d+ from generated", out), out
+    assert re.search(r"held-out pairs \d+: the base prefers the chosen answer in \d+%, the tuned model in \d+%; "
+                     r"(published registry:code-lm-preference@1|not published)", out), out
+    if "published registry" in out:
+        assert ModelRegistry().get("code-lm-preference").card["base_model"] == "registry:code-lm-github@1"
