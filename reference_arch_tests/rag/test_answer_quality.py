@@ -21,7 +21,8 @@ SOURCES = [{"title": "Charts", "text": DOCS["guides/charts.md"]},
             "text": "Running widgets export on an empty CSV raises IndexError. Empty files are now skipped with a "
                     "warning; fixed in 1.2."}]
 GROUNDED = "The palette option of the charts section picks the colours [1]. Empty files are skipped with a warning [2]."
-INVENTED = "Widgets uploads every chart to a cloud dashboard each night [1]. Colours follow the operating system theme [2]."
+INVENTED = ("Widgets uploads every chart to a cloud dashboard each night [1]. "
+            "Colours follow the operating system theme [2].")
 WORSE = "Widgets uploads every chart to a cloud dashboard each night [9]."
 
 
