@@ -58,6 +58,22 @@ JUDGE_SCORES = ("faithfulness", "relevance")
 Embed = Callable[[list[str]], "object"]  # texts -> L2-normalised vectors, (n, dim)
 
 
+def memoized(embed: Embed) -> Embed:
+    """``embed`` remembering each text's vector: a source's sentences are embedded once per run although
+    the extractive answer, the support scores and the invented sentences all read them."""
+    import numpy as np
+
+    seen: dict[str, object] = {}
+
+    def cached(texts: list[str]):
+        missing = list(dict.fromkeys(t for t in texts if t not in seen))
+        if missing:
+            seen.update(zip(missing, np.asarray(embed(missing), dtype=np.float32)))
+        return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    return cached
+
+
 def answer_sentences(answer: str) -> list[tuple[str, list[int]]]:
     """``[(sentence without its markers, cited numbers in order)]`` for an answer's sentences."""
     from sentencex import segment
@@ -83,17 +99,21 @@ def citation_counts(answer: str, n_sources: int) -> dict:
     return {"citations": len(numbers), "valid": sum(1 for n in numbers if 1 <= n <= n_sources)}
 
 
-def source_sentences(text: str) -> list[str]:
-    """A source's sentences (``sentencex``, line by line), at least ``MIN_SOURCE_SENTENCE_CHARS`` long."""
+def source_sentences(source: dict) -> list[str]:
+    """A source's sentences: the prose sentences the extractive answer quotes from
+    (``extractive.candidate_sentences``), then every line's ``sentencex`` pieces at least
+    ``MIN_SOURCE_SENTENCE_CHARS`` long (code, lists and signatures a generated answer may restate)."""
     from sentencex import segment
 
-    out = []
-    for line in (text or "").splitlines():
+    from reference_arch.rag.extractive import candidate_sentences
+
+    out = [s.text for s in candidate_sentences([source])]
+    for line in (source.get("text") or "").splitlines():
         for piece in segment("en", line):
             piece = " ".join(piece.split())
             if len(piece) >= MIN_SOURCE_SENTENCE_CHARS:
                 out.append(piece)
-    return out
+    return list(dict.fromkeys(out))
 
 
 def support_scores(sentences: list[tuple[str, list[int]]], sources: list[dict], embed: Embed) -> list[float]:
@@ -101,7 +121,7 @@ def support_scores(sentences: list[tuple[str, list[int]]], sources: list[dict], 
     source (``sources[n - 1]["text"]``); 0.0 when it cites no valid source or the source has no sentences."""
     import numpy as np
 
-    by_source = {n: source_sentences(sources[n - 1].get("text", "")) for _, cited in sentences for n in cited
+    by_source = {n: source_sentences(sources[n - 1]) for _, cited in sentences for n in cited
                  if 1 <= n <= len(sources)}
     pool = sorted({s for texts in by_source.values() for s in texts})
     if not sentences:

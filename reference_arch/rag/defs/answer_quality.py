@@ -77,14 +77,15 @@ def judged_questions(sets: dict, collection) -> list:
 
 
 def invented_scores(rows: list[dict], embed) -> list[float]:
-    """Each answer's sentences cited as if from the next answer's sources (within one split, in order):
+    """Each answer's sentences cited as if from the next answer's sources (within one split, in order; a
+    pair of answers sharing a retrieved document is skipped: its sentences may truly be supported):
     their support scores, the negatives for the threshold."""
     from reference_arch.rag.answer_quality import support_scores
 
     scores: list[float] = []
     for i, row in enumerate(rows):
         other = rows[(i + 1) % len(rows)]
-        if other is row or other["answer"] == row["answer"]:
+        if other is row or {s["document_id"] for s in row["sources"]} & {s["document_id"] for s in other["sources"]}:
             continue
         cited = sorted({n for c in other["scores"]["sentence_citations"] for n in c
                         if 1 <= n <= len(other["sources"])}) or [1]
@@ -152,8 +153,8 @@ def split_metadata(split: str, rows: list[dict]) -> dict:
 )
 def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfig, llm: LLMResource,
                    embeddings: EmbeddingsResource, vector_store: VectorStoreResource):
-    from reference_arch.rag.answer_quality import (choose_threshold, judge_messages, parse_verdict, pass_rate,
-                                                   score_answer)
+    from reference_arch.rag.answer_quality import (choose_threshold, judge_messages, memoized, parse_verdict,
+                                                   pass_rate, score_answer)
     from reference_arch.rag.defs.index import IndexModelError, open_collection
     from reference_arch.rag.defs.inference import build_messages, compose_answer, resolve_answerer
     from reference_arch.rag.question_sets import QuestionSetError, load_question_sets
@@ -172,7 +173,7 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
     answerer = resolve_answerer(config.answerer, llm)
     judging = config.judge and llm.resolved_provider() == "openai"
     previous = previous_metadata(context)  # before this materialization is stored
-    embed = embeddings.embed_array
+    embed = memoized(embeddings.embed_array)  # source sentences are read three times
     try:
         collection = open_collection(embeddings, vector_store)
         questions = judged_questions(sets, collection)
@@ -193,6 +194,8 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
                                          model=config.judge_model)
                     row["verdict"] = parse_verdict(reply)
                 rows[split].append(row)
+                if len(rows[split]) % 20 == 0:
+                    context.log.info(f"{split}: answered and measured {len(rows[split])}/{len(chosen)}")
         invented = {split: invented_scores(split_rows, embed) for split, split_rows in rows.items()}
     except (IndexModelError, EmbeddingsError, LLMError) as err:
         raise dg.Failure(description=str(err)) from None
