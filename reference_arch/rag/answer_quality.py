@@ -9,20 +9,23 @@ run of ``[n]`` markers opening a sentence belongs to the sentence before it (``.
 ...`` cites [1] for "... colours."). A sentence's citations are the markers inside or right after it.
 
 **Groundedness.** A sentence is *supported* when its embedding's cosine similarity to some sentence of
-a source it validly cites is at least ``GROUNDED_SIMILARITY``; a sentence citing nothing valid is
-unsupported. The answer's groundedness is the share of its sentences supported (0 for an answer
-without sentences). Embeddings are the index's own (MiniLM, L2-normalised, so the dot product is the
-cosine).
+a source it validly cites (``source_sentences``) is at least ``GROUNDED_SIMILARITY``; a sentence citing
+nothing valid is unsupported. The answer's groundedness is the share of its sentences supported (0 for
+an answer without sentences). Embeddings are the index's own (MiniLM, L2-normalised, so the dot product
+is the cosine).
 
-**The threshold** ``GROUNDED_SIMILARITY = 0.6`` was chosen on the dev questions of the shipped sets over
-the default corpus (samples + pandas + numpy, extractive answers): grounded sentences are each answer's
-sentences against the sources they cite; invented ones are the sentences of another dev question's
-answer cited as if they came from this question's sources. The rule (``choose_threshold``): the
-smallest value (2 decimals) that at most ``INVENTED_PASS_RATE`` (5%) of the invented sentences reach.
-Measured on dev: grounded sentences reach 1.0 (extractive answers quote their sources), invented ones
-at most 0.55 at the 95th percentile, so 0.6; the test split is only reported (the asset's metadata
-``threshold/test_grounded_pass``, ``threshold/test_invented_pass``). MiniLM is a small model: a
-paraphrase that changes a fact can still score above the threshold; the LLM judge reads the sources.
+**The threshold** ``GROUNDED_SIMILARITY = 0.57`` was chosen on the dev questions of the shipped sets over
+the default corpus (the samples + the pandas and numpy APIs, 9,398 chunks; dense retrieval, k=5,
+extractive answers; 2026-11-30). Grounded sentences: each answer's sentences against the sources they
+cite. Invented ones: the sentences of the next dev question's answer cited as if they came from this
+question's sources (pairs of questions sharing a retrieved document are skipped). The rule
+(``choose_threshold``): the smallest value (2 decimals) that at most ``INVENTED_PASS_RATE`` (5%) of the
+invented sentences reach. On dev (259 grounded, 236 invented sentences): grounded at least 0.84, invented
+median 0.35, 95th percentile 0.56, highest 0.73 -> 0.57, which passes all grounded and 4.2% of invented
+ones. On test (only reported; 232 and 198): all grounded pass and 6.6% of invented. Extractive
+sentences are quotes, so the grounded side is easy; a generated paraphrase scores lower, and MiniLM is a
+small model: a paraphrase that changes a fact can still reach the threshold. The LLM judge reads the
+sources. The asset re-applies the rule each run (``threshold/dev_chosen``, ``threshold/*_pass``).
 
 **Answer relevance** is the cosine similarity of the question's and the answer's embeddings (citation
 markers removed); in [-1, 1], in practice 0..1.
@@ -37,7 +40,7 @@ import json
 import re
 from typing import Callable, Optional
 
-GROUNDED_SIMILARITY = 0.6  # cosine; see the module docstring for how it was chosen on dev
+GROUNDED_SIMILARITY = 0.57  # cosine; see the module docstring for how it was chosen on dev
 INVENTED_PASS_RATE = 0.05  # the share of invented sentences the threshold may let pass (on dev)
 CITATION = re.compile(r"\[(\d+)\]")
 _MARKER = re.compile(r"\s*\[\d+\]")  # a marker and the space before it

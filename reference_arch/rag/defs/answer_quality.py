@@ -8,7 +8,7 @@ answerer) and measures (``rag/answer_quality.py`` defines each):
 - ``{split}/citation_validity``: the share of ``[n]`` citations that name a retrieved source (absent when
   the split's answers cite nothing); ``{split}/cited_answers``: the share of answers with a valid citation;
 - ``{split}/groundedness``: the mean share of answer sentences supported by a source they cite (MiniLM
-  cosine to the source's sentences at least ``threshold``, ``GROUNDED_SIMILARITY`` = 0.6, chosen on dev);
+  cosine to the source's sentences at least ``threshold``, ``GROUNDED_SIMILARITY`` = 0.57, chosen on dev);
 - ``{split}/answer_relevance``: the mean cosine similarity of question and answer embeddings;
 - with an OpenAI-compatible LLM (``OPENAI_API_KEY``, or ``OPENAI_BASE_URL``) and ``judge`` on (the
   default): ``{split}/judge_faithfulness`` and ``{split}/judge_relevance`` (0..1), from the LLM grading each
