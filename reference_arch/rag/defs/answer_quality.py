@@ -1,7 +1,7 @@
 """``rag/answer_quality``: the question job's answers to the evaluation questions, measured (dev and test apart).
 
-For every question of the evaluation sets whose answering documents are indexed (as
-``rag/retrieval_evaluation`` judges them), the asset retrieves and answers exactly as ``rag_question_job``
+For the questions of the evaluation sets whose answering documents are indexed (as
+``rag/retrieval_evaluation`` judges them; ``max_questions`` a split, 20 by default), the asset retrieves and answers exactly as ``rag_question_job``
 does (``retrieval.retrieve`` with the default mode, ``inference.compose_answer`` with the resolved
 answerer) and measures (``rag/answer_quality.py`` defines each):
 
@@ -58,7 +58,10 @@ class AnswerQualityConfig(dg.Config):
     k: int = 5
     mode: Optional[str] = None  # dense | keyword | hybrid; unset: the question job's default
     answerer: Optional[str] = None  # extractive | generative; unset: as rag/answer resolves it
-    max_questions: int = 0  # per split, 0: all (each is one answer and, with the judge, one more LLM call)
+    # per split, 0: all. A stable sample across the sets (by a hash of the question id), so each run
+    # measures the same questions; 20 keep `reference-arch materialize rag` about a minute longer
+    # offline and cost 80 LLM calls with one (an answer and a grade each).
+    max_questions: int = 20
     threshold: float = GROUNDED_SIMILARITY  # cosine a supported sentence reaches
     judge: bool = True  # grade with the LLM when an OpenAI-compatible one is configured
     judge_model: Optional[str] = None  # unset: the resource's model
@@ -74,6 +77,13 @@ def judged_questions(sets: dict, collection) -> list:
     docs = read_rows(documents_path(), ["id", "format", "text"])
     names = document_names([d for d in docs if d["id"] in set(collection.chunk_ids().values())])
     return [q for questions in sets.values() for q in questions if answerable(q, names)]
+
+
+def sample_order(question) -> str:
+    """A stable order spreading the sets (sha256 of ``sample:`` and the question id)."""
+    import hashlib
+
+    return hashlib.sha256(f"sample:{question.set_name}/{question.id}".encode()).hexdigest()
 
 
 def invented_scores(rows: list[dict], embed) -> list[float]:
@@ -179,7 +189,7 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
         questions = judged_questions(sets, collection)
         by_split = {split: [q for q in questions if q.split == split] for split in SPLITS}
         if config.max_questions:
-            by_split = {s: qs[:config.max_questions] for s, qs in by_split.items()}
+            by_split = {s: sorted(qs, key=sample_order)[:config.max_questions] for s, qs in by_split.items()}
         rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
         model = None
         for split, chosen in by_split.items():
