@@ -97,7 +97,7 @@ def test_offline_then_a_worse_judged_generative_run_warns(rag_data, instance, mo
     assert meta["answerer"] == "extractive" and "by construction" in meta["grounded_by_construction"]
     assert meta["judge"].startswith("skipped: no LLM configured") and meta["threshold"] == GROUNDED_SIMILARITY
     splits = [s for s in ("dev", "test") if meta[f"{s}/questions"]]
-    assert splits and meta["judged"] == sum(meta[f"{s}/questions"] for s in ("dev", "test"))
+    assert splits and meta["judged"] == meta["measured"] == sum(meta[f"{s}/questions"] for s in ("dev", "test"))
     for split in splits:  # extractive answers quote their sources: grounded and validly cited
         assert meta[f"{split}/citation_validity"] == meta[f"{split}/groundedness"] == 1.0
         assert 0 < meta[f"{split}/answer_relevance"] <= 1 and f"{split}/judge_faithfulness" not in meta

@@ -38,7 +38,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
-from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
+from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
 from reference_arch.rag.answer_quality import GROUNDED_SIMILARITY, INVENTED_PASS_RATE
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
@@ -207,11 +207,12 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
                 if len(rows[split]) % 20 == 0:
                     context.log.info(f"{split}: answered and measured {len(rows[split])}/{len(chosen)}")
         invented = {split: invented_scores(split_rows, embed) for split, split_rows in rows.items()}
-    except (IndexModelError, EmbeddingsError, LLMError) as err:
+    except (IndexModelError, EmbeddingsError, VectorStoreError, LLMError) as err:
         raise dg.Failure(description=str(err)) from None
 
     metadata: dict = {"answerer": answerer, "model": model or "none", "mode": mode, "k": config.k,
                       "questions": sum(len(v) for v in sets.values()), "judged": len(questions),
+                      "measured": sum(len(r) for r in rows.values()),
                       "threshold": config.threshold,
                       "threshold_rule": dg.MetadataValue.text(
                           f"a sentence is supported when its MiniLM cosine to a sentence of a source it cites is at "
