@@ -1,7 +1,8 @@
 """The RAG code location, one module per step in ``defs/``: ingestion (GitHub, Slack and docs with dlt) ->
 processing (documents -> chunks -> embeddings) -> index (the vector index) -> inference (``rag_question_job``
-answering with cited sources), with evaluation (retrieval recall@k on dev and test questions), checks and
-automation (schedule, sensors, jobs)."""
+answering with cited sources), with evaluation (retrieval recall@k on dev and test questions), answer
+quality (citation validity, groundedness, relevance, an LLM judge), checks and automation (schedule,
+sensors, jobs)."""
 
 from reference_arch.common.locations import location_definitions
 from reference_arch.common.resources import embeddings_resource, llm_resource

@@ -96,6 +96,30 @@ def citations(answer: str, n_sources: int) -> tuple[list[int], list[int]]:
     return [n for n in cited if 1 <= n <= n_sources], [n for n in cited if not 1 <= n <= n_sources]
 
 
+def compose_answer(question: str, sources: list[dict], answerer: str, llm: LLMResource,
+                   embeddings: EmbeddingsResource, routing: Optional[dict] = None) -> tuple[str, str, dict, dict]:
+    """``(answer text, model, usage, metadata)`` for a question and its retrieved sources, with ``answerer``
+    (``resolve_answerer``): what ``rag/answer`` and ``rag/answer_quality`` both answer with. ``routing``:
+    ``model``/``policy`` for the generative answer. Raises ``dg.Failure`` (one line) when the LLM fails."""
+    if answerer == "extractive":
+        from reference_arch.rag.extractive import extractive_answer, label
+
+        started = time.perf_counter()
+        text, quoted = extractive_answer(question, sources, embeddings.embed_array)
+        model = label(embeddings.model_label())
+        usage = {"provider": "extractive", "model": model, "calls": 0, "cache_hits": 0, "prompt_tokens": 0,
+                 "completion_tokens": 0, "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
+        return text, model, usage, {"answerer": "extractive", "model": model, "sentences": len(quoted),
+                                    "latency_ms": usage["latency_ms"]}
+    try:
+        text = llm.generate(build_messages(question, sources), **(routing or {}))
+    except LLMError as err:
+        raise dg.Failure(description=str(err)) from None
+    usage = llm.usage()
+    # the routed model (common/llm/routing.py)
+    return text, usage["model"], usage, {"answerer": "generative", **llm.usage_metadata()}
+
+
 @dg.asset(**asset_defaults("rag"), kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
 def question(context: dg.AssetExecutionContext, config: RagQuestion) -> str:
@@ -175,25 +199,8 @@ def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMRe
 def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: str, sources: list,
            llm: LLMResource, embeddings: EmbeddingsResource) -> dg.Output:
     answerer = resolve_answerer(config.answerer, llm)
-    if answerer == "extractive":
-        from reference_arch.rag.extractive import extractive_answer, label
-
-        started = time.perf_counter()
-        text, quoted = extractive_answer(question, sources, embeddings.embed_array)
-        model = label(embeddings.model_label())
-        usage = {"provider": "extractive", "model": model, "calls": 0, "cache_hits": 0, "prompt_tokens": 0,
-                 "completion_tokens": 0, "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
-        answer_metadata = {"answerer": "extractive", "model": model, "sentences": len(quoted),
-                           "latency_ms": usage["latency_ms"]}
-    else:
-        try:
-            routing = run_routing(context, dg.AssetKey(["rag", "question"]))  # this run's model/policy, if set
-            text = llm.generate(build_messages(question, sources), **routing)
-        except LLMError as err:
-            raise dg.Failure(description=str(err)) from None
-        usage = llm.usage()
-        model = usage["model"]  # the routed model (common/llm/routing.py)
-        answer_metadata = {"answerer": "generative", **llm.usage_metadata()}
+    routing = run_routing(context, dg.AssetKey(["rag", "question"])) if answerer == "generative" else {}
+    text, model, usage, answer_metadata = compose_answer(question, sources, answerer, llm, embeddings, routing)
     valid, invalid = citations(text, len(sources))
     listed = "\n".join(f"{i}. [{markdown_text(s['title'])}]({s['url']})" if s.get("url")
                        else f"{i}. {markdown_text(s['title'])} ({markdown_text(s['source'])})"
