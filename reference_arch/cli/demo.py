@@ -18,6 +18,15 @@ DEMO_QUESTIONS = {
     "finetuned": "Reading a CSV file with a semicolon separator fails with a parse error. What should I do?",
 }
 
+# What needs an OpenAI-compatible LLM (OPENAI_API_KEY, or OPENAI_BASE_URL for a local server), and so
+# does not run offline; the demo names each.
+NEEDS_LLM = (
+    "multi-query retrieval (rag/retrieved_sources mode multi_query; rag/retrieval_evaluation records it skipped)",
+    "the LLM judge of rag/answer_quality (its embedding measures ran)",
+    "generated RAG answers (the answers are extractive: the sources' own sentences)",
+    "model routing by price (common/llm/prices.yaml): the local model costs nothing, so nothing was routed",
+)
+
 # Checks the tiny local model cannot pass: it was trained to continue Python, not to follow instructions.
 OFFLINE_EXPECTED_FAILURES = {
     "prompt/answer:answer_format": "the local code model does not follow the template's format",
@@ -100,6 +109,9 @@ def run_demo(inst) -> None:
         print_preference_round(inst)
         timings["preference round"] = time.perf_counter() - started
     print_summary(checks, timings)
+    if local:
+        print("\n== skipped for lack of an LLM (set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server)")
+        print("\n".join(f"  {line}" for line in NEEDS_LLM))
     print(f"\nSee these runs in the UI: `make dev`, or `dagster dev` in the repo root ({os.environ['DAGSTER_HOME']}).")
 
 
