@@ -10,8 +10,9 @@ import os
 COLUMNS = ("input_ids", "labels", "attention_mask")
 
 
-def load_blocks(paths: list[str]):
-    """The datasets at ``paths``, one after the other, as torch tensors of their block columns."""
+def load_datasets(paths: list[str], columns: tuple[str, ...]):
+    """The datasets at ``paths``, one after the other; ``ValueError`` when one is missing, lacks one of
+    ``columns``, or all are empty."""
     import datasets
 
     parts = []
@@ -21,10 +22,17 @@ def load_blocks(paths: list[str]):
         except FileNotFoundError:
             raise ValueError(f"no dataset at {path} (expected a datasets.save_to_disk directory)") from None
     data = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    if "input_ids" not in data.column_names:
-        raise ValueError(f"the dataset at {paths} has no input_ids column (columns: {data.column_names})")
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise ValueError(f"the dataset at {paths} has no {', '.join(missing)} column (columns: {data.column_names})")
     if len(data) == 0:
         raise ValueError(f"the dataset at {paths} is empty")
+    return data
+
+
+def load_blocks(paths: list[str]):
+    """The datasets at ``paths``, one after the other, as torch tensors of their block columns."""
+    data = load_datasets(paths, ("input_ids",))
     return data.with_format("torch", columns=[c for c in COLUMNS if c in data.column_names])
 
 

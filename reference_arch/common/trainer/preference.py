@@ -16,6 +16,7 @@ import warnings
 
 from trl import DPOConfig, DPOTrainer
 
+from reference_arch.common.trainer.data import load_datasets
 from reference_arch.common.trainer.loop import RetiedOnResume, training_arguments
 from reference_arch.common.trainer.spec import TrainSpec
 
@@ -28,21 +29,7 @@ warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is
 
 def load_pairs(paths: list[str]):
     """The preference pairs at ``paths``, one dataset after the other; ``ValueError`` naming what is missing."""
-    import datasets
-
-    parts = []
-    for path in paths:
-        try:
-            parts.append(datasets.load_from_disk(path))
-        except FileNotFoundError:
-            raise ValueError(f"no dataset at {path} (expected a datasets.save_to_disk directory)") from None
-    data = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    missing = [c for c in PAIR_COLUMNS if c not in data.column_names]
-    if missing:
-        raise ValueError(f"the dataset at {paths} is not preference pairs: no {', '.join(missing)} column")
-    if len(data) == 0:
-        raise ValueError(f"the dataset at {paths} is empty")
-    return data.select_columns(list(PAIR_COLUMNS))
+    return load_datasets(paths, PAIR_COLUMNS).select_columns(list(PAIR_COLUMNS))
 
 
 def longest_pair(data) -> int:
