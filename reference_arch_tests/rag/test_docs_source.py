@@ -68,6 +68,20 @@ def documented_names(docs: list[dict]) -> set[str]:
     return names
 
 
+def test_reading_an_api_passes_on_no_warning():
+    """numpy.matlib warns when first imported (through numpy's lazy ``__getattr__`` too); reading the API in a
+    fresh interpreter, where every warning is an error, must not pass that warning on to the user's log."""
+    import subprocess
+    import sys
+
+    code = ("from reference_arch.sources.docs.api import api_objects\n"
+            "from reference_arch.sources.docs.helpers import PackageSpec\n"
+            "print(sum(1 for _ in api_objects(PackageSpec('numpy'))))")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert int(done.stdout) > 1000
+
+
 def test_numpy_api_includes_ufuncs_dispatchers_and_submodules():
     docs = docstring_documents(PackageSpec("numpy"), examples=False)
     names = documented_names(docs)

@@ -140,14 +140,16 @@ def api_objects(spec: PackageSpec) -> Iterator[tuple[str, Any]]:
         prefix, node, live = queue.pop(0)
         for name in _public_names(node):
             dotted, member = f"{prefix}.{name}", node.members[name]
-            obj = getattr(live, name, None)
-            if obj is None and not member.is_alias and member.is_module:
-                try:
-                    with warnings.catch_warnings():  # a deprecated submodule (numpy.matlib) is still API
-                        warnings.simplefilter("ignore")
+            # A deprecated submodule (numpy.matlib) is still API, and importing it warns: by name, or through
+            # a package's lazy __getattr__ (numpy's), so both stay inside one warnings filter.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = getattr(live, name, None)
+                if obj is None and not member.is_alias and member.is_module:
+                    try:
                         obj = importlib.import_module(dotted)
-                except Exception:  # an optional dependency missing: that submodule is not part of this install
-                    continue
+                    except Exception:  # an optional dependency missing: that submodule is not part of this install
+                        continue
             if inspect.ismodule(obj):
                 # A submodule is API when ``__all__`` lists it (griffe counts every unprefixed one: pandas.core)
                 exported = node.exports is None or name in node.exports
