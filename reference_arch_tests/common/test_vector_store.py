@@ -164,7 +164,8 @@ def test_concurrent_writers_lose_nothing(tmp_home):
     assert collection.count() == 2 * 8 * 3 == len(collection.chunk_ids())
 
 
-@pytest.mark.skipif(not os.environ.get("WEAVIATE_URL"), reason="WEAVIATE_URL is not set: no Weaviate to test against")
+@pytest.mark.skipif(not os.environ.get("WEAVIATE_URL"), reason="no Weaviate server: set WEAVIATE_URL (and WEAVIATE_API_KEY if it needs one) to run this test "
+                           "against a real Weaviate (the in-process weaviate_server.py tests cover its API meanwhile)")
 def test_weaviate_contract():
     import uuid
 

@@ -44,6 +44,7 @@ def test_a_worse_template_version_is_blocked(instance, monkeypatch):
     assert meta["template_hash"].value == TEMPLATES["pandas"].hash and "note" not in meta
     [check] = first.get_asset_check_evaluations()
     assert check.passed and "no previous version" in check.description
+    assert "previous_score" not in check.metadata and check.metadata["previous"].value.startswith("none")
 
     # A new version of the template (its text changed) whose answers are worse: the check blocks it.
     text = (TEMPLATES_DIR / "pandas.yaml").read_text().replace("Answer the questions", "Answer the question")

@@ -83,8 +83,9 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     passed = previous is None or result >= float(previous["score"])
     yield dg.AssetCheckResult(
         check_name="no_regression", passed=passed, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"score": result, "previous_score": float(previous["score"]) if previous else -1.0,
-                  "previous_template_hash": previous["template_hash"] if previous else ""},
+        metadata={"score": result, **({"previous_score": float(previous["score"]),
+                                       "previous_template_hash": previous["template_hash"]} if previous else
+                                      {"previous": "none: the first version of this template"})},
         description=("no previous version of this template to compare with" if previous is None
                      else None if passed else f"score {result} is below the previous version's {previous['score']}"),
     )
