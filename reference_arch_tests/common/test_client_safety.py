@@ -182,8 +182,8 @@ def test_ask_rag_on_a_hanging_server_fails_in_seconds(tmp_home):
         result = dg.materialize(
             [inference.question, inference.retrieved_sources], instance=instance, raise_on_error=False,
             run_config=question_run_config("rag", "How do I rename the index of a Series?"),
-            resources={"embeddings": embeddings,
-                       "vector_store": VectorStoreResource()})
+            resources={"embeddings": embeddings, "vector_store": VectorStoreResource(),
+                       "llm": LLMResource(provider="local")})  # multi-query's (not used by this mode)
         seconds = time.monotonic() - started
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert "timed out" in failure.message and seconds < 15
