@@ -65,7 +65,10 @@ def local_model_line(stage_seconds: float | None) -> str:
             params = None
     size = f"a {params / 1e6:.1f}M-parameter" if params else "a tiny"
     took = f" in {stage_seconds:.0f}s" if stage_seconds else ""
-    tuned = "" if model.name == MODEL_NAME else ", then fine-tuned"
+    from reference_arch.finetune.config import PREFERENCE_MODEL
+
+    tuned = {MODEL_NAME: "", PREFERENCE_MODEL: ", then fine-tuned and preference-tuned (DPO)"}.get(
+        model.name, ", then fine-tuned")
     return (f"Local model {model.spec}: {size} code model pretrained from scratch here{took}{tuned}. It writes "
             "Python-looking text, not answers; for real answers set OPENAI_API_KEY (and OPENAI_BASE_URL for "
             "any OpenAI-compatible server).")
@@ -164,10 +167,14 @@ def print_preference_round(inst) -> None:
     except dg.Failure as err:
         print(f"  error: {err.description}")
         return
+    if outcome["run_id"] != result.run_id:  # the gate did not run in this run: its verdict file is older
+        print(f"  error: {first_failure(result)}")
+        return
     verdict = (f"published {outcome['published']}" if result.success and outcome["passed"] else
                "not published: the tuned model did not beat its base (the prefers_chosen gate held it back)")
     print(f"  held-out pairs {outcome['heldout_pairs']}: the base prefers the chosen answer in "
-          f"{outcome['base_accuracy']:.0%}, the tuned model in {outcome['tuned_accuracy']:.0%}; {verdict}")
+          f"{outcome['base_accuracy']:.0%} (mean margin {outcome['base_margin']:.2f} nats/token), the tuned model "
+          f"in {outcome['tuned_accuracy']:.0%} ({outcome['tuned_margin']:.2f}); {verdict}")
 
 
 def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], list[str], dict[str, set[str]]]:

@@ -133,8 +133,18 @@ class PreferenceTuningResource(dg.ConfigurableResource):
         return f"registry:{PRETRAIN_MODEL}@latest"
 
     def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
-        """(spec, directory) of the model to tune; a clear failure when there is none yet."""
-        return fine_tuning.model_copy(update={"base_model": self.resolved_base_model(fine_tuning)}).base_model_path()
+        """(spec, directory) of the model to tune; a clear failure naming what publishes it when there is none yet."""
+        from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
+
+        spec = self.resolved_base_model(fine_tuning)
+        if spec == f"registry:{fine_tuning.output_name}@latest":
+            try:
+                ModelRegistry().get(fine_tuning.output_name)
+            except ModelNotFoundError:
+                raise dg.Failure(f"no supervised fine-tuned model {fine_tuning.output_name!r} to preference-tune yet: "
+                                 "materialize finetune/published_model first (its better_than_base gate may have "
+                                 "held it back), or set preference_tuning.base_model to another model") from None
+        return fine_tuning.model_copy(update={"base_model": spec}).base_model_path()
 
 
 def preference_dir(*parts: str) -> Path:

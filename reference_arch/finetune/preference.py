@@ -46,12 +46,17 @@ def pair(question: str, chosen: str, rejected: Optional[str], origin: str, how: 
 def feedback_pairs(records: Iterable[dict], references: dict[str, str]) -> list[dict]:
     """Pairs from feedback records (``run_id, verdict, question, answer, ...``), the newest verdicts of a
     question first; ``references`` maps a question's fingerprint to the maintainer's answer. An approved
-    answer alone gives a pair whose ``rejected`` is None (to be generated)."""
+    answer alone gives a pair whose ``rejected`` is None (to be generated). A RAG answer's ``[n]`` citation
+    marks are dropped (the sources they point at are not in the tuned model's prompt)."""
     from reference_arch.finetune.qa import question_fingerprint
+
+    import re
 
     by_question: dict[str, dict] = {}
     for record in records:
         question, answer = str(record.get("question") or "").strip(), str(record.get("answer") or "").strip()
+        if record.get("target") == "rag":  # its [n] cite sources the tuned model's prompt does not show
+            answer = re.sub(r"\s*\[\d+\]", "", answer).strip()
         if not question or not answer or record.get("verdict") not in ("up", "down"):
             continue
         entry = by_question.setdefault(question_fingerprint(question), {"question": question, "up": [], "down": []})
@@ -177,6 +182,23 @@ def margins(model_dir: str, encoded: list[dict]) -> list[float]:
     over the answer's tokens (nats per token), so a longer answer is not rejected for its length alone."""
     return [c / len(e["chosen_ids"]) - r / len(e["rejected_ids"])
             for (c, r), e in zip(answer_logprobs(model_dir, encoded), encoded)]
+
+
+# A tuned model that ranks the held-out pairs as often as its base must widen the mean margin by at least this
+# much (nats per token) to count as better; below it the difference is noise (a vanishing learning rate).
+MARGIN_TOLERANCE = 0.01
+
+
+def beats_base(scores: dict) -> bool:
+    """The publication gate on ``preference_accuracy``'s scores: the tuned model prefers the chosen answer on
+    more held-out pairs than its base, or on as many with a mean margin wider by ``MARGIN_TOLERANCE``. The
+    tie-break matters when the base already ranks every held-out pair right (an SFT model trained on the
+    maintainers' answers often does): accuracy cannot rise above 100%, the margin DPO widens still can."""
+    if not scores.get("pairs"):
+        return False
+    if scores["tuned_accuracy"] != scores["base_accuracy"]:
+        return scores["tuned_accuracy"] > scores["base_accuracy"]
+    return scores["tuned_margin"] > scores["base_margin"] + MARGIN_TOLERANCE
 
 
 def preference_accuracy(base_dir: str, tuned_dir: str, encoded: list[dict]) -> dict:

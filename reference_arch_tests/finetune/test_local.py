@@ -67,6 +67,21 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
     assert isinstance(llm.generate([("system", "Use the sources."), ("human", "How to set cache?")]), str)
     assert llm.usage()["model"] == "registry:code-lm-github@1"
 
+    # The demo's preference round tunes this published SFT model with DPO (the location's own resources:
+    # PreferenceTuningResource's default base is the SFT model) and says what its gate decided.
+    from reference_arch.cli.demo import print_preference_round
+
+    append_feedback(feedback_record(answered["run_id"], "up", target="finetuned", question="How to set cache?",
+                                    answer="Set cache in widgets.toml."))
+    print_preference_round(instance)
+    out = capsys.readouterr().out
+    assert re.search(r"pairs: 1 from feedback, \d+ from generated", out), out
+    assert re.search(r"held-out pairs \d+: the base prefers the chosen answer in \d+% \(mean margin -?[\d.]+ "
+                     r"nats/token\), the tuned model in \d+% \(-?[\d.]+\); "
+                     r"(published registry:code-lm-preference@1|not published)", out), out
+    if "published registry" in out:
+        assert ModelRegistry().get("code-lm-preference").card["base_model"] == "registry:code-lm-github@1"
+
 
 def test_a_worse_model_is_not_published(github_export, registry_with_base, instance):
     # A learning rate this high wrecks the adapter: the fine-tuned model loses to its base.
@@ -79,16 +94,3 @@ def test_a_worse_model_is_not_published(github_export, registry_with_base, insta
         e.asset_key for e in result.get_asset_materialization_events()}
     assert [m.name for m in ModelRegistry().list()] == ["code-lm"]
 
-    # The demo's preference round tunes this published SFT model with DPO (the location's own resources:
-    # PreferenceTuningResource's default base is the SFT model) and says what its gate decided.
-    from reference_arch.cli.demo import print_preference_round
-
-    append_feedback(feedback_record(answered["run_id"], "up", target="finetuned", question="How to set cache?",
-                                    answer="Set cache in widgets.toml."))
-    print_preference_round(instance)
-    out = capsys.readouterr().out
-    assert re.search(r"pairs: 1 from feedback, \d+ from generated", out), out
-    assert re.search(r"held-out pairs \d+: the base prefers the chosen answer in \d+%, the tuned model in \d+%; "
-                     r"(published registry:code-lm-preference@1|not published)", out), out
-    if "published registry" in out:
-        assert ModelRegistry().get("code-lm-preference").card["base_model"] == "registry:code-lm-github@1"

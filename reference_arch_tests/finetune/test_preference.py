@@ -23,6 +23,17 @@ def resources(**settings):
             "preference_tuning": PreferenceTuningResource(base_model="registry:code-lm@latest", **settings)}
 
 
+def test_the_gate_needs_more_preferred_pairs_or_a_wider_margin_at_the_same_rate():
+    from reference_arch.finetune.preference import beats_base
+
+    scores = {"pairs": 10, "base_accuracy": 1.0, "tuned_accuracy": 1.0, "base_margin": 0.18, "tuned_margin": 7.55}
+    assert beats_base(scores)  # an SFT base already right on every pair: the margin decides (a demo's figures)
+    assert not beats_base({**scores, "tuned_margin": 0.185})  # within the tolerance: noise, not better
+    assert beats_base({**scores, "base_accuracy": 0.6, "tuned_accuracy": 0.7, "tuned_margin": 0.0})
+    assert not beats_base({**scores, "tuned_accuracy": 0.9})  # fewer pairs preferred, whatever the margin
+    assert not beats_base({**scores, "pairs": 0})
+
+
 def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
     tuning = PreferenceTuningResource()
     assert tuning.resolved_base_model(FineTuningResource(backend="local")) == "registry:code-lm-github@latest"
@@ -49,6 +60,8 @@ def test_feedback_makes_pairs_of_each_kind():
     assert [(p["how"], p["chosen"], p["rejected"]) for p in pairs] == [
         ("up/down", "good", "bad"), ("up/model", "fine", None), ("reference/down", "the maintainer's answer", "wrong")]
     assert {p["origin"] for p in pairs} == {FEEDBACK}
+    rag = feedback_record("6", "up", target="rag", question="Q5", answer="Use rename [1]. It sets labels [2].")
+    assert feedback_pairs([rag], {})[0]["chosen"] == "Use rename. It sets labels."  # no citation marks
     filled = fill_rejected(pairs, lambda questions: ["" for _ in questions], ["other answer"])
     assert filled[1]["rejected"] == "other answer" and filled[1]["how"] == "up/other"
     kept, dropped = ranked(filled)
@@ -88,7 +101,9 @@ def test_the_gate_blocks_a_model_no_better_than_its_base_and_publishes_a_better_
     assert published.version == 1 and published.card["base_model"] == "registry:code-lm@1"
     assert preference.preference_result() == {
         "heldout_pairs": scores["pairs"], "base_accuracy": scores["base_accuracy"],
-        "tuned_accuracy": scores["tuned_accuracy"], "passed": True, "published": "registry:code-lm-preference@1"}
+        "tuned_accuracy": scores["tuned_accuracy"], "base_margin": pytest.approx(scores["base_margin"], abs=1e-5),
+        "tuned_margin": pytest.approx(scores["tuned_margin"], abs=1e-5), "passed": True,
+        "published": "registry:code-lm-preference@1", "run_id": result.run_id}
 
 
 def test_dpo_settings_are_checked_before_training(tmp_path):

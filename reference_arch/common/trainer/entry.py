@@ -29,6 +29,7 @@ Other launchers, with no change to this module:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -90,9 +91,11 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
         from reference_arch.common.trainer.preference import load_pairs, longest_pair
 
         train_data, eval_data = load_pairs(spec.train_data), None
-        # A step's tokens: the longest pair, chosen and rejected, for each row (padding counted).
-        shape = BatchShape.of_length(longest_pair(train_data) * 2, len(train_data), model, spec.batch_size,
+        # trl runs chosen and rejected as two rows of at most the longest pair each: that must fit the context,
+        # and a step reads both (padding counted).
+        shape = BatchShape.of_length(longest_pair(train_data), len(train_data), model, spec.batch_size,
                                      spec.grad_accum)
+        shape = dataclasses.replace(shape, tokens_per_step=2 * shape.tokens_per_step)
     else:
         train_data = load_blocks(spec.train_data)
         eval_data = load_blocks(spec.eval_data) if spec.eval_data else None

@@ -110,8 +110,15 @@ def preference_pairs(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
     context.log.info(f"{len(pairs)} preference pairs ({dict(origins)}): {counts[pref.TRAIN]} train, "
                      f"{counts[pref.HELDOUT]} held out; the rejected answers of the local model are a tiny "
                      f"model's, far from fluent")
-    preview = table([{"side": p["side"], "origin": p["origin"], "how": p["how"], "question": _clip(p["question"]),
-                      "chosen": _clip(p["chosen"]), "rejected": _clip(p["rejected"])} for p in pairs[:10]],
+    from reference_arch.common.redaction import redactor
+
+    masker = redactor()  # metadata is shown before no_secrets_in_pairs runs: mask what it shows
+
+    def shown(text: str | None) -> str:
+        return _clip(masker.redact(text, Counter()))
+
+    preview = table([{"side": p["side"], "origin": p["origin"], "how": p["how"], "question": shown(p["question"]),
+                      "chosen": shown(p["chosen"]), "rejected": shown(p["rejected"])} for p in pairs[:10]],
                     [("side", "text"), ("origin", "text"), ("how", "text"), ("question", "text"),
                      ("chosen", "text"), ("rejected", "text")])
     return dg.MaterializeResult(metadata={
@@ -208,11 +215,12 @@ def preference_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineT
     asset=preference_tuned_model,
     blocking=True,
     description="On the held-out pairs, the tuned model prefers the chosen answer (log p(chosen) > "
-                "log p(rejected)) more often than its base does. A model that does not is not published.",
+                "log p(rejected), per token) more often than its base does, or as often with a mean margin wider "
+                "by 0.01 nats per token (when the base already ranks every pair right). Else it is not published.",
 )
 def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: PreferenceTuningResource) -> dg.AssetCheckResult:
     from reference_arch.finetune.local_backend import load_chat_tokenizer
-    from reference_arch.finetune.preference import HELDOUT, encode_pair, preference_accuracy
+    from reference_arch.finetune.preference import HELDOUT, beats_base, encode_pair, preference_accuracy
 
     record = read_json(record_path(), "preference-tuned model")
     tokenizer = load_chat_tokenizer(record["base_path"])
@@ -220,7 +228,7 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
     encoded = [e for e in (encode_pair(tokenizer, p, fine_tuning.system_prompt, preference_tuning.max_seq_len)
                            for p in heldout) if e]
     scores = preference_accuracy(record["base_path"], record["model"], encoded)
-    passed = bool(encoded) and scores["tuned_accuracy"] > scores["base_accuracy"]
+    passed = beats_base(scores)
     write_json(verdict_path(), {**scores, "passed": passed, "run_id": record["run_id"], "model": record["model"]})
     return dg.AssetCheckResult(
         passed=passed,
@@ -228,7 +236,8 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
                   "base_model": record["base_model"]},
         description=None if passed else (
             f"the tuned model prefers the chosen answer on {scores['tuned_accuracy']:.0%} of {len(encoded)} held-out "
-            f"pairs, its base on {scores['base_accuracy']:.0%}: it will not be published"),
+            f"pairs (mean margin {scores['tuned_margin']:.3f} nats/token), its base on {scores['base_accuracy']:.0%} "
+            f"({scores['base_margin']:.3f}): it will not be published"),
     )
 
 
@@ -263,8 +272,9 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
 
 
 def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
-    """What the demo prints: ``{"heldout_pairs", "base_accuracy", "tuned_accuracy", "passed", "published"}``
-    of the last ``prefers_chosen`` check (accuracies are shares in [0, 1]; ``published`` is the registry spec
+    """What the demo prints: ``{"heldout_pairs", "base_accuracy", "tuned_accuracy", "base_margin", "tuned_margin",
+    "passed", "published", "run_id"}`` of the last ``prefers_chosen`` check (accuracies are shares in [0, 1],
+    margins nats per token, ``run_id`` the run that trained the model it judged; ``published`` is the registry spec
     of the newest version of ``output_name``, or None); ``dg.Failure`` when the check has not run."""
     from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
 
@@ -274,4 +284,6 @@ def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
     except ModelNotFoundError:
         published = None
     return {"heldout_pairs": verdict["pairs"], "base_accuracy": verdict["base_accuracy"],
-            "tuned_accuracy": verdict["tuned_accuracy"], "passed": verdict["passed"], "published": published}
+            "tuned_accuracy": verdict["tuned_accuracy"], "base_margin": verdict["base_margin"],
+            "tuned_margin": verdict["tuned_margin"], "passed": verdict["passed"], "published": published,
+            "run_id": verdict["run_id"]}
