@@ -60,3 +60,11 @@ def test_locations_are_in_dependency_order():
         read = {parent.path[0] for key in graph.get_all_asset_keys() for parent in graph.get(key).parent_keys}
         later = sorted(name for name in read & set(order) if order[name] > order[location])
         assert not later, f"{location} reads assets of {later}, which LOCATIONS runs after it"
+
+
+def test_locations_load_without_a_warning():
+    """What `dagster dev` prints on load is the user's first screen: no location may add a warning to it (a
+    fresh interpreter, every warning an error)."""
+    code = "; ".join(f"import reference_arch.{location}.definitions" for location in LOCATIONS)
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]

@@ -78,15 +78,21 @@ def verdict_for(run_id: str, records: Iterable[dict[str, Any]]) -> dict[str, Any
 
 
 def append_feedback(record: dict[str, Any], root: Path | None = None) -> Path:
-    """Add ``record`` to its day's file (atomically); ``FeedbackError`` when its run already has a verdict."""
+    """Add ``record`` to its day's file (atomically, under the store's file lock: two feedback runs at once,
+    each in its own process, neither lose a verdict nor judge one run twice); ``FeedbackError`` when its run
+    already has a verdict."""
+    from filelock import FileLock
+
     from reference_arch.common.atomic import write_text
 
     root = root or feedback_dir()
-    earlier = verdict_for(record["run_id"], read_feedback(root=root))
-    if earlier is not None:
-        raise FeedbackError(f"run {record['run_id']} already has a verdict ({earlier['verdict']!r}, "
-                            f"recorded {earlier['recorded_at']}): one verdict per answer")
-    day = day_of(record["recorded_at"])
-    lines = [json.dumps(r, ensure_ascii=False) for r in read_feedback(day, root)]
-    lines.append(json.dumps(record, ensure_ascii=False))
-    return write_text(root / f"{day}.jsonl", "\n".join(lines) + "\n")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".lock"), timeout=60):
+        earlier = verdict_for(record["run_id"], read_feedback(root=root))
+        if earlier is not None:
+            raise FeedbackError(f"run {record['run_id']} already has a verdict ({earlier['verdict']!r}, "
+                                f"recorded {earlier['recorded_at']}): one verdict per answer")
+        day = day_of(record["recorded_at"])
+        lines = [json.dumps(r, ensure_ascii=False) for r in read_feedback(day, root)]
+        lines.append(json.dumps(record, ensure_ascii=False))
+        return write_text(root / f"{day}.jsonl", "\n".join(lines) + "\n")

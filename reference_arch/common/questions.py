@@ -83,9 +83,11 @@ def question_run_config(location: str, question: str) -> dict[str, Any]:
 
 
 # The local LLM is the newest model in the registry, published by one of these assets (pretrain's base
-# model or its fine-tuned variant): answer assets list them as deps, so the UI draws that lineage
-# across code locations (with OPENAI_API_KEY set the dependency is not used, the lineage stays).
-REGISTRY_MODELS = [dg.AssetKey(["pretrain", "published_model"]), dg.AssetKey(["finetune", "published_model"])]
+# model, its supervised fine-tuned variant, or that one preference-tuned): answer assets list them as deps,
+# so the UI draws that lineage across code locations (with OPENAI_API_KEY set the dependency is not used,
+# the lineage stays).
+REGISTRY_MODELS = [dg.AssetKey(["pretrain", "published_model"]), dg.AssetKey(["finetune", "published_model"]),
+                   dg.AssetKey(["finetune", "preference_published_model"])]
 
 # Keys every answer record has, whatever the question job: what `reference-arch ask --json` prints
 # (plus `run_id`, added by the CLI), before any job-specific extras.

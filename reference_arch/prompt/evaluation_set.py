@@ -49,10 +49,11 @@ def score(compliance_rate: float, mean_similarity: float) -> float:
 
 
 def feedback_questions(split: str) -> list[EvalQuestion]:
-    """The approved answers of user feedback (``common.feedback_cases.regression_cases``: the question, its
-    approved answer as reference) that fall in ``split``; [] before any feedback. ``ValueError`` in one line
-    for a damaged regression file."""
+    """The approved answers to ``ask prompt`` questions (``common.feedback_cases.regression_cases``: the question,
+    its approved answer as reference) that fall in ``split``, oldest first; [] before any feedback. RAG and
+    fine-tuned answers are left out: they cite sources a template is not given. ``ValueError`` in one line for
+    a damaged regression file."""
     from reference_arch.common.feedback_cases import regression_cases
 
-    cases = [EvalQuestion(str(c["id"]), str(c["question"]), str(c["reference"])) for c in regression_cases()]
+    cases = [EvalQuestion(str(c["id"]), str(c["question"]), str(c["reference"])) for c in regression_cases("prompt")]
     return [q for q in cases if q.split == split]

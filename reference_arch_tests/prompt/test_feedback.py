@@ -147,14 +147,15 @@ def test_the_evaluations_read_the_approved_answers(tmp_home):
         "candidates": 1, "regression": 2, "candidates_path": str(candidates_path()),
         "regression_path": str(regression_path())}
     both = feedback_questions("dev") + feedback_questions("test")
-    assert {(q.id, q.reference) for q in both} == {("feedback/r1", "Use rename [1]."), ("feedback/p1", "A 1-d array.")}
+    assert {(q.id, q.reference) for q in both} == {("feedback/p1", "A 1-d array.")}  # prompt answers only
     assert all(q.split == split_of(q.id) for q in both)
     sets = with_feedback_set({"samples": []})
     assert [(q.id, q.relevant) for q in sets["feedback"]] == [("feedback/r1", ("docs:pandas.Series.rename",))]
 
 
 def test_template_evaluation_scores_the_approved_answers_too(instance):
-    """An approved answer in the evaluation's split is scored as one more question, its reference the answer."""
+    """An approved answer in the evaluation's split is scored as a regression case, its reference the answer,
+    reported apart from the gated score (which stays on the evaluation set)."""
     from reference_arch.common.feedback import feedback_record
     from reference_arch.prompt.evaluation_set import feedback_questions, load_evaluation_set, split_of
     from reference_arch_tests.prompt.test_template_evaluation import GOOD, evaluate
@@ -167,7 +168,8 @@ def test_template_evaluation_scores_the_approved_answers_too(instance):
     result, server = evaluate(instance, GOOD, limit=1)
     assert result.success
     meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
-    assert meta["questions"].value == 2 and len(server.requests) == 2
+    assert meta["questions"].value == 1 and len(server.requests) == 2
+    assert meta["feedback_cases"].value == 1 and meta["feedback_mean_similarity"].value > 0.99  # GOOD vs GOOD
     assert [row["id"] for row in meta["answers"].value] == [load_evaluation_set("dev")[0].id, "feedback/p2"]
 
 

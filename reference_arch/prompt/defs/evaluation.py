@@ -56,27 +56,33 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     chosen = TEMPLATES[context.partition_key]
     try:
         questions = load_evaluation_set(config.split)[: max(1, config.limit)]
-        questions += feedback_questions(config.split)[: max(1, config.limit)]  # approved answers, when any
+        # approved prompt answers (the newest), scored as regression cases but outside the gated score: a new
+        # verdict must not change the set that no_regression compares versions on
+        cases = feedback_questions(config.split)[-max(1, config.limit):]
     except ValueError as err:
         raise dg.Failure(description=str(err)) from None
     previous = previous_version(context, chosen.hash)  # read before this materialization is stored
     llm = llm.model_copy(update={"max_tokens": config.max_tokens})  # a copy: its own usage and spend
-    answers = _answers(llm, chosen, questions)
-    vectors = embeddings.embed_documents([*answers, *(q.reference for q in questions)])
-    n = len(questions)
-    similarity = [sum(a * b for a, b in zip(vectors[i], vectors[n + i])) for i in range(n)]
+    asked = questions + cases
+    answers = _answers(llm, chosen, asked)
+    vectors = embeddings.embed_documents([*answers, *(q.reference for q in asked)])
+    every = len(asked)
+    similarity = [sum(a * b for a, b in zip(vectors[i], vectors[every + i])) for i in range(every)]
     compliant = [check_format(chosen, text)[0] for text in answers]
-    rate, mean_similarity = sum(compliant) / n, sum(similarity) / n
+    n = len(questions)
+    rate, mean_similarity = sum(compliant[:n]) / n, sum(similarity[:n]) / n
+    regression = ({"feedback_cases": len(cases), "feedback_mean_similarity": round(sum(similarity[n:]) / len(cases), 4)}
+                  if cases else {})
     result = score(rate, mean_similarity)
     usage = llm.usage_metadata()
     rows = [{"id": q.id, "compliant": ok, "similarity": round(s, 4), "characters": len(a)}
-            for q, a, ok, s in zip(questions, answers, compliant, similarity)]
+            for q, a, ok, s in zip(asked, answers, compliant, similarity)]
     offline = {"note": OFFLINE_NOTE} if usage["llm/provider"] == "local" else {}
     yield dg.Output(
         {"template": chosen.name, "template_hash": chosen.hash, "score": result, "rows": rows},
         metadata={"template_hash": chosen.hash, "split": config.split, "questions": n, "score": result,
                   "format_compliance_rate": round(rate, 4), "mean_similarity": round(mean_similarity, 4),
-                  "mean_answer_characters": round(sum(len(a) for a in answers) / n, 1),
+                  "mean_answer_characters": round(sum(len(a) for a in answers[:n]) / n, 1), **regression,
                   "cost_usd": usage["llm/cost_usd"], "llm/model": usage["llm/model"], "max_tokens": config.max_tokens,
                   "answers": dg.MetadataValue.json(rows), **offline},
     )

@@ -74,10 +74,14 @@ def code_reference(op: dg.OpDefinition) -> dict:
     """The UI's link to the source for an asset declared with ``dg.AssetSpec``, which Dagster cannot find
     itself: the op that records its materializations."""
     import inspect
+    import warnings
 
     fn = op.compute_fn.decorated_fn
-    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[
-        dg.LocalFileCodeReference(file_path=inspect.getsourcefile(fn), line_number=inspect.getsourcelines(fn)[1])])}
+    with warnings.catch_warnings():  # code references are beta in Dagster 1.13 (as in common/locations)
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[
+            dg.LocalFileCodeReference(file_path=inspect.getsourcefile(fn),
+                                      line_number=inspect.getsourcelines(fn)[1])])}
 
 
 feedback = dg.AssetSpec(
