@@ -91,7 +91,7 @@ print(json.dumps(pools))
 @pytest.mark.parametrize("openai", [False, True])
 def test_steps_that_send_work_to_openai_hold_the_openai_pool(openai):
     """The settings that send work to OpenAI (the fine-tuning backend, the embeddings provider) put those
-    steps in the `openai` pool; LoRA keeps the `gpu` pool, local embeddings need none."""
+    steps in the `openai` pool; LoRA and DPO keep the `gpu` pool, local embeddings need none."""
     import json
     import os
     import subprocess
@@ -109,7 +109,8 @@ def test_steps_that_send_work_to_openai_hold_the_openai_pool(openai):
     pools = json.loads(done.stdout.strip().splitlines()[-1])
     expected = {"finetune/fine_tuned_model": OPENAI_POOL if openai else GPU_POOL,
                 "finetune/fine_tuned_model:better_than_base": OPENAI_POOL if openai else None,
-                "rag/embeddings": OPENAI_POOL if openai else None}
+                "rag/embeddings": OPENAI_POOL if openai else None,
+                "finetune/preference_tuned_model": GPU_POOL}  # DPO trains locally whatever the backend
     assert {key: pools[key] for key in expected} == expected
     assert {key: pool for key, pool in pools.items() if key not in expected and pool} == {}
 
