@@ -70,7 +70,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     from reference_arch.common.trainer import loop
     from reference_arch.common.trainer.causal_lm import load_tokenizer
     from reference_arch.common.trainer.checkpoints import checkpoint_step, claim, starting_point
-    from reference_arch.common.trainer.data import BatchShape, is_rank_zero, load_blocks
+    from reference_arch.common.trainer.data import is_rank_zero
     from reference_arch.common.trainer.device import pick_device, use_bf16
     from reference_arch.common.trainer.models import apply_lora, base_model, parameter_counts
     from reference_arch.common.trainer.throughput import device_peak_flops, flop_parameters
@@ -87,19 +87,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     if spec.lora:
         model = apply_lora(model, spec.lora)
 
-    if spec.objective == "dpo":
-        from reference_arch.common.trainer.preference import load_pairs, longest_pair
-
-        train_data, eval_data = load_pairs(spec.train_data), None
-        # trl runs chosen and rejected as two rows of at most the longest pair each: that must fit the context,
-        # and a step reads both (padding counted).
-        shape = BatchShape.of_length(longest_pair(train_data), len(train_data), model, spec.batch_size,
-                                     spec.grad_accum)
-        shape = dataclasses.replace(shape, tokens_per_step=2 * shape.tokens_per_step)
-    else:
-        train_data = load_blocks(spec.train_data)
-        eval_data = load_blocks(spec.eval_data) if spec.eval_data else None
-        shape = BatchShape.of(train_data, model, spec.batch_size, spec.grad_accum)
+    train_data, eval_data, shape = training_data(spec, model)
     peak = spec.peak_flops or device_peak_flops(device, bf16)
 
     if is_rank_zero():
@@ -109,14 +97,7 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
 
     streamer = loop.Streamer(report, output_dir, spec.max_steps, shape.tokens_per_step, flop_params, peak)
     batch_log = loop.BatchLog(output_dir) if spec.log_batches else None
-    if spec.objective == "dpo":
-        from reference_arch.common.trainer.preference import pair_trainer
-
-        trainer = pair_trainer(model, spec, device, bf16, train_data, tokenizer,
-                               [streamer] + ([batch_log] if batch_log is not None else []))
-    else:
-        args = loop.training_arguments(spec, device, bf16, evaluate=eval_data is not None)
-        trainer = loop.block_trainer(model, args, train_data, eval_data, streamer, batch_log)
+    trainer = objective_trainer(spec, model, tokenizer, device, bf16, train_data, eval_data, streamer, batch_log)
     total, trainable = parameter_counts(model)
     report.message({"event": "start", "pid": os.getpid(), "device": device, "bf16": bf16, "world_size": shape.world,
                     "resumed_from_step": resumed_step, "total_params": total, "trainable_params": trainable,
@@ -137,6 +118,37 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         finish(trainer, tokenizer, spec, result, report)
     return result
+
+
+def training_data(spec: TrainSpec, model):
+    """``(train data, eval data or None, BatchShape)`` for the spec's objective: fixed-length blocks for
+    ``causal_lm``; tokenized preference pairs for ``dpo``, where trl runs chosen and rejected as two rows of
+    at most the longest pair each (that must fit the context) and a step reads both (padding counted)."""
+    from reference_arch.common.trainer.data import BatchShape, load_blocks
+
+    if spec.objective == "dpo":
+        from reference_arch.common.trainer.preference import load_pairs, longest_pair
+
+        pairs = load_pairs(spec.train_data)
+        shape = BatchShape.of_length(longest_pair(pairs), len(pairs), model, spec.batch_size, spec.grad_accum)
+        return pairs, None, dataclasses.replace(shape, tokens_per_step=2 * shape.tokens_per_step)
+    train_data = load_blocks(spec.train_data)
+    eval_data = load_blocks(spec.eval_data) if spec.eval_data else None
+    return train_data, eval_data, BatchShape.of(train_data, model, spec.batch_size, spec.grad_accum)
+
+
+def objective_trainer(spec: TrainSpec, model, tokenizer, device: str, bf16: bool, train_data, eval_data, streamer,
+                      batch_log):
+    """The Hugging Face trainer for the spec's objective: trl's DPO trainer on pairs, or the block trainer."""
+    from reference_arch.common.trainer import loop
+
+    if spec.objective == "dpo":
+        from reference_arch.common.trainer.preference import pair_trainer
+
+        return pair_trainer(model, spec, device, bf16, train_data, tokenizer,
+                            [streamer] + ([batch_log] if batch_log is not None else []))
+    args = loop.training_arguments(spec, device, bf16, evaluate=eval_data is not None)
+    return loop.block_trainer(model, args, train_data, eval_data, streamer, batch_log)
 
 
 def summary(trainer, streamer, output, resume_from: Optional[Path], runtime: float,

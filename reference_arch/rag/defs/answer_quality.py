@@ -151,64 +151,10 @@ def split_metadata(split: str, rows: list[dict]) -> dict:
     return meta
 
 
-@dg.asset(
-    **asset_defaults("rag"), kinds={"python", "openai"}, deps=[vector_index, retrieval_evaluation],
-    check_specs=[dg.AssetCheckSpec(CHECK, asset=ANSWER_QUALITY,
-                                   description="No answer quality measure (citation validity, groundedness, answer "
-                                               "relevance, the judge's scores; dev and test) dropped more than "
-                                               "max_drop below the previous materialization's (WARN).")],
-    description="The question job's answers to the evaluation questions, measured on dev and test: citation "
-                "validity, groundedness (MiniLM similarity of each sentence to its cited source), answer relevance, "
-                "and an LLM judge's faithfulness and relevance when an OpenAI-compatible LLM is configured.",
-)
-def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfig, llm: LLMResource,
-                   embeddings: EmbeddingsResource, vector_store: VectorStoreResource):
-    from reference_arch.rag.answer_quality import (choose_threshold, judge_messages, memoized, parse_verdict,
-                                                   pass_rate, score_answer)
-    from reference_arch.rag.defs.index import IndexModelError, open_collection
-    from reference_arch.rag.defs.inference import build_messages, compose_answer, resolve_answerer
-    from reference_arch.rag.question_sets import QuestionSetError, load_question_sets
-    from reference_arch.rag.retrieval import default_mode, retrieve
-
-    mode = config.mode or default_mode()
-    if mode not in SEARCH_MODES or not 1 <= config.k <= 50 or not 0 <= config.threshold <= 1:
-        raise dg.Failure(description=f"answer quality needs mode in {', '.join(SEARCH_MODES)}, 1 <= k <= 50 and "
-                                     f"0 <= threshold <= 1 (got mode={mode!r}, k={config.k}, "
-                                     f"threshold={config.threshold})")
-    paths = config.question_sets or eval_set_paths()
-    try:
-        sets = load_question_sets(paths)
-    except QuestionSetError as err:
-        raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
-    answerer = resolve_answerer(config.answerer, llm)
-    judging = config.judge and llm.resolved_provider() == "openai"
-    previous = previous_metadata(context)  # before this materialization is stored
-    embed = memoized(embeddings.embed_array)  # source sentences are read three times
-    try:
-        collection = open_collection(embeddings, vector_store)
-        questions = judged_questions(sets, collection)
-        by_split = {split: [q for q in questions if q.split == split] for split in SPLITS}
-        if config.max_questions:
-            by_split = {s: sorted(qs, key=sample_order)[:config.max_questions] for s, qs in by_split.items()}
-        rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
-        model = None
-        for split, chosen in by_split.items():
-            vectors = embed([q.question for q in chosen]) if chosen else []
-            for q, vector in zip(chosen, vectors):
-                sources = retrieve(collection, q.question, vector, mode, config.k)
-                text, model, _, _ = compose_answer(q.question, sources, answerer, llm, embeddings)
-                row = {"question": q, "sources": sources, "answer": text,
-                       "scores": score_answer(q.question, text, sources, embed, config.threshold)}
-                if judging:
-                    reply = llm.generate(judge_messages(build_messages(q.question, sources)[1][1], text),
-                                         model=config.judge_model)
-                    row["verdict"] = parse_verdict(reply)
-                rows[split].append(row)
-                if len(rows[split]) % 20 == 0:
-                    context.log.info(f"{split}: answered and measured {len(rows[split])}/{len(chosen)}")
-        invented = {split: invented_scores(split_rows, embed) for split, split_rows in rows.items()}
-    except (IndexModelError, EmbeddingsError, VectorStoreError, LLMError) as err:
-        raise dg.Failure(description=str(err)) from None
+def quality_metadata(config: AnswerQualityConfig, paths, sets: dict, questions: list, rows: dict, invented: dict,
+                     answerer: str, model: str | None, mode: str, judging: bool, llm: LLMResource) -> dict:
+    """The asset's metadata: settings, the threshold's rule and its pass rates, and each split's measures."""
+    from reference_arch.rag.answer_quality import choose_threshold, pass_rate
 
     metadata: dict = {"answerer": answerer, "model": model or "none", "mode": mode, "k": config.k,
                       "questions": sum(len(v) for v in sets.values()), "judged": len(questions),
@@ -236,9 +182,38 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
             rate = pass_rate(scores, config.threshold)
             if rate is not None:
                 metadata[f"threshold/{split}_{name}_pass"] = round(rate, 4)
-    if judging or answerer == "generative":
-        metadata.update(llm.usage_metadata())
-    metadata["per_question"] = table(
+    return metadata
+
+
+def answer_and_measure(context, by_split: dict, collection, mode: str, config: AnswerQualityConfig, answerer: str,
+                       llm: LLMResource, embeddings: EmbeddingsResource, embed, judging: bool):
+    """The question job's retrieval and answer for each question of ``by_split`` (split -> questions), scored
+    (``score_answer``) and, when ``judging``, judged: ``({split: [row]}, the answering model or None)``."""
+    from reference_arch.rag.answer_quality import judge_messages, parse_verdict, score_answer
+    from reference_arch.rag.defs.inference import build_messages, compose_answer
+    from reference_arch.rag.retrieval import retrieve
+
+    rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    model = None
+    for split, chosen in by_split.items():
+        vectors = embed([q.question for q in chosen]) if chosen else []
+        for q, vector in zip(chosen, vectors):
+            sources = retrieve(collection, q.question, vector, mode, config.k)
+            text, model, _, _ = compose_answer(q.question, sources, answerer, llm, embeddings)
+            row = {"question": q, "sources": sources, "answer": text,
+                   "scores": score_answer(q.question, text, sources, embed, config.threshold)}
+            if judging:
+                reply = llm.generate(judge_messages(build_messages(q.question, sources)[1][1], text),
+                                     model=config.judge_model)
+                row["verdict"] = parse_verdict(reply)
+            rows[split].append(row)
+            if len(rows[split]) % 20 == 0:
+                context.log.info(f"{split}: answered and measured {len(rows[split])}/{len(chosen)}")
+    return rows, model
+
+
+def per_question_table(rows: dict[str, list[dict]]) -> dg.TableMetadataValue:
+    return table(
         [{"set": r["question"].set_name, "id": r["question"].id, "part": split, "question": r["question"].question,
           "answer": r["answer"], "citations": r["scores"]["citations"], "valid": r["scores"]["valid_citations"],
           "groundedness": round(r["scores"]["groundedness"], 4), "relevance": round(r["scores"]["relevance"], 4),
@@ -247,6 +222,57 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
          for split, split_rows in rows.items() for r in split_rows],
         ["set", "id", "part", "question", "answer", ("citations", "int"), ("valid", "int"), ("groundedness", "float"),
          ("relevance", "float"), ("judge_faithfulness", "float"), ("judge_relevance", "float")], max_chars=400)
+
+
+@dg.asset(
+    **asset_defaults("rag"), kinds={"python", "openai"}, deps=[vector_index, retrieval_evaluation],
+    check_specs=[dg.AssetCheckSpec(CHECK, asset=ANSWER_QUALITY,
+                                   description="No answer quality measure (citation validity, groundedness, answer "
+                                               "relevance, the judge's scores; dev and test) dropped more than "
+                                               "max_drop below the previous materialization's (WARN).")],
+    description="The question job's answers to the evaluation questions, measured on dev and test: citation "
+                "validity, groundedness (MiniLM similarity of each sentence to its cited source), answer relevance, "
+                "and an LLM judge's faithfulness and relevance when an OpenAI-compatible LLM is configured.",
+)
+def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfig, llm: LLMResource,
+                   embeddings: EmbeddingsResource, vector_store: VectorStoreResource):
+    from reference_arch.rag.answer_quality import memoized
+    from reference_arch.rag.defs.index import IndexModelError, open_collection
+    from reference_arch.rag.defs.inference import resolve_answerer
+    from reference_arch.rag.question_sets import QuestionSetError, load_question_sets
+    from reference_arch.rag.retrieval import default_mode
+
+    mode = config.mode or default_mode()
+    if mode not in SEARCH_MODES or not 1 <= config.k <= 50 or not 0 <= config.threshold <= 1:
+        raise dg.Failure(description=f"answer quality needs mode in {', '.join(SEARCH_MODES)}, 1 <= k <= 50 and "
+                                     f"0 <= threshold <= 1 (got mode={mode!r}, k={config.k}, "
+                                     f"threshold={config.threshold})")
+    paths = config.question_sets or eval_set_paths()
+    try:
+        sets = load_question_sets(paths)
+    except QuestionSetError as err:
+        raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
+    answerer = resolve_answerer(config.answerer, llm)
+    judging = config.judge and llm.resolved_provider() == "openai"
+    previous = previous_metadata(context)  # before this materialization is stored
+    embed = memoized(embeddings.embed_array)  # source sentences are read three times
+    try:
+        collection = open_collection(embeddings, vector_store)
+        questions = judged_questions(sets, collection)
+        by_split = {split: [q for q in questions if q.split == split] for split in SPLITS}
+        if config.max_questions:
+            by_split = {s: sorted(qs, key=sample_order)[:config.max_questions] for s, qs in by_split.items()}
+        rows, model = answer_and_measure(context, by_split, collection, mode, config, answerer, llm, embeddings,
+                                         embed, judging)
+        invented = {split: invented_scores(split_rows, embed) for split, split_rows in rows.items()}
+    except (IndexModelError, EmbeddingsError, VectorStoreError, LLMError) as err:
+        raise dg.Failure(description=str(err)) from None
+
+    metadata = quality_metadata(config, paths, sets, questions, rows, invented, answerer, model, mode, judging,
+                                llm)
+    if judging or answerer == "generative":
+        metadata.update(llm.usage_metadata())
+    metadata["per_question"] = per_question_table(rows)
     yield dg.MaterializeResult(metadata=metadata)
     yield drop_check({k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in metadata.items()},
                      previous, config.max_drop)
