@@ -86,14 +86,22 @@ def encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def control_token_counts(tokenizer, sequences) -> list[int]:
-    """Control (special) ids in each encoded document: 1 each (its end-of-text) when text from the
-    data produced none."""
+    """Control (special) ids in each encoded document (``sequences``: lists or arrays of ids, or an Arrow
+    list array): 1 each (its end-of-text) when text from the data produced none. Counted over the flat ids
+    in one pass, so the check costs the shard work little."""
     import numpy as np
+    import pyarrow as pa
 
     from reference_arch.common.trainer.causal_lm import control_ids
 
-    special = np.array(sorted(control_ids(tokenizer)), dtype=np.int64)
-    return [int(np.isin(np.asarray(s, dtype=np.int64), special).sum()) for s in sequences]
+    if not isinstance(sequences, (pa.ListArray, pa.LargeListArray)):
+        sequences = pa.array([np.asarray(s).tolist() for s in sequences], type=pa.large_list(pa.int64()))
+    if len(sequences) == 0:
+        return []
+    offsets = sequences.offsets.to_numpy()
+    hits = np.isin(sequences.values.to_numpy(zero_copy_only=False), sorted(control_ids(tokenizer)))
+    ends = np.concatenate([[0], np.cumsum(hits)])
+    return (ends[offsets[1:]] - ends[offsets[:-1]]).astype(int).tolist()
 
 
 def pack(sequences: list[list[int]], block_size: int):
@@ -113,9 +121,9 @@ def tokenize_files(tokenizer, files: list[dict]):
     import pyarrow as pa
 
     sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
-    controls = control_token_counts(tokenizer, sequences)
-    table = pa.table({"path": pa.array([f["path"] for f in files], type=pa.string()),
-                      "input_ids": pa.array(sequences, type=pa.large_list(pa.int32()))})
+    ids = pa.array(sequences, type=pa.large_list(pa.int32()))
+    controls = control_token_counts(tokenizer, ids)
+    table = pa.table({"path": pa.array([f["path"] for f in files], type=pa.string()), "input_ids": ids})
     stats = {"files": len(files), "tokens": sum(map(len, sequences)), "control_tokens": sum(controls),
              "documents_with_stray_control_tokens": sum(c != 1 for c in controls)}
     return table, stats
