@@ -16,6 +16,8 @@
    sets (``samples``, ``pandas_dataframe``, ``numpy``): recall@5 and MRR of the mode chosen on the dev
    parts and of the baseline (1000/100-character chunks, MiniLM, exact cosine), dev and test, per set,
    from that one run. Targets, on each test part: recall@5 at least the baseline's and at least 0.95.
+   Beside them, over the same index, the retrieval variants of ``rag_variants.py`` (keyword fusion,
+   document-mean vectors, pseudo-relevance feedback, near-duplicate docstrings merged), chosen on dev.
    ``python -m bench.bench_rag quality [HOME]`` runs this part alone (HOME keeps the embedding caches)
    and writes it to ``bench/results/bench_rag_quality.json`` and ``RESULTS.md``.
 """
@@ -200,6 +202,7 @@ def retrieval_quality(home: Path) -> dict:
     from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
     from reference_arch.common.vector_store import VectorStoreResource
+    from bench.rag_variants import variant_rows
     from reference_arch.rag.defs import evaluation, ingestion, processing
 
     saved = dict(os.environ)
@@ -228,6 +231,7 @@ def retrieval_quality(home: Path) -> dict:
             meta = {k: v.value for k, v in events["retrieval_evaluation"].items()}
             meta["chunks"] = events["chunks"]["chunks"].value
             meta["documents"] = events["documents"]["documents"].value
+            meta["variant_rows"] = variant_rows(home, row)  # over the index just built
             return meta
     finally:
         os.environ.clear()
@@ -260,7 +264,7 @@ def quality_rows(meta: dict) -> list[dict]:
             if split == "dev":
                 rows.append(row(f"{name} dev recall@5 by mode", ", ".join(
                     f"{m} {meta[f'{name}/dev/{m}/recall@5']}" for m in SEARCH_MODES), "", "", None))
-    return rows
+    return rows + meta.get("variant_rows", [])
 
 
 def row(metric, value, unit, target, ok):
