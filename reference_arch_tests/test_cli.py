@@ -1,6 +1,8 @@
 """The CLI end to end on a temporary home and instance."""
 
 import json
+import time
+import uuid
 
 import dagster as dg
 
@@ -123,3 +125,22 @@ def test_ask_json_has_one_shape_for_every_target(registry_with_tiny_model, tmp_p
         assert stored.run_id == record["run_id"] and metadata["question"].value == question, target
         if target == "rag":
             assert metadata["mode"].value == record["mode"] and metadata["k"].value == record["k"] == 5
+
+
+@dg.asset(key=["demo", "slow"])
+def slow_asset() -> None:
+    time.sleep(1.0)
+
+
+def test_a_long_run_names_the_step_it_is_in_while_it_runs():
+    """Pretraining is one run of several minutes: the CLI says which step it is in, not nothing."""
+    from reference_arch.cli.runs import heartbeat
+
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as inst:
+        run_id = str(uuid.uuid4())
+        job = dg.Definitions(assets=[slow_asset]).resolve_implicit_global_asset_job_def()
+        with heartbeat(inst, run_id, lambda text, **_: lines.append(text), every=0.3):
+            assert job.execute_in_process(instance=inst, run_id=run_id).success
+    assert any("demo/slow" in line for line in lines), lines
+    assert all(line.startswith("\n    ... ") and line.endswith(" min in") for line in lines), lines

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
+HEARTBEAT_SECONDS = 60.0  # a run still going after this long says which step it is in, and again each period
 
 
 class CliError(Exception):
@@ -159,7 +163,10 @@ def materialize_location(location: str, inst, echo=print) -> list:
         started = time.perf_counter()
         job = step_job(location, step, defs)
         for run in runs:
-            result = job.execute_in_process(run_config=QUIET, instance=inst, raise_on_error=False, **run)
+            run_id = str(uuid.uuid4())
+            with heartbeat(inst, run_id, echo):
+                result = job.execute_in_process(run_config=QUIET, instance=inst, raise_on_error=False,
+                                                run_id=run_id, **run)
             results.append(result)
             if not result.success:
                 echo(" FAILED")
@@ -167,6 +174,41 @@ def materialize_location(location: str, inst, echo=print) -> list:
             echo(".", end="", flush=True)
         echo(f" ok ({time.perf_counter() - started:.1f}s)")
     return results
+
+
+def running_step(inst, run_id: str) -> str | None:
+    """The step a run started last (``pretrain/trained_model``), from the instance's event log; None before
+    its first step."""
+    from dagster import DagsterEventType
+
+    records = inst.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START, limit=1, ascending=False).records
+    step = records[0].event_log_entry.step_key if records else None
+    return step.replace("__", "/") if step else None
+
+
+@contextmanager
+def heartbeat(inst, run_id: str, echo=print, every: float = HEARTBEAT_SECONDS):
+    """While run ``run_id`` executes: every ``every`` seconds, a line naming the step it is in and the minutes
+    it has run (pretraining is one step of several minutes; silence reads as a hang)."""
+    stop = threading.Event()
+    started = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                step = running_step(inst, run_id)
+            except Exception:  # noqa: BLE001 - a busy event log costs one line of progress, never the run
+                step = None
+            echo(f"\n    ... {step or 'starting'}, {(time.perf_counter() - started) / 60:.0f} min in", end="",
+                 flush=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def check_summary(results, expected: dict[str, str] | None = None) -> list[str]:
