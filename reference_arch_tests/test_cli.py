@@ -144,3 +144,23 @@ def test_a_long_run_names_the_step_it_is_in_while_it_runs():
             assert job.execute_in_process(instance=inst, run_id=run_id).success
     assert any("demo/slow" in line for line in lines), lines
     assert all(line.startswith("\n    ... ") and line.endswith(" min in") for line in lines), lines
+
+
+def test_demo_names_every_local_model_and_aligns_its_stage_times(registry_with_tiny_model, tiny_model_dir, capsys):
+    """The banner names each local model with its role (not only the newest, which may not be the one that
+    answers); the time table stays aligned whatever a stage is called."""
+    from reference_arch.cli import demo
+
+    registry_with_tiny_model.publish("code-lm", tiny_model_dir, {"parameters": 1_900_000})
+    registry_with_tiny_model.publish("code-lm-github", tiny_model_dir, {})
+    registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
+    registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
+    line = demo.local_model_line(310.0)
+    assert ("registry:tiny-lm@1; registry:code-lm@1, pretrained from scratch here in 310s; registry:code-lm-github@1, "
+            "that model fine-tuned on the issues; registry:code-lm-preference@2, the fine-tuned one preference-tuned "
+            "(DPO).") in line
+    assert "1.9M-parameter" in line and "each answer names the one that wrote it" in line
+
+    demo.print_summary([], {"pretrain": 310.0, "preference round": 23.5})
+    rows = capsys.readouterr().out.split("== time per stage\n")[1].splitlines()
+    assert len({row.index("s", len("  preference round")) for row in rows}) == 1, rows  # one column of seconds

@@ -49,27 +49,22 @@ def print_rag_answer(record: dict, spent: str) -> None:
 
 
 def local_model_line(stage_seconds: float | None) -> str:
-    """What answers the questions offline, what it can and cannot do, and how to get real answers."""
-    from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
+    """The local models the answers below may come from (each answer names its own), what they can and
+    cannot do, and how to get real answers."""
+    from reference_arch.common.registry import ModelRegistry
+    from reference_arch.finetune.config import FINETUNED_MODEL, PREFERENCE_MODEL
     from reference_arch.pretrain.defs.evaluation import MODEL_NAME
 
-    try:
-        model = ModelRegistry().latest()
-    except ModelNotFoundError:
+    newest = {m.name: m for m in ModelRegistry().list()}  # oldest first: the last version of each name wins
+    if not newest:
         return "No local model: set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible server)."
-    params = model.card.get("parameters")
-    if params is None:  # a fine-tuned card: its base model's size
-        try:
-            params = ModelRegistry().get(MODEL_NAME).card.get("parameters")
-        except ModelNotFoundError:
-            params = None
-    size = f"a {params / 1e6:.1f}M-parameter" if params else "a tiny"
+    params = (newest.get(MODEL_NAME) or next(iter(newest.values()))).card.get("parameters")
     took = f" in {stage_seconds:.0f}s" if stage_seconds else ""
-    from reference_arch.finetune.config import PREFERENCE_MODEL
-
-    tuned = {MODEL_NAME: "", PREFERENCE_MODEL: ", then fine-tuned and preference-tuned (DPO)"}.get(
-        model.name, ", then fine-tuned")
-    return (f"Local model {model.spec}: {size} code model pretrained from scratch here{took}{tuned}. It writes "
+    roles = {MODEL_NAME: f"pretrained from scratch here{took}", FINETUNED_MODEL: "that model fine-tuned on the issues",
+             PREFERENCE_MODEL: "the fine-tuned one preference-tuned (DPO)"}
+    models = "; ".join(f"{m.spec}, {roles[name]}" if name in roles else m.spec for name, m in newest.items())
+    size = f"{params / 1e6:.1f}M-parameter" if params else "tiny"
+    return (f"Local models ({size} code models; each answer names the one that wrote it): {models}. They write "
             "Python-looking text, not answers; for real answers set OPENAI_API_KEY (and OPENAI_BASE_URL for "
             "any OpenAI-compatible server).")
 
@@ -219,6 +214,7 @@ def print_summary(checks: list[str], timings: dict[str, float]) -> None:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:5])
         print(f"  {model.spec}  {shown}")
     print("\n== time per stage")
+    width = max(len(stage) for stage in [*timings, "total"])
     for stage, seconds in timings.items():
-        print(f"  {stage:<14} {seconds:7.1f}s")
-    print(f"  {'total':<14} {sum(timings.values()):7.1f}s")
+        print(f"  {stage:<{width}} {seconds:7.1f}s")
+    print(f"  {'total':<{width}} {sum(timings.values()):7.1f}s")
