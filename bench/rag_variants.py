@@ -9,13 +9,15 @@ in 95% of bootstrap resamples of the dev questions; test is only reported.
 
 The variants (standard techniques; each parameter is one point, not a sweep on test):
 - ``dense``: a document ranked by its best chunk (what ``rag/retrieval.py`` does);
-- ``dense+keyword(w)``: reciprocal rank fusion (k=60) of the dense and the BM25 (LanceDB full-text)
+- ``dense+keyword(w)``: reciprocal rank fusion (k=60, ``multi_query.reciprocal_rank_fusion``) of the dense
+  and the BM25 (LanceDB full-text)
   document rankings, the keyword side weighted ``w`` (the project's hybrid mode is ``w=1`` over chunks);
 - ``dense+doc_mean``: best chunk + 0.25 x cosine to the mean of the document's chunk vectors;
 - ``dense+prf``: Rocchio pseudo-relevance feedback: the query vector plus 0.3 x the mean of its top 5
   chunks, searched again;
-- ``near_duplicates_merged(j)``: docstrings whose word 3-shingle Jaccard similarity is at least ``j``
-  made one document (as identical docstrings already are), found under any of their names.
+- ``near_duplicates_merged(j)``: docstrings whose token 3-shingle Jaccard similarity is at least ``j``
+  (MinHash, as the pretrain corpus is deduplicated) made one document (as identical docstrings already
+  are), found under any of their names.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-RRF_K = 60
 DEPTH = 20  # documents ranked per question
 # A variant replaces the default only if it beats it in this share of bootstrap resamples of the dev
 # questions: a gain of one question in a set of ~30 is within what resampling moves.
@@ -68,57 +69,34 @@ def by_best_chunk(scores, ids) -> list[str]:
     return ranked
 
 
-def fuse(dense: list[str], keyword: list[str], weight: float) -> list[str]:
-    score: dict[str, float] = {}
-    for w, ranking in ((1.0, dense), (weight, keyword)):
-        for rank, doc in enumerate(ranking, 1):
-            score[doc] = score.get(doc, 0.0) + w / (RRF_K + rank)
-    return sorted(score, key=lambda d: -score[d])[:DEPTH]
-
-
 def keyword_ranking(table, question: str) -> list[str]:
     rows = table.search(question, query_type="fts", fts_columns="text").limit(DEPTH * 5).to_arrow()
     return list(dict.fromkeys(rows.column("document_id").to_pylist()))[:DEPTH]
 
 
-def shingles(text: str) -> set[str]:
-    body = re.sub(r"\n\nAlso documented as: .*$", "", text.split("\n\n", 1)[-1])  # without the name line
-    words = re.findall(r"\w+", body.lower())
-    return {" ".join(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
-
-
 def near_duplicates(docs: list[dict], threshold: float) -> dict[str, str]:
-    """``{document id: the id it is merged into}`` for docstrings at least ``threshold`` alike (MinHash LSH
-    candidates, exact Jaccard confirms); the shortest id of a group is kept."""
-    from datasketch import MinHash, MinHashLSH
+    """``{document id: the id it is merged into}`` for docstrings whose token 3-shingles are at least
+    ``threshold`` alike (estimated Jaccard; the pretrain corpus's MinHash LSH dedup, ``cleaning.near_duplicates``),
+    compared without their name line and "Also documented as" line; the shortest name of a group is kept."""
+    import dataclasses
 
-    sets = {d["id"]: shingles(d["text"]) for d in docs if d["format"] == "docstring"}
-    lsh, hashes = MinHashLSH(threshold=threshold, num_perm=128), {}
-    for doc_id, words in sets.items():
-        hashes[doc_id] = MinHash(num_perm=128, seed=1)
-        hashes[doc_id].update_batch([w.encode() for w in words])
-        lsh.insert(doc_id, hashes[doc_id])
-    parent: dict[str, str] = {}
+    from reference_arch.pretrain.cleaning import Rules, near_duplicates as minhash_near_duplicates
 
-    def root(x: str) -> str:
-        while parent.get(x, x) != x:
-            x = parent[x]
-        return x
+    def body(doc: dict) -> str:
+        return re.sub(r"\n\nAlso documented as: .*$", "", doc["text"].split("\n\n", 1)[-1]).lower()
 
-    for doc_id, minhash in hashes.items():
-        for other in lsh.query(minhash):
-            a, b = sets[doc_id], sets[other]
-            if other != doc_id and len(a & b) >= threshold * len(a | b):
-                ra, rb = root(doc_id), root(other)
-                if ra != rb:
-                    keep = min(ra, rb, key=lambda x: (len(x), x))
-                    parent[rb if keep == ra else ra] = keep
-    return {doc_id: root(doc_id) for doc_id in sets if root(doc_id) != doc_id}
+    files = sorted(({"path": d["id"], "text": body(d)} for d in docs if d["format"] == "docstring"),
+                   key=lambda f: (len(f["path"]), f["path"]))  # first kept: the shortest name
+    rules = dataclasses.replace(Rules(), shingle_size=3, near_duplicate_threshold=threshold)
+    _, pairs = minhash_near_duplicates(files, rules)
+    return {removed: kept for removed, kept, _ in pairs}
 
 
 def rankings(name: str, ids, vectors, table, docs, judged, questions) -> tuple[list[list[str]], list[list[str]]]:
     """Each judged question's ranked documents under variant ``name``, and its answering documents."""
     import numpy as np
+
+    from reference_arch.rag.multi_query import reciprocal_rank_fusion
 
     relevant = [list(rel) for _, rel in judged]
     if name.startswith("near_duplicates_merged"):
@@ -130,8 +108,9 @@ def rankings(name: str, ids, vectors, table, docs, judged, questions) -> tuple[l
         return [by_best_chunk(vectors @ q, ids) for q in questions], relevant
     if name.startswith("dense+keyword"):
         weight = float(name.split("(")[1].rstrip(")"))
-        return [fuse(by_best_chunk(vectors @ q, ids), keyword_ranking(table, question.question), weight)
-                for (question, _), q in zip(judged, questions)], relevant
+        fused = [reciprocal_rank_fusion([by_best_chunk(vectors @ q, ids), keyword_ranking(table, question.question)],
+                                        weights=[1.0, weight]) for (question, _), q in zip(judged, questions)]
+        return [[doc for doc, _ in ranked[:DEPTH]] for ranked in fused], relevant
     if name == "dense+doc_mean":
         unique, inverse = np.unique(ids, return_inverse=True)
         means = np.zeros((len(unique), vectors.shape[1]), np.float32)

@@ -86,15 +86,17 @@ def parse_rewrites(text: str, question: str, n: int) -> list[str]:
     return rewrites[:n]
 
 
-def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K,
+                           weights: list[float] | None = None) -> list[tuple[str, float]]:
     """Reciprocal rank fusion (Cormack, Clarke and Buettcher, "Reciprocal Rank Fusion outperforms
     Condorcet and individual Rank Learning Methods", SIGIR 2009): each id scores the sum over the
-    rankings that hold it of ``1 / (k + rank)`` (rank from 1; an id repeated in one ranking counts
-    once, at its best rank). Returns ``[(id, score)]``, best first; ties keep first appearance order."""
+    rankings that hold it of ``weight / (k + rank)`` (rank from 1; weight 1 unless ``weights`` gives one
+    per ranking; an id repeated in one ranking counts once, at its best rank). Returns ``[(id, score)]``,
+    best first; ties keep first appearance order."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, item in enumerate(dict.fromkeys(ranking), 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 

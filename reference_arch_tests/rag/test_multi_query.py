@@ -55,6 +55,11 @@ def test_reciprocal_rank_fusion_sums_one_over_k_plus_rank():
     assert fused["d"] == pytest.approx(1 / (RRF_K + 2)) and fused["c"] == pytest.approx(1 / (RRF_K + 3))
     ranked = [d for d, _ in reciprocal_rank_fusion([["a", "b", "c"], ["b", "a"], ["b", "b", "d"]])]
     assert ranked == ["b", "a", "d", "c"]
+    weighted = dict(reciprocal_rank_fusion([["a", "b"], ["b", "c"]], weights=[1.0, 0.25]))
+    assert weighted["b"] == pytest.approx(1 / (RRF_K + 2) + 0.25 / (RRF_K + 1))
+    assert weighted["c"] == pytest.approx(0.25 / (RRF_K + 2))
+    with pytest.raises(ValueError):  # one weight per ranking
+        reciprocal_rank_fusion([["a"], ["b"]], weights=[1.0])
 
 
 def test_fuse_keeps_one_source_per_document_and_says_what_each_query_brought():
