@@ -164,3 +164,29 @@ def test_demo_names_every_local_model_and_aligns_its_stage_times(registry_with_t
     demo.print_summary([], {"pretrain": 310.0, "preference round": 23.5})
     rows = capsys.readouterr().out.split("== time per stage\n")[1].splitlines()
     assert len({row.index("s", len("  preference round")) for row in rows}) == 1, rows  # one column of seconds
+
+
+def test_demo_rag_answer_keeps_each_citation_on_its_sentence_line(capsys):
+    """The demo's extractive answer (as a newcomer saw it printed) wraps at 100 columns; a ``[1]`` that
+    wrapped to the start of a line read like an entry of the numbered source list beneath it."""
+    from reference_arch.cli import demo
+
+    record = {"answer": "Alter Series index labels or name. [1] Alternatively, change ``Series.name`` with a scalar "
+                        "value. [1] This method sets or changes the name of the index (axis) of the Series. [2]",
+              "answerer": "extractive", "model": "extractive:all-MiniLM-L6-v2",
+              "sources": [{"title": "pandas.Series.rename", "source": "pandas.Series.rename", "score": 0.736},
+                          {"title": "pandas.Series.rename_axis", "source": "pandas.Series.rename_axis", "score": 0.671}]}
+    demo.print_rag_answer(record, "")
+    lines = capsys.readouterr().out.splitlines()
+    answer = lines[: lines.index("  Sources:")]
+    assert len(answer) > 1 and all(len(line) <= 100 for line in answer), answer
+    assert not any(line.lstrip().startswith("[") for line in answer), answer
+    assert " ".join(line.strip() for line in answer) == record["answer"]
+    assert lines[lines.index("  Sources:") + 1].startswith("  [1] pandas.Series.rename (")
+
+    from reference_arch.cli.answers import print_answer  # `ask rag` without --json: the same list
+
+    print_answer({**record, "run_id": "r1"}, as_json=False)
+    assert capsys.readouterr().out.splitlines()[1:4] == lines[lines.index("  Sources:"):][:3]
+    print_answer({**record, "sources": [], "run_id": "r1"}, as_json=False)
+    assert capsys.readouterr().out.splitlines()[1].startswith("-- model")  # no heading, no blank line

@@ -60,7 +60,14 @@ def print_answer(record: dict, as_json: bool) -> None:
         print(json.dumps(record, default=str))
         return
     print(record["answer"] or "(empty answer)")
-    for i, source in enumerate(record.get("sources", []), 1):
-        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+    for line in source_lines(record.get("sources", [])):
+        print(line)
     print(f"-- model {record['model']}, run {record['run_id']}")
+
+
+def source_lines(sources: list[dict]) -> list[str]:
+    """A ``Sources:`` heading and a numbered line per source (none for no sources): the heading keeps a
+    citation that wraps to the start of a line from reading as an entry of this list."""
+    lines = [f"  [{i}] {s.get('title')} ({s.get('source')}) score={s.get('score', 0):.3f}" for i, s in enumerate(sources, 1)]
+    return ["  Sources:", *lines] if lines else []
 

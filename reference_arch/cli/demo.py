@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from reference_arch.cli.answers import ASK_TARGETS, ask
+from reference_arch.cli.answers import ASK_TARGETS, ask, source_lines
 from reference_arch.cli.feedback import feedback_line, give_feedback
 from reference_arch.cli.runs import (QUIET, CliError, Step, check_summary, first_failure, load_defs,
                                      materialize_location, questions_answered, step_job)
@@ -33,15 +33,21 @@ OFFLINE_EXPECTED_FAILURES = {
 }
 
 
+NO_BREAK = "\u00a0"  # textwrap breaks lines only at ASCII whitespace
+
+
 def print_rag_answer(record: dict, spent: str) -> None:
     """The RAG answer wrapped for a terminal, its numbered sources, and how it was made (``spent``:
     the usage line of a generated answer)."""
+    import re
     import textwrap
 
     for paragraph in (record["answer"] or "(empty answer)").split("\n"):
-        print(textwrap.fill(paragraph, width=100, initial_indent="  ", subsequent_indent="  ") or "")
-    for i, source in enumerate(record.get("sources", [])[:5], 1):
-        print(f"  [{i}] {source.get('title')} ({source.get('source')}) score={source.get('score', 0):.3f}")
+        # a citation stays on its sentence's line: one starting a line reads as a source of the list below
+        glued = re.sub(r" (?=\[\d+\])", NO_BREAK, paragraph)
+        print(textwrap.fill(glued, width=100, initial_indent="  ", subsequent_indent="  ").replace(NO_BREAK, " "))
+    for line in source_lines(record.get("sources", [])[:5]):
+        print(line)
     if record.get("answerer") == "extractive":
         spent = "extractive: the sources' own sentences, ranked by similarity to the question (no LLM)"
     print(f"  -- model {record['model']}, {spent}")
