@@ -7,9 +7,12 @@ A question set is a YAML file (the format is in the README)::
       - id: install/python-versions    # optional (default: the question); decides dev or test
         question: Which Python versions are supported?
         relevant: ["docs:install.md"]  # ids of the documents that answer it, all of them
+        source: https://...            # optional, not read here: where the question was asked
 
 The shipped sets are ``rag/eval_sets/*.yaml``: ``samples`` (the tidepool samples and pandas
-``Series``), ``pandas_dataframe`` and ``numpy`` (questions in users' words, no function names).
+``Series``), ``pandas_dataframe`` and ``numpy`` (questions written in users' words, no function names),
+and ``users_pandas`` and ``users_numpy`` (real users' questions copied verbatim from Stack Overflow and
+GitHub issues, each citing its ``source``).
 
 **Dev and test.** Every question falls in ``dev`` or ``test`` by a hash of its id (sha256, so the split
 is the same on every machine and run, and adding a question never moves another): about half each.
