@@ -5,12 +5,18 @@ list of these):
 
 - ``secret``: credentials found by detect-secrets' plugins (Yelp), each placeholder named after the plugin's
   secret type: ``[SECRET:github_token]``, ``[SECRET:aws_access_key]``, ``[SECRET:slack_token]``,
-  ``[SECRET:basic_auth_credentials]`` (the password of ``https://user:password@host``),
-  ``[SECRET:private_key]`` (the whole PEM block), ``[SECRET:secret_keyword]`` (``password = "..."``).
+  ``[SECRET:json_web_token]``, ``[SECRET:basic_auth_credentials]`` (the password of
+  ``https://user:password@host``), ``[SECRET:private_key]`` (the whole PEM block),
+  ``[SECRET:secret_keyword]`` (``password = "..."``), and ``EXTRA_PATTERNS`` for what the plugins miss
+  (``[SECRET:authorization_header]``, any PEM private key, a URL password with any character or no user).
   The plugins' own patterns run over the whole text (their ``denylist``), the keyword plugin over the lines
-  that name a keyword, with detect-secrets' heuristic filters for templated and indirect values. Its two
-  entropy plugins and its public-IP plugin are not used: they guess (commit SHAs, checksums, version
-  numbers would be masked), and the check that the index holds no secret asserts known patterns only.
+  that name a keyword, with detect-secrets' heuristic filters for templated and indirect values. A match is
+  masked to the token's last character (a JWT's signature, a Slack token's mixed-case tail), and the
+  patterns also run over two views of the text: its long token runs joined across line breaks (a key
+  wrapped over lines) and its base64 runs decoded (a base64-encoded key or ``.env`` line). Its two entropy
+  plugins and its public-IP plugin are not used: they guess (commit SHAs, checksums, version numbers would
+  be masked). The checks over stored text (``secrets_check``) add a second, independent detector,
+  ``common.random_strings``, so that a key this masking misses fails them.
 - ``email``: ``[EMAIL]``, an address that email-validator accepts (syntax only, no DNS).
 - ``phone``: ``[PHONE]``, a number that Google's libphonenumber (``phonenumbers``) finds valid, in
   international form or national form of ``REFERENCE_ARCH_REDACT_PHONE_REGIONS`` (default ``US``).
@@ -37,6 +43,24 @@ PLACEHOLDER = re.compile(r"\[(SECRET:[a-z0-9_]+|EMAIL|PHONE)\]")
 _EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\]{}\"'`,;:|/\\]+@[^\s<>()\[\]{}\"'`,;:|/\\]+")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
+# Formats detect-secrets' plugins miss, or match only in part: any PEM private key (the plugin lists eight
+# headers, not "ENCRYPTED PRIVATE KEY"); a URL password holding characters RFC 3986 reserves (people write
+# them raw) or with no user (redis://:pw@host); an HTTP Authorization header's credentials (a digit in them:
+# "Bearer authentication" is prose).
+EXTRA_PATTERNS = (
+    ("private_key", re.compile(r"BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY")),
+    ("basic_auth_credentials", re.compile(r"://[^\s:/?#@]*:([^\s/?#@\[\]]+)@")),
+    ("authorization_header", re.compile(r"(?i)\b(?:authorization:\s*(?:basic|bearer|token)|bearer)\s+"
+                                        r"((?=[A-Za-z0-9._~+/\-]{8})[A-Za-z0-9._~+/\-]*[0-9][A-Za-z0-9._~+/\-]*=*)")),
+)
+# A token's characters: a match is masked on to the last of them (the JWT plugin's pattern stops before the
+# signature, the Slack one at the first capital).
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=]*")
+# A line break between two runs of 8+ token characters, with a digit in one of them (prose lines ending and
+# starting with words are not joined): where a key wrapped over lines is joined again.
+_BREAK_IN_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=.])([A-Za-z0-9_\-+/=.]{8,}+)[ \t]*\r?\n[ \t]*(?=([A-Za-z0-9_\-+/=.]{8,}))")
+_DIGIT = re.compile(r"[0-9]")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{16,}={0,2}")
 
 
 def configured_types(value: str | None = None) -> frozenset[str]:
@@ -74,6 +98,7 @@ def _secret_plugins():
         if isinstance(plugin, KeywordDetector):
             keyword = plugin
         patterns += [(slug(secret_type), regex) for regex in getattr(plugin, "denylist", ())]
+    patterns += list(EXTRA_PATTERNS)
     # Each word of the plugin's list is literals joined by optional underscores ("api_?key"): a line holds
     # the last literal wherever it holds the word, a quick test before the regex.
     literals = [w.split("_?")[-1] for w in DENYLIST]
@@ -85,30 +110,35 @@ def _secret_plugins():
 def _secret_span(match: re.Match, text: str, label: str) -> tuple[int, int]:
     """What to mask of a plugin's match: a private key's whole PEM block; the captured value when the
     pattern captures one after some context (the password of ``://user:password@``, a quoted key after
-    ``aws_secret=``); else the whole match (a group at its start names the token kind, as ``ghp``)."""
+    ``aws_secret=``); else the whole match (a group at its start names the token kind, as ``ghp``); either
+    on to the token's last character."""
     if label == "private_key":  # to its END line, else the end of its paragraph, else of the text
         start = match.start() - 5 if text[max(0, match.start() - 5):match.start()] == "-----" else match.start()
         end = _PEM_END.search(text, match.end()) or _BLANK_LINE.search(text, match.end())
         return start, end.end() if end else len(text)
+    start, end = match.span()
     for group in range(1, (match.re.groups or 0) + 1):
-        start, end = match.span(group)
-        if start > match.start() and end - start >= 4:
-            return start, end
-    return match.span()
+        if match.start(group) > match.start() and match.end(group) - match.start(group) >= 4:
+            start, end = match.span(group)
+            break
+    return start, _TOKEN_TAIL.match(text, end).end()
 
 
-def _keyword_spans(text: str) -> list[tuple[int, int, str]]:
+def _keyword_spans(text: str, config: bool = False) -> list[tuple[int, int, str]]:
     """``password = "..."``-style values, on the lines holding one of the keyword plugin's words (the
-    plugin's patterns, and its word list as one case-insensitive regex, are slow over a whole text)."""
+    plugin's patterns, and its word list as one case-insensitive regex, are slow over a whole text); with
+    ``config``, unquoted ones too (``DB_PASSWORD=...``: the plugin's rules for config files, for decoded
+    base64, which prose is not)."""
     from detect_secrets.filters.heuristic import (is_indirect_reference, is_prefixed_with_dollar_sign,
                                                   is_templated_secret)
+    from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP
 
     _, keyword, (hint, words) = _secret_plugins()
     spans, offset = [], 0
     for line in text.splitlines(keepends=True) if keyword is not None else ():
         lowered = line.lower()
         if any(w in lowered for w in words) and hint.search(line) and not is_indirect_reference(line):
-            for value in set(keyword.analyze_string(line)):
+            for value in set(keyword.analyze_string(line, CONFIG_DENYLIST_REGEX_TO_GROUP if config else None)):
                 at = line.find(value) if value else -1
                 if at >= 0 and not is_templated_secret(value) and not is_prefixed_with_dollar_sign(value):
                     spans.append((offset + at, offset + at + len(value), "secret_keyword"))
@@ -116,14 +146,84 @@ def _keyword_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def secret_spans(text: str) -> list[tuple[int, int, str]]:
-    """``(start, end, label)`` of every known secret pattern in ``text``."""
+def _pattern_spans(text: str) -> list[tuple[int, int, str]]:
     patterns, _, _ = _secret_plugins()
+    return [(*_secret_span(match, text, label), label) for label, regex in patterns for match in regex.finditer(text)]
+
+
+def _decoded(run: str) -> str | None:
+    """The text a base64 or base64url run encodes, when it is printable UTF-8."""
+    import base64
+    import binascii
+
+    body = run.rstrip("=")
+    urlsafe = "-" in body or "_" in body
+    if len(body) % 4 == 1 or (urlsafe and ("+" in body or "/" in body)):
+        return None
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_" if urlsafe else None, validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if all(c.isprintable() or c in "\n\r\t" for c in text) else None
+
+
+def _encoded_spans(text: str) -> list[tuple[int, int, str]]:
+    """Base64 runs whose decoded text holds a known secret, labelled as that secret."""
     spans = []
-    for label, regex in patterns:
-        for match in regex.finditer(text):
-            spans.append((*_secret_span(match, text, label), label))
-    return spans + _keyword_spans(text)
+    for match in _BASE64.finditer(text):
+        decoded = _decoded(match.group())
+        found = (_pattern_spans(decoded) + _keyword_spans(decoded, config=True)) if decoded else []
+        if found:
+            spans.append((*match.span(), min(found)[2]))
+    return spans
+
+
+def _unwrapped(text: str):
+    """``(joined, back)``: ``text`` with the line breaks inside long token runs removed, and a function
+    giving a span of ``joined`` as its span of ``text`` when the span crosses a removed break (else None)."""
+    from bisect import bisect_left, bisect_right
+
+    cuts, shifts, pieces, last = [], [], [], 0  # cuts: positions in `joined` where a break was removed
+    for match in _BREAK_IN_TOKEN.finditer(text):
+        if not (_DIGIT.search(match.group(1)) or _DIGIT.search(match.group(2))):
+            continue
+        start = match.end(1)  # the break itself
+        pieces.append(text[last:start])
+        cuts.append(start - (shifts[-1] if shifts else 0))
+        shifts.append((shifts[-1] if shifts else 0) + match.end() - start)
+        last = match.end()
+
+    def back(start: int, end: int) -> tuple[int, int] | None:
+        if bisect_right(cuts, start) == bisect_left(cuts, end):  # no cut strictly inside
+            return None
+        shift = lambda at: shifts[bisect_right(cuts, at) - 1] if bisect_right(cuts, at) else 0  # noqa: E731
+        return start + shift(start), end + shift(end - 1)
+
+    return "".join(pieces) + text[last:], back
+
+
+def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping spans as one (the first's label), so a secret found twice counts once."""
+    out: list[tuple[int, int, str]] = []
+    for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end), out[-1][2])
+        else:
+            out.append((start, end, label))
+    return out
+
+
+def secret_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` of every known secret in ``text``: the patterns over the text as it is, over
+    its base64 runs decoded, and over the text with keys wrapped over lines joined again."""
+    spans = _pattern_spans(text) + _keyword_spans(text) + _encoded_spans(text)
+    joined, back = _unwrapped(text)
+    if joined != text:
+        for start, end, label in _pattern_spans(joined) + _encoded_spans(joined):
+            if (span := back(start, end)) is not None:
+                spans.append((*span, label))
+    return _merged(spans)
 
 
 def email_spans(text: str) -> list[tuple[int, int, str]]:
@@ -214,8 +314,14 @@ def redact(text: str | None) -> str:
 
 
 def find_secrets(text: str) -> Counter:
-    """``{secret:<type>: count}`` of the known secret patterns ``text`` holds (for the checks)."""
-    return Counter(count_key(label) for _, _, label in secret_spans(text or ""))
+    """``{secret:<type>: count}`` of the secrets the checks see in ``text``: the known ones the masker masks
+    (``secret_spans``) and, by a detector independent of it, random-looking strings
+    (``common.random_strings``, as ``secret:random_string``): a key the masker misses still fails a check."""
+    from reference_arch.common.random_strings import random_string_spans
+
+    text = text or ""
+    spans = secret_spans(text) + [(start, end, "random_string") for start, end in random_string_spans(text)]
+    return Counter(count_key(label) for _, _, label in _merged(spans))
 
 
 def placeholder_counts(text: str) -> Counter:
@@ -236,9 +342,10 @@ def counts_metadata(by_source: dict[str, Counter], prefix: str = "redacted") -> 
 
 
 def secrets_check(texts: dict[str, str], what: str):
-    """A ``dg.AssetCheckResult``: passed when none of ``texts`` (``{id: text}``) holds a known secret
-    pattern; the types found and the first ids otherwise. Passes, saying so, when secrets are not masked
-    (``REFERENCE_ARCH_REDACT`` leaves ``secret`` out)."""
+    """A ``dg.AssetCheckResult``: passed when none of ``texts`` (``{id: text}``) holds a secret
+    (``find_secrets``: a known one, or a random-looking string); the types found and the first ids otherwise
+    (never the secrets). Passes, saying so, when secrets are not masked (``REFERENCE_ARCH_REDACT`` leaves
+    ``secret`` out)."""
     import dagster as dg
 
     if "secret" not in configured_types():
@@ -256,6 +363,9 @@ def secrets_check(texts: dict[str, str], what: str):
         metadata={what: len(texts), f"{what}_with_secrets": len(holding), **{f"found/{k}": n for k, n in found.items()},
                   "examples": dg.MetadataValue.text(", ".join(sorted(holding)[:5]) or "none")},
         description=None if not holding else
-        f"{len(holding)} {what} hold a known secret pattern ({', '.join(sorted(found))}): re-materialize from the "
-        "warehouse with secret masking on",
+        f"{len(holding)} {what} hold a secret ({', '.join(sorted(found))}): " + (
+            "a random-looking string the masking does not know (a key of another format, or a piece of one): "
+            "remove it at its source, or give its format to common/redaction.py"
+            if set(found) == {"secret:random_string"} else
+            "re-materialize from the warehouse with secret masking on"),
     )
