@@ -6,12 +6,19 @@ asset can put the counts in its metadata. Text that is readable but not valid Un
 counted instead, so one bad character never costs a record or a file: bytes that are not UTF-8 decode
 to U+FFFD, and so do lone UTF-16 surrogates (JSON allows ``"\\ud83d"``, half of an emoji, which
 Python decodes to a string no UTF-8 writer accepts; :func:`repair_row` fixes every string of a record).
+
+Files are read through :func:`file_text`, which never waits on or swallows what is not a text file: a FIFO,
+socket or device named like one is skipped without being waited on (opening a FIFO blocks until a writer
+comes), a file over an optional size bound is skipped before it is read, and binary content (NUL bytes, or
+mostly bytes that are not UTF-8) is skipped rather than stored as text; each is counted and named.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -107,15 +114,77 @@ def repair_row(row: Any, table: str, key: tuple[str, ...], stats: SkipStats) -> 
     return row
 
 
-def _text(path: Path, stats: SkipStats) -> str | None:
+def shown_path(path: str | Path) -> str:
+    """``path`` as valid text for messages and metadata: bytes of a name that are not UTF-8 (which Python
+    hands over as lone surrogates) are shown escaped, ``caf\\xe9.md``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class UnusableFile(Exception):
+    """A path that is not read as text: ``reason`` (a ``SkipStats`` reason) and a detail."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason} ({detail})" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def read_regular_file(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path`` (a link is followed); ``UnusableFile`` for anything else or
+    for more than ``max_bytes``, ``OSError`` when it cannot be read. Opened without blocking and checked on
+    the open file, so a FIFO put in a file's place between listing and reading is not waited on either."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((kind for test, kind in _FILE_KINDS if test(info.st_mode)), "")
+            raise UnusableFile("not_a_regular_file", kind)
+        if max_bytes is None:
+            return f.read()
+        raw = f.read(max_bytes + 1) if info.st_size <= max_bytes else b""
+        size = max(info.st_size, len(raw))  # a file that grew while it was read counts too
+        if size > max_bytes:
+            raise UnusableFile("too_large", f"{size} bytes, over the bound of {max_bytes} bytes")
+        return raw
+
+
+# More than this share of bytes that are not UTF-8 is not text in another encoding but binary (a Latin-1
+# page has a few per cent); git calls a file binary for a NUL byte in its first 8000 bytes.
+BINARY_SHARE = 0.3
+
+
+def binary_detail(raw: bytes) -> str | None:
+    """Why ``raw`` is binary rather than text, or None for text."""
+    if b"\0" in raw:
+        return "NUL bytes"
+    undecodable = len(raw) - len(raw.decode("utf-8", "ignore").encode("utf-8"))
+    if raw and undecodable / len(raw) > BINARY_SHARE:
+        return f"{undecodable / len(raw):.0%} of its bytes are not UTF-8"
+    return None
+
+
+def file_text(path: str | Path, stats: SkipStats, max_bytes: int | None = None) -> str | None:
+    """The text of the file at ``path`` (see :func:`decode_text`), or None with the reason counted in
+    ``stats`` and the file named: unreadable, not a regular file, over ``max_bytes``, binary, or empty."""
+    where = shown_path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        stats.skip("unreadable_file", str(path), type(exc).__name__)
+        raw = read_regular_file(path, max_bytes)
+    except UnusableFile as err:
+        stats.skip(err.reason, where, err.detail)
         return None
-    text = decode_text(raw, str(path), stats)
+    except OSError as exc:
+        stats.skip("unreadable_file", where, type(exc).__name__)
+        return None
+    detail = binary_detail(raw)
+    if detail:
+        stats.skip("binary_file", where, detail)
+        return None
+    text = decode_text(raw, where, stats)
     if not text.strip():
-        stats.skip("empty_file", str(path))
+        stats.skip("empty_file", where)
         return None
     return text
 
@@ -125,9 +194,10 @@ def read_records(path: Path, stats: SkipStats) -> Iterator[tuple[str, Any]]:
 
     A ``.json`` file that does not parse is skipped whole; in ``.jsonl`` only the bad lines are.
     """
-    text = _text(path, stats)
+    text = file_text(path, stats)
     if text is None:
         return
+    path = Path(shown_path(path))  # "where" of every record: valid text even for a name that is not UTF-8
     if path.suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():

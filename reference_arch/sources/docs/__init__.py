@@ -25,8 +25,10 @@ deleted file disappears from the table. Each loaded partition also gets a marker
 partition replace its old rows too, and lets a loader skip a partition whose content has not changed
 since (``loaded_fingerprints``).
 
-Unreadable and empty files are skipped, bytes that are not UTF-8 are replaced by U+FFFD (the page is
-kept), and both are counted in ``source.skipped`` (a ``SkipStats``).
+Unreadable and empty files are skipped, and so are what is not a page in a folder anyone can write to (a
+FIFO or device named like a page, a name that is not UTF-8, a page over ``files.MAX_PAGE_BYTES``, binary
+content); bytes that are not UTF-8 in a text page are replaced by U+FFFD (the page is kept). Each is counted
+and named in ``source.skipped`` (a ``SkipStats``).
 
 Parts: ``files`` (the docs folder), ``api`` (docstrings, through griffe), ``helpers`` (settings and the
 ``pages`` row); this module holds the partitions and the dlt source.
@@ -39,7 +41,7 @@ from typing import Iterable
 
 from reference_arch.common.settings import source_enabled
 from reference_arch.sources.docs.api import docstring_documents
-from reference_arch.sources.docs.files import file_hashes, file_partition, file_rows
+from reference_arch.sources.docs.files import READ_RULES, file_hashes, file_partition, file_rows
 from reference_arch.sources.docs.helpers import (PAGE_COLUMNS, VANISHED, PackageSpec, configured_packages, docs_dir,
                                                  include_examples, iso, max_chars, page_row, parse_packages, sha256)
 from reference_arch.sources.export_files import SkipStats, named_source, repair_row
@@ -68,7 +70,7 @@ def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[
     files = file_hashes(folder) if folder is not None or source_enabled("docs") else {}
     for relative, digest in sorted(files.items()):
         by_folder.setdefault(file_partition(relative), []).append(f"{relative}={digest}")
-    prints.update({key: sha256("\n".join(lines)) for key, lines in by_folder.items()})
+    prints.update({key: sha256("\n".join([READ_RULES, *lines])) for key, lines in by_folder.items()})
     return prints
 
 

@@ -1,5 +1,10 @@
 """The docs folder: Markdown, reStructuredText and plain-text files, a document per file, grouped in
-a partition per top-level folder (``dir:<folder>``, ``dir:.`` for the files at the root)."""
+a partition per top-level folder (``dir:<folder>``, ``dir:.`` for the files at the root).
+
+A folder anyone can write to is hostile input: what is not a page is skipped and named in the load's counts,
+and the rest of the folder loads. That is a FIFO, socket or device named like a page (never opened to wait on
+a writer), a name that is not UTF-8 (ids, titles and sources are text), a page over ``MAX_PAGE_BYTES``
+(chunked and embedded at a few seconds per MB), and binary content (``export_files.binary_detail``)."""
 
 from __future__ import annotations
 
@@ -10,16 +15,35 @@ from typing import Iterator
 
 from reference_arch.sources.docs.helpers import (BASE_URL_ENV, FORMATS, ROOT_FOLDER, docs_dir, iso, page_row,
                                                  sha256)
-from reference_arch.sources.export_files import SkipStats, decode_text
+from reference_arch.sources.export_files import SkipStats, UnusableFile, file_text, read_regular_file, shown_path
+
+# A documentation page is rarely over a few hundred KB; a 200 MB one took over 20 minutes and 5.4 GB.
+MAX_PAGE_BYTES = 5 * 1024 * 1024
+# In every folder partition's fingerprint: a change of what is skipped reloads the partitions once, so a
+# page stored before it was skipped leaves the warehouse.
+READ_RULES = f"max_bytes={MAX_PAGE_BYTES};skip=non-regular,non-utf8-name,binary"
 
 
 def doc_files(folder: Path) -> list[Path]:
-    """The documentation files under ``folder``, hidden files and folders left out."""
+    """The documentation files under ``folder``, hidden files and folders left out: whatever is named like
+    one, so that what is no page is named when it is skipped (``file_rows``)."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root) / f for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in FORMATS]
     return found
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` under ``root`` as valid text (bytes that are not UTF-8 escaped, ``shown_path``)."""
+    return shown_path(path.relative_to(root).as_posix())
+
+
+def name_problem(path: Path, root: Path) -> UnusableFile | None:
+    """Why ``path`` cannot be a page by its name alone (its id and source are its name), or None."""
+    if relative_name(path, root) != path.relative_to(root).as_posix():
+        return UnusableFile("not_utf8_name", "rename it to UTF-8")
+    return None
 
 
 def file_partition(relative: str) -> str:
@@ -29,14 +53,19 @@ def file_partition(relative: str) -> str:
 
 
 def file_hashes(folder: str | Path | None = None) -> dict[str, str]:
-    """``{relative path: sha256 of the bytes}`` of every documentation file: what changed, not when."""
+    """``{relative path: sha256 of the bytes}`` of every documentation file: what changed, not when. A file
+    that is skipped (``file_rows``) is listed with why, so its partition loads and names it."""
     root = docs_dir(folder)
     hashes = {}
     for path in doc_files(root):
+        problem = name_problem(path, root)
         try:
-            hashes[path.relative_to(root).as_posix()] = sha256(path.read_bytes())
+            digest = str(problem) if problem else sha256(read_regular_file(path, MAX_PAGE_BYTES))
+        except UnusableFile as err:
+            digest = str(err)
         except OSError:
             continue  # vanished or unreadable between listing and reading: the next scan sees it
+        hashes[relative_name(path, root)] = digest
     return hashes
 
 
@@ -56,18 +85,20 @@ def _title(text: str, fmt: str, fallback: str) -> str:
 def file_rows(root: Path, partition: str, stats: SkipStats) -> Iterator[dict]:
     base_url = os.environ.get(BASE_URL_ENV, "")
     for path in doc_files(root):
-        relative = path.relative_to(root).as_posix()
+        relative = relative_name(path, root)
         if file_partition(relative) != partition:
             continue
+        problem = name_problem(path, root)
+        if problem:
+            stats.skip(problem.reason, shown_path(path), problem.detail)
+            continue
         try:
-            raw = path.read_bytes()
             mtime = path.stat().st_mtime
         except OSError as err:
-            stats.skip("unreadable_file", str(path), type(err).__name__)
+            stats.skip("unreadable_file", shown_path(path), type(err).__name__)
             continue
-        text = decode_text(raw, str(path), stats)  # a stray byte costs a character, not the page
-        if not text.strip():
-            stats.skip("empty_file", str(path))
+        text = file_text(path, stats, MAX_PAGE_BYTES)  # a stray byte costs a character, not the page
+        if text is None:
             continue
         fmt = FORMATS[path.suffix.lower()]
         title = _title(text, fmt, path.stem.replace("-", " ").replace("_", " "))
