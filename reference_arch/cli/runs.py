@@ -27,16 +27,16 @@ def load_defs(location: str):
 
 
 def instance():
-    import dagster as dg
+    from filelock import Timeout
 
-    from reference_arch.common.pools import apply_pool_limits, free_dead_runs
-    from reference_arch.common.settings import dagster_home
+    from reference_arch.common.pools import project_instance
+    from reference_arch.common.settings import DAGSTER_HOME_LOCK_WAIT_S
 
-    dagster_home()
-    inst = dg.DagsterInstance.get()
-    apply_pool_limits(inst)  # gpu: 1, openai: 4 (dagster.yaml holds only the default limit)
-    free_dead_runs(inst, log=lambda line: print(line, file=sys.stderr))  # a killed run's slot, not a 10-minute wait
-    return inst
+    try:  # a killed run's slot is freed here, not after a 10-minute wait
+        return project_instance(log=lambda line: print(line, file=sys.stderr))
+    except Timeout as err:
+        raise CliError(f"another process has held {err.lock_file} for {DAGSTER_HOME_LOCK_WAIT_S:.0f} s while "
+                       "setting up the Dagster instance; if it is stuck, stop it and run the command again") from None
 
 
 def _first_line(error) -> str:

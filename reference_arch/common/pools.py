@@ -6,9 +6,14 @@ under rate limits, through ``pool_for``, since a location's settings decide wher
 Dagster 1.13's ``dagster.yaml`` takes only a default pool limit (``concurrency: pools:
 default_limit``), so the per-pool limits are written into the instance here: ``python -m reference_arch.common.pools`` (the docker daemon runs
 it on start-up; equal to ``dagster instance concurrency set gpu 1`` and ``... openai 4``).
+``project_instance`` is the instance the CLI and that command use: set up under an inter-process lock,
+so commands started at once on a fresh home do not race at creating its storage and pool rows.
 """
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import dagster as dg
 
@@ -27,14 +32,42 @@ def pool_for(provider: str | None, otherwise: str | None = None) -> str | None:
 
 
 def apply_pool_limits(instance: dg.DagsterInstance, limits: dict[str, int] | None = None) -> dict[str, int]:
-    """Write the pool limits into the instance's storage; returns what was set."""
+    """Write the pool limits into the instance's storage, leaving those already set as they are; returns
+    the limits. Idempotent, and safe beside another process writing a pool's row at the same moment."""
+    from sqlalchemy.exc import IntegrityError
+
     limits = POOL_LIMITS if limits is None else limits
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         raise RuntimeError(f"{type(storage).__name__} cannot enforce pools: use a SQLite or Postgres instance")
+    held = {p.name: p.limit for p in storage.get_pool_limits() if not p.from_default}
     for pool, limit in limits.items():
-        storage.set_concurrency_slots(pool, limit)
+        if held.get(pool) == limit:
+            continue  # no write on every command
+        try:
+            storage.set_concurrency_slots(pool, limit)
+        except IntegrityError:
+            # Dagster reads, then inserts the pool's row (SQLite takes no row lock): a run that claimed the
+            # pool (its default limit) or another project process inserted it in between. Now it is an update.
+            storage.set_concurrency_slots(pool, limit)
     return dict(limits)
+
+
+def project_instance(log=None) -> dg.DagsterInstance:
+    """The project's instance (``DAGSTER_HOME``, see ``settings.dagster_home``) with the pool limits set and
+    the slots of dead runs freed (``log``: a callable given one line per run freed). Its first use creates
+    the storage schema and the pools' rows; that happens under the home's inter-process lock, so commands
+    started at once on a fresh home take turns at it instead of racing."""
+    from reference_arch.common.settings import dagster_home, dagster_home_lock
+
+    home = dagster_home()
+    with dagster_home_lock(home):
+        for db in SQLITE_STORAGE_DBS:
+            keep_one_schema_version(home / db)
+        instance = dg.DagsterInstance.get()
+        apply_pool_limits(instance)  # gpu: 1, openai: 4 (dagster.yaml holds only the default limit)
+        free_dead_runs(instance, log=log)  # once per dead run, not once per process that finds it
+    return instance
 
 
 # -- runs whose worker died ----------------------------------------------------------------------
@@ -120,14 +153,50 @@ def dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     return dg.SkipReason(f"freed the slots of {len(freed)} run(s)" if freed else "no dead run holds a pool slot")
 
 
-def main() -> None:
-    from reference_arch.common.settings import dagster_home
+# -- a home that commands started at once left with two schema versions ------------------------
+# The SQLite databases a DAGSTER_HOME's default storage keeps (runs, the event log's index, schedules).
+SQLITE_STORAGE_DBS = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 
-    dagster_home()  # DAGSTER_HOME, or the project's .dagster_home with the repo's dagster.yaml
-    with dg.DagsterInstance.get() as instance:
-        for pool, limit in apply_pool_limits(instance).items():
+
+def keep_one_schema_version(db: Path) -> str | None:
+    """Repair a SQLite storage that two processes created at once before ``project_instance`` took a
+    lock: both created the (current) tables and each stamped a schema version, so ``alembic_version``
+    holds two rows and Dagster refuses every command ("more than one head present"). Keeps the newest
+    of them (the tables were created at it; the other is Dagster's fallback for tables it found without
+    a version); touches nothing else. Returns the version kept, or None when there was nothing to do."""
+    import sqlite3
+
+    if not db.is_file():
+        return None
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
+        try:
+            stamped = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+        except sqlite3.DatabaseError:
+            return None  # no such table yet (Dagster creates it) or not a database (Dagster says so)
+        if len(stamped) < 2:
+            return None
+        newest = next((r.revision for r in dagster_schema_history() if r.revision in stamped), None)
+        if newest is None:
+            return None  # versions this Dagster does not know: leave them to `dagster instance migrate`
+        with conn:
+            conn.execute("DELETE FROM alembic_version WHERE version_num != ?", (newest,))
+    return newest
+
+
+def dagster_schema_history():
+    """Dagster's storage schema revisions, newest first."""
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.sql import get_alembic_config
+
+    return ScriptDirectory.from_config(get_alembic_config(sqlite_run_storage.__file__)).walk_revisions()
+
+
+def main() -> None:
+    # DAGSTER_HOME, or the project's .dagster_home with the repo's dagster.yaml
+    with project_instance(log=print):
+        for pool, limit in POOL_LIMITS.items():
             print(f"pool {pool}: {limit} at a time")
-        free_dead_runs(instance, log=print)
 
 
 if __name__ == "__main__":

@@ -82,9 +82,25 @@ def dagster_home() -> Path:
     path = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "dagster.yaml").exists() and (PROJECT_ROOT / "dagster.yaml").exists():
-        write_instance_config(path)
+        with dagster_home_lock(path):
+            if not (path / "dagster.yaml").exists():
+                write_instance_config(path)
     os.environ["DAGSTER_HOME"] = str(path)
     return path
+
+
+DAGSTER_HOME_LOCK = ".reference_arch.lock"
+DAGSTER_HOME_LOCK_WAIT_S = 300.0
+
+
+def dagster_home_lock(path: Path):
+    """The inter-process lock held while a process sets up the Dagster home at ``path`` (its dagster.yaml,
+    the storage schema, the pool limits): two commands started at once on a fresh home otherwise both
+    create the SQLite tables and stamp their schema version, leaving two alembic heads that break every
+    later command. Not reentrant: take it once per set-up."""
+    from filelock import FileLock
+
+    return FileLock(str(Path(path) / DAGSTER_HOME_LOCK), timeout=DAGSTER_HOME_LOCK_WAIT_S)
 
 
 def openai_configured() -> bool:
