@@ -173,3 +173,30 @@ def test_the_training_setup_gives_the_libraries_no_cause_to_warn(tiny_model_dir,
     for ids, mask in zip(rows["input_ids"], rows["attention_mask"]):
         assert len(mask) == len(ids) and mask == sorted(mask, reverse=True) and 0 < sum(mask)
     assert any(0 in mask for mask in rows["attention_mask"])  # the shorter example is padded, and masked
+
+
+def test_a_resumed_run_takes_its_own_checkpoint_and_log_intervals(tiny_model_dir, tmp_path):
+    """Started with checkpoint_every=2, log_every=2 and resumed with 1 and 1: the Trainer restores the
+    intervals saved in trainer_state.json, so the resumed run checkpointed and reported only at 4 and 6."""
+    import subprocess
+    import sys
+
+    data = str(_masked_dataset(tmp_path / "data", n=8))
+
+    def run(max_steps: int, every: int) -> tuple[list[dict], str]:
+        spec = train_spec(model_dir=str(tiny_model_dir), train_data=data, output_dir=str(tmp_path / "out"),
+                          max_steps=max_steps, batch_size=4, checkpoint_every=every, log_every=every, warmup_steps=0,
+                          device="cpu", peak_flops=1e9)
+        (tmp_path / "spec.json").write_text(spec.model_dump_json())
+        done = subprocess.run([sys.executable, "-m", "reference_arch.common.trainer.entry", "--config",
+                               str(tmp_path / "spec.json")], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], done.stdout
+
+    first, _ = run(max_steps=2, every=2)
+    assert [m["step"] for m in first if m["event"] == "checkpoint"] == [2]
+    resumed, out = run(max_steps=6, every=1)
+    assert resumed[0]["resumed_from_step"] == 2
+    assert [m["step"] for m in resumed if m["event"] == "checkpoint"] == [3, 4, 5, 6]
+    assert [m["step"] for m in resumed if m["event"] == "metrics"] == [3, 4, 5, 6]
+    assert "intervals: checkpoint every 1 steps (was 2), log every 1 steps (was 2)" in out  # said in one line

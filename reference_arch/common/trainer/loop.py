@@ -46,6 +46,10 @@ def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool,
     )
 
 
+# The Trainer's step intervals (``<kind>_steps`` and ``<kind>_strategy`` in TrainingArguments), as a run says them.
+INTERVALS = {"save": "checkpoint", "logging": "log", "eval": "evaluate"}
+
+
 class Streamer(TrainerCallback):
     """Loss, learning rate, tokens/s and MFU to the reporter; each finished checkpoint marked and announced."""
 
@@ -66,6 +70,17 @@ class Streamer(TrainerCallback):
         if self.steady_t0 is None or step <= self.steady_step0:
             return 0.0
         return (step - self.steady_step0) * self.tokens_per_step / (time.perf_counter() - self.steady_t0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed TrainerState keeps the intervals of the run that saved it, and the Trainer's flow reads
+        # them from the state, not from args: this run's settings take effect from here, said in one line.
+        was = {kind: getattr(state, f"{kind}_steps") for kind in INTERVALS}
+        state.compute_steps(args, state.max_steps)
+        changed = [f"{name} every {getattr(state, f'{kind}_steps')} steps (was {was[kind]})"
+                   for kind, name in INTERVALS.items()
+                   if getattr(args, f"{kind}_strategy") == "steps" and getattr(state, f"{kind}_steps") != was[kind]]
+        if state.global_step and changed:
+            self.report.log(f"resumed at step {state.global_step} with this run's intervals: {', '.join(changed)}")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step is None:
