@@ -52,8 +52,9 @@ class ChunkSettings:
     def fingerprint(self, model: str) -> str:
         """Changes when re-chunking would give different chunks."""
         # v3: Markdown sections from a CommonMark parser (code blocks' "#" lines are no headings),
-        # and a summary chunk per docstring; v4: the summary skips a docstring's own signature lines
-        return f"{model}|{self.max_tokens}|{self.chunk_tokens}|{self.overlap_tokens}|v4"
+        # and a summary chunk per docstring; v4: the summary skips a docstring's own signature lines;
+        # v5: a word too long for WordPiece counts its characters (``embeddings.count_tokens``), so it is cut
+        return f"{model}|{self.max_tokens}|{self.chunk_tokens}|{self.overlap_tokens}|v5"
 
 
 def _separators(fmt: str) -> list[str]:

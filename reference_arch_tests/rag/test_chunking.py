@@ -1,5 +1,9 @@
 """Chunking in the model's tokens, and the document shapes of GitHub and Slack records."""
 
+import random
+import re
+import string
+
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.rag.chunking import ChunkSettings, chunk_document
 from reference_arch.rag.documents import document, github_documents, slack_documents
@@ -147,3 +151,24 @@ def test_the_summary_skips_a_docstring_s_own_signature_lines():
     doc = document("docs:pkg.f", "docs", "docstring", "pkg.f", "pkg.f", "",
                    "pkg.f(x)\n\nf(x) -> int\n\nParameters\n----------\nx : int", 0, 0)
     assert not any(c["text"].endswith("f(x) -> int") for c in chunk_document(doc, count, SETTINGS))
+
+
+def test_a_run_without_spaces_is_split_to_the_chunk_size():
+    """A 38,400-character run without spaces inside prose was one 38 KB chunk counted as 46 tokens: MiniLM's
+    WordPiece reads a word over 100 characters as one [UNK], so the splitter never cut it."""
+    count, full = counters()
+    letters = random.Random(0)
+    run = "".join(letters.choice(string.ascii_lowercase) for _ in range(38_400))
+    body = "Some words before the run of characters. " * 3 + run + " and a few words after it."
+    for fmt in ("markdown", "text", "rst", "docstring"):
+        chunks = chunk_document(document("docs:run.md", "docs", fmt, "Run", "run.md", "", body, 0, 0), count,
+                                SETTINGS, "test")
+        assert max(len(c["text"]) for c in chunks) < 2_000, fmt
+        assert all(c["tokens"] == full(c["text"]) <= 256 for c in chunks)
+        covered = set()  # nothing of the run is lost: its pieces (overlapping) cover it
+        for piece in (p for c in chunks for p in re.findall(r"[a-z]{20,}", c["text"])):
+            start = run.find(piece)
+            assert start >= 0, fmt
+            covered.update(range(start, start + len(piece)))
+        assert len(covered) == len(run), fmt
+    assert full(run) >= len(run) // 4  # the counter sees the run's length, not one [UNK]

@@ -38,6 +38,23 @@ def load_fast_tokenizer(model_path: str):
     return tokenizer
 
 
+def count_tokens(tokenizer, text: str, special_tokens: bool = False) -> int:
+    """Tokens of ``text`` (a ``tokenizers.Tokenizer``), a word too long for WordPiece counted by its length.
+
+    WordPiece reads a word over ``max_input_chars_per_word`` characters (100 for MiniLM) as one [UNK]: a
+    38,400-character run without spaces counted as 1 token, so a text splitter kept it whole in one
+    38 KB chunk. Counted as one token per character (at least its word pieces, and fast: WordPiece is
+    quadratic in the word's length), such a run is cut like any other text; the model still reads an
+    [UNK] for it, fewer tokens than counted, so a chunk sized with this stays within the model's limit."""
+    encoding = tokenizer.encode(text, add_special_tokens=special_tokens)
+    unknown = getattr(tokenizer.model, "unk_token", None)
+    limit = getattr(tokenizer.model, "max_input_chars_per_word", None)
+    if limit is None or unknown not in encoding.tokens:
+        return len(encoding.ids)
+    return sum(end - start if token == unknown and end - start > limit else 1
+               for token, (start, end) in zip(encoding.tokens, encoding.offsets))
+
+
 @functools.lru_cache(maxsize=2)
 def load_sentence_transformer(name_or_path: str, device: str | None = None):
     """Load once per process (the import alone takes seconds)."""
@@ -114,9 +131,10 @@ class EmbeddingsResource(dg.ConfigurableResource):
             return lambda text: len(encoding.encode(text, disallowed_special=()))
         path = self.resolved_model()
         if os.path.isfile(os.path.join(path, "tokenizer.json")):
-            tokenizer = load_fast_tokenizer(path)
-            return lambda text: len(tokenizer.encode(text, add_special_tokens=special_tokens).ids)
+            return functools.partial(count_tokens, load_fast_tokenizer(path), special_tokens=special_tokens)
         hf = self.tokenizer()
+        if getattr(hf, "is_fast", False):
+            return functools.partial(count_tokens, hf.backend_tokenizer, special_tokens=special_tokens)
         return lambda text: len(hf(text, add_special_tokens=special_tokens, truncation=False)["input_ids"])
 
     def dimension(self) -> int:
