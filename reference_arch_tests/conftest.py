@@ -33,12 +33,15 @@ def tmp_home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def registry_with_tiny_model(tmp_home, tiny_model_dir):
-    """The temporary home's registry holding the tiny model as ``tiny-lm`` (``TINY_MODEL_NAME``) version 1."""
+def registry_with_tiny_model(tmp_home, tiny_model_dir, monkeypatch):
+    """The temporary home's registry holding the tiny model as ``tiny-lm`` (``TINY_MODEL_NAME``) version 1,
+    chosen as the local LLM (``REFERENCE_ARCH_LLM_MODEL``): tests of the plumbing around a model answer in
+    milliseconds; tests of what a model does use the packaged instruct one (the default)."""
     from reference_arch.common.registry import ModelRegistry
 
     registry = ModelRegistry()
     registry.publish(TINY_MODEL_NAME, tiny_model_dir, {"kind": "test"})
+    monkeypatch.setenv("REFERENCE_ARCH_LLM_MODEL", f"registry:{TINY_MODEL_NAME}@1")
     return registry
 
 

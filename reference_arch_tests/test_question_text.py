@@ -11,6 +11,7 @@ import sys
 import dagster as dg
 import pytest
 
+from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch.cli import main
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.unicode_text import repair_text
@@ -73,7 +74,7 @@ def test_prompt_graph_with_a_lone_surrogate_in_run_config(registry_with_tiny_mod
     from reference_arch.prompt.defs import inference as prompt_inference
 
     result = dg.materialize_to_memory(
-        [prompt.question, prompt.prompt, prompt_inference.answer], resources={"llm": LLMResource()},
+        [prompt.question, prompt.prompt, prompt_inference.answer], resources={"llm": LLMResource(model=TINY_LLM)},
         run_config={"ops": {"prompt__question": {"config": {"question": LONE_SURROGATE}}}}, raise_on_error=False)
     assert result.success
     assert result.asset_value(dg.AssetKey(["prompt", "prompt"]))["messages"][0]["content"].endswith("What is a \ufffd series?")
@@ -83,5 +84,5 @@ def test_model_calls_repair_text_from_any_source(registry_with_tiny_model):
     """A system prompt (fine-tuning config) or a retrieved source holding a lone surrogate."""
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 
-    assert isinstance(LLMResource().generate([("system", "Be upbeat \udc80"), ("human", LONE_SURROGATE)]), str)
+    assert isinstance(LLMResource(model=TINY_LLM).generate([("system", "Be upbeat \udc80"), ("human", LONE_SURROGATE)]), str)
     assert EmbeddingsResource(provider="local").embed_array([LONE_SURROGATE]).shape == (1, 384)

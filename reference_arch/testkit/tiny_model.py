@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TINY_MODEL_NAME = "tiny-lm"  # the name tests and benchmarks publish it under in a registry
+TINY_LLM = f"registry:{TINY_MODEL_NAME}@1"  # the LLM resource's model once published there
 
 TINY_TEXT = [
     "import pandas as pd\nseries = pd.Series([1, 2, 3], name='values')\n",

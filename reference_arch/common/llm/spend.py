@@ -37,10 +37,11 @@ class Spend:
 
 def _prices(llm, names: list[str]) -> list[ModelPrice]:
     """The price-table entries of ``names``; a model not in the table (a local server's own model) is
-    priced at 0 and unlimited only when no list was configured (today's single-model behaviour)."""
+    priced at 0 and unlimited only when no list was configured (today's single-model behaviour), and so is
+    every model of the local provider (it runs here: a registry model, a folder)."""
     table = load_prices(llm.prices_file or PRICES_FILE)
     unknown = [n for n in names if n not in table]
-    if unknown and llm.models:
+    if unknown and llm.models and llm.resolved_provider() == "openai":
         from reference_arch.common.llm.errors import LLMError
 
         raise LLMError(f"LLM models {', '.join(unknown)} are not in the price table "

