@@ -18,7 +18,7 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
     """Run a question job synchronously and return its answer record (with ``run_id``)."""
     import dagster as dg
 
-    from reference_arch.common.questions import QuestionError, question_run_config, validate_question
+    from reference_arch.common.questions import question_run_config, validate_question
     from reference_arch.common.unicode_text import repair_text
 
     location, job_name, prefix = ASK_TARGETS[target]
@@ -28,14 +28,14 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
               file=sys.stderr)
     try:
         question = validate_question(question)
-    except QuestionError as err:
+        run_config = {**question_run_config(prefix, question), **QUIET}  # the question masked: no secret in runs.db
+    except ValueError as err:  # QuestionError, or a REFERENCE_ARCH_REDACT that names no type
         raise CliError(str(err)) from None
     defs = load_defs(location)
     try:
         job = defs.resolve_job_def(job_name)
     except Exception:  # noqa: BLE001 - a location not built yet
         raise CliError(f"the {location} location has no {job_name} yet") from None
-    run_config = {**question_run_config(prefix, question), **QUIET}
     if template is not None and location != "prompt":
         raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
     if location == "prompt":  # the template's variable rules refuse a bad question before any run

@@ -13,15 +13,17 @@ def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> di
     question run, or a second verdict on the same run."""
     import dagster as dg
 
-    from reference_arch.common.feedback import FeedbackError, check_verdict
+    from reference_arch.common.feedback import FeedbackError, check_verdict, feedback_run_config
 
     try:
         check_verdict(verdict)  # before any run: a typo makes no failed run
     except FeedbackError as err:
         raise CliError(str(err)) from None
     job = load_defs("prompt").resolve_job_def("feedback_job")
-    config = {"ops": {"record_feedback": {"config": {"run_id": run_id, "verdict": verdict, "comment": comment}}},
-              **QUIET}
+    try:
+        config = {**feedback_run_config(run_id, verdict, comment), **QUIET}  # the comment masked: none in runs.db
+    except ValueError as err:  # a REFERENCE_ARCH_REDACT that names no type
+        raise CliError(str(err)) from None
     result = job.execute_in_process(run_config=config, instance=inst or instance(), raise_on_error=False)
     if not result.success:
         raise CliError(first_failure(result).removeprefix("record_feedback: "))

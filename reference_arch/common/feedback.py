@@ -45,6 +45,16 @@ def check_verdict(verdict: str) -> str:
     return verdict
 
 
+def feedback_run_config(run_id: str, verdict: str, comment: str = "") -> dict[str, Any]:
+    """Run config for ``feedback_job``, the comment masked (``common.redaction``): Dagster keeps a run's config
+    in its run database and shows it in the UI (``record_feedback`` masks it again, for config sent another
+    way). ``ValueError`` for a ``REFERENCE_ARCH_REDACT`` that names no type."""
+    from reference_arch.common.redaction import redact
+
+    return {"ops": {"record_feedback": {"config": {"run_id": run_id, "verdict": verdict,
+                                                   "comment": redact(comment) if comment else ""}}}}
+
+
 def approval(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """``{"up", "down", "total": counts, "approval_rate": up / total (0.0 for no records)}``."""
     verdicts = [r["verdict"] for r in records]

@@ -49,13 +49,13 @@ def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -
     metadata, or a failure naming the problem before any model is called."""
     from collections import Counter
 
-    from reference_arch.common.redaction import redactor
+    from reference_arch.common.redaction import placeholder_counts, redactor
     from reference_arch.common.unicode_text import repair_text
 
     try:
         text = validate_question(config.question, config.max_chars)
-        masked: Counter = Counter()
-        text = redactor().redact(text, masked)
+        text = redactor().redact(text, Counter())
+        masked = placeholder_counts(text)  # masked here, or already in the run config (question_run_config)
     except (QuestionError, ValueError) as err:  # ValueError: a REFERENCE_ARCH_REDACT that names no type
         raise dg.Failure(description=f"question refused: {err}") from None
     repaired = repair_text(config.question or "")[1]
@@ -78,8 +78,12 @@ def run_routing(context: dg.AssetExecutionContext, question_key: dg.AssetKey) ->
 
 
 def question_run_config(location: str, question: str) -> dict[str, Any]:
-    """Run config for ``<location>_question_job`` (its first asset is ``<location>/question``)."""
-    return {"ops": {f"{location}__question": {"config": {"question": question}}}}
+    """Run config for ``<location>_question_job`` (its first asset is ``<location>/question``), the question
+    masked (``common.redaction``): Dagster keeps a run's config in its run database and shows it in the UI.
+    ``ValueError`` for a ``REFERENCE_ARCH_REDACT`` that names no type."""
+    from reference_arch.common.redaction import redact
+
+    return {"ops": {f"{location}__question": {"config": {"question": redact(question)}}}}
 
 
 # The local LLM is the newest model in the registry, published by one of these assets (pretrain's base

@@ -25,6 +25,23 @@ from reference_arch.common.atomic import set_aside
 log = logging.getLogger(__name__)
 
 
+def _masked(generations: RETURN_VAL_TYPE) -> list:
+    """The generations with their text masked (``common.redaction``): the answer ``generate`` returns is
+    masked, and its raw text is not kept on disk either. A hit returns it masked, which masking leaves as is."""
+    from reference_arch.common.redaction import redact
+
+    out = []
+    for generation in generations:
+        message = getattr(generation, "message", None)
+        if message is not None and isinstance(message.content, str):
+            message = message.model_copy(update={"content": redact(message.content)})
+            generation = generation.model_copy(update={"message": message, "text": message.content})
+        elif isinstance(getattr(generation, "text", None), str):
+            generation = generation.model_copy(update={"text": redact(generation.text)})
+        out.append(generation)
+    return out
+
+
 class SQLiteResponseCache(BaseCache):
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -73,7 +90,7 @@ class SQLiteResponseCache(BaseCache):
         try:
             with self._lock, self._connect() as con:
                 con.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
-                            (prompt, llm_string, dumps(list(return_val))))
+                            (prompt, llm_string, dumps(_masked(return_val))))
         except sqlite3.DatabaseError as err:
             self._start_over(err)
 
