@@ -79,3 +79,31 @@ def no_secrets_in_index(embeddings: EmbeddingsResource, vector_store: VectorStor
         return secrets_check(collection.texts(), "index_rows")
     finally:
         collection.close()
+
+
+def no_documents_message() -> str:
+    """One line for an empty index: what happened and where documents go (the enabled sources' settings)."""
+    from reference_arch.common.settings import SOURCE_SETTINGS, SOURCES_ENV, enabled_sources
+    from reference_arch.sources.docs.helpers import DOCS_DIR_ENV, default_docs_dir
+
+    enabled = sorted(enabled_sources())
+    if not enabled:
+        return f"no documents: every source is off ({SOURCES_ENV}=none), so the index is empty; turn one on and run again"
+    places = [f"{default_docs_dir()} ({DOCS_DIR_ENV})" if name == "docs" else
+              f"the {name} source ({' or '.join(SOURCE_SETTINGS[name])})" for name in enabled]
+    return (f"no documents: the enabled sources ({', '.join(enabled)}) hold none, so the index is empty; "
+            f"add documents to {' or '.join(places)} and run again")
+
+
+@dg.asset_check(asset=vector_index, blocking=True,
+                description="The index holds some chunks. An emptied docs folder (or every source off) empties the "
+                            "index, which is valid, but no question can be answered from it: blocking, so the "
+                            "question in the same run is not asked, and the failure says where documents go.")
+def index_has_documents(embeddings: EmbeddingsResource, vector_store: VectorStoreResource) -> dg.AssetCheckResult:
+    collection = open_collection(embeddings, vector_store)
+    try:
+        rows = collection.count()
+    finally:
+        collection.close()
+    return dg.AssetCheckResult(passed=rows > 0, metadata={"index_rows": rows},
+                               description=None if rows else no_documents_message())
