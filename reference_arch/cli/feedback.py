@@ -11,19 +11,24 @@ def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> di
     values (``approval_rate``, ``up``, ``down``, ``total`` of the day, ``all_time_*``, ...) plus the
     feedback ``run_id``. ``CliError`` (one line) for a refused verdict: bad verdict, unknown run, not a
     question run, or a second verdict on the same run."""
+    import sys
+
     import dagster as dg
 
-    from reference_arch.common.feedback import FeedbackError, check_verdict, feedback_run_config
+    from reference_arch.common.feedback import check_verdict, feedback_run_config
+    from reference_arch.common.unicode_text import repair_text
 
+    repaired = repair_text(comment or "")[1]
+    if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are), as for a question
+        print(f"note: the comment held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
+              file=sys.stderr)
     try:
-        check_verdict(verdict)  # before any run: a typo makes no failed run
-    except FeedbackError as err:
+        check_verdict(verdict)  # before any run: a typo or an over-long comment makes no failed run
+        # the comment repaired and masked: runs.db holds neither a secret nor undecodable bytes
+        config = {**feedback_run_config(run_id, verdict, comment), **QUIET}
+    except ValueError as err:  # FeedbackError; a REFERENCE_ARCH_REDACT that names no type
         raise CliError(str(err)) from None
     job = load_defs("prompt").resolve_job_def("feedback_job")
-    try:
-        config = {**feedback_run_config(run_id, verdict, comment), **QUIET}  # the comment masked: none in runs.db
-    except ValueError as err:  # a REFERENCE_ARCH_REDACT that names no type
-        raise CliError(str(err)) from None
     result = job.execute_in_process(run_config=config, instance=inst or instance(), raise_on_error=False)
     if not result.success:
         raise CliError(first_failure(result).removeprefix("record_feedback: "))

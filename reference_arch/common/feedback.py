@@ -9,6 +9,10 @@ only appended to, each append rewriting the day's file atomically, and never reb
     read_feedback()                    # every record, oldest first
     read_feedback(day="2026-11-30")    # one day's
     approval(records)                  # {"up", "down", "total", "approval_rate"}
+
+A comment is user text at the door, as a question is: made valid Unicode (bytes the command line could not
+decode become U+FFFD) and bounded (``MAX_COMMENT_CHARS``), by ``feedback_record``, whoever launched the run,
+and by ``feedback_run_config`` before a run is made.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ VERDICTS = ("up", "down")
 # Keys of every feedback record (``target`` is the ask target: prompt | rag | finetuned).
 FEEDBACK_KEYS = ("run_id", "verdict", "comment", "target", "question", "answer", "sources", "model",
                  "template", "recorded_at")
+
+
+# A comment says why, in a few words; the day's file is rewritten whole on every verdict.
+MAX_COMMENT_CHARS = 2000
 
 
 class FeedbackError(ValueError):
@@ -45,12 +53,26 @@ def check_verdict(verdict: str) -> str:
     return verdict
 
 
+def check_comment(comment: str | None) -> str:
+    """``comment`` stripped and made valid Unicode (``unicode_text.valid_text``, as questions are);
+    ``FeedbackError`` in one line when it is longer than ``MAX_COMMENT_CHARS``."""
+    from reference_arch.common.unicode_text import valid_text
+
+    text = valid_text(comment or "").strip()
+    if len(text) > MAX_COMMENT_CHARS:
+        raise FeedbackError(f"the comment is {len(text)} characters long, over the limit of {MAX_COMMENT_CHARS}: "
+                            "say why in fewer words")
+    return text
+
+
 def feedback_run_config(run_id: str, verdict: str, comment: str = "") -> dict[str, Any]:
-    """Run config for ``feedback_job``, the comment masked (``common.redaction``): Dagster keeps a run's config
-    in its run database and shows it in the UI (``record_feedback`` masks it again, for config sent another
-    way). ``ValueError`` for a ``REFERENCE_ARCH_REDACT`` that names no type."""
+    """Run config for ``feedback_job``, the comment checked (``check_comment``) and masked (``common.redaction``):
+    Dagster keeps a run's config in its run database and shows it in the UI (``record_feedback`` masks it
+    again, for config sent another way). ``FeedbackError`` for a comment over the limit, ``ValueError`` for a
+    ``REFERENCE_ARCH_REDACT`` that names no type."""
     from reference_arch.common.redaction import redact
 
+    comment = check_comment(comment)
     return {"ops": {"record_feedback": {"config": {"run_id": run_id, "verdict": verdict,
                                                    "comment": redact(comment) if comment else ""}}}}
 
@@ -65,9 +87,10 @@ def approval(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def feedback_record(run_id: str, verdict: str, *, target: str, question: str, answer: str,
                     sources: list[dict] | None = None, model: str = "", template: str | None = None,
                     comment: str = "", recorded_at: str | None = None) -> dict[str, Any]:
-    """A feedback record with every ``FEEDBACK_KEYS`` key; ``FeedbackError`` for a verdict not in ``VERDICTS``."""
+    """A feedback record with every ``FEEDBACK_KEYS`` key; ``FeedbackError`` for a verdict not in ``VERDICTS``
+    or a comment over ``MAX_COMMENT_CHARS`` (see ``check_comment``)."""
     check_verdict(verdict)
-    return {"run_id": run_id, "verdict": verdict, "comment": comment or "", "target": target,
+    return {"run_id": run_id, "verdict": verdict, "comment": check_comment(comment), "target": target,
             "question": question, "answer": answer, "sources": list(sources or []), "model": model,
             "template": template, "recorded_at": recorded_at or datetime.now(timezone.utc).isoformat()}
 
