@@ -58,7 +58,8 @@ EXTRA_PATTERNS = (
 _TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=]*")
 # A line break between two runs of 8+ token characters, with a digit in one of them (prose lines ending and
 # starting with words are not joined): where a key wrapped over lines is joined again.
-_BREAK_IN_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=.])([A-Za-z0-9_\-+/=.]{8,}+)[ \t]*\r?\n[ \t]*(?=([A-Za-z0-9_\-+/=.]{8,}))")
+_BREAK_IN_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=.])([A-Za-z0-9_\-+/=.]{8,}+)"  # from a run's start: linear
+                             r"[ \t]*\r?\n[ \t]*(?=([A-Za-z0-9_\-+/=.]{8,}))")
 _DIGIT = re.compile(r"[0-9]")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{16,}={0,2}")
 
