@@ -1,7 +1,8 @@
 """Where the project writes, and the environment it runs in.
 
 Everything the project writes lives under one home, ``REFERENCE_ARCH_HOME`` (default
-``.reference_arch/`` in the project root), so a user can delete it to start over.
+``.reference_arch/`` in the project root), so a user can delete it to start over. Every ``REFERENCE_ARCH_*``
+setting is typed and validated in ``settings_model.py``.
 """
 
 from __future__ import annotations
@@ -121,12 +122,10 @@ SOURCE_SETTINGS = {
 }
 
 
-def name_list_setting(env: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
-                      all_word: str | None = None, value: str | None = None) -> frozenset[str]:
-    """The names a list setting holds: ``env`` (or ``value``) is comma-separated names from ``choices``,
-    ``none`` (no name), or ``all_word`` when given (every choice); unset or blank gives ``default``.
-    ``ValueError`` names an unknown one and what is allowed."""
-    raw = (os.environ.get(env, "") if value is None else value).strip()
+def parse_name_list(raw: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
+                    all_word: str | None = None) -> frozenset[str]:
+    """The names ``raw`` holds: comma-separated names from ``choices``, ``none`` (no name), or ``all_word`` when
+    given (every choice); blank gives ``default``. ``ValueError`` names an unknown one and what is allowed."""
     names = {n.strip().lower() for n in raw.split(",") if n.strip()}
     if not names:
         return default
@@ -137,9 +136,18 @@ def name_list_setting(env: str, choices: tuple[str, ...], *, kind: str, default:
     unknown = sorted(names - set(choices))
     if unknown:
         words = ", ".join(w for w in (all_word, "none") if w)
-        raise ValueError(f"{env}={raw!r} names unknown {kind}(s) {', '.join(unknown)}: use {words} or any of "
-                         f"{', '.join(choices)}")
+        raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}; use {words} or any of {', '.join(choices)}")
     return frozenset(names)
+
+
+def name_list_setting(env: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
+                      all_word: str | None = None, value: str | None = None) -> frozenset[str]:
+    """``parse_name_list`` of ``env`` (or ``value``); unset gives ``default``. ``ValueError`` names the variable."""
+    raw = (os.environ.get(env, "") if value is None else value).strip()
+    try:
+        return parse_name_list(raw, choices, kind=kind, default=default, all_word=all_word)
+    except ValueError as err:
+        raise ValueError(f"{env}={raw!r} names {err}") from None
 
 
 def enabled_sources() -> frozenset[str]:
