@@ -49,7 +49,14 @@ def quiet_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reference_arch.common.settings_model import SettingsError, load_settings
+
     args = parser().parse_args(argv)
+    try:
+        load_settings()  # every REFERENCE_ARCH_* setting, before any command reads one
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     quiet_warnings()
     try:
         inst = instance()

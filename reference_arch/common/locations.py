@@ -29,6 +29,11 @@ def location_definitions(defs_root: ModuleType, *, resources: dict | None = None
 
     import dagster as dg
 
+    from reference_arch.common.settings_model import load_settings
+
+    # Every setting validated before the location's modules load (some read one at import): a bad one fails the
+    # load with one line naming it (SettingsError, shown by `dagster dev` and `dg`), not an error from deep inside.
+    load_settings()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # package loading is "preview" in 1.13
         loaded = dg.load_definitions_from_package_module(defs_root)
