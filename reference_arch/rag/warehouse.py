@@ -50,10 +50,17 @@ def pipeline(source_name: str):
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
     """Serialise loads and reads of the warehouse across processes; a DuckDB warehouse that cannot
-    be opened fails here, in one line (see ``check_readable``)."""
+    be opened, is shorter than its own header says, or turns out damaged while it is read or loaded
+    (a block's checksum, a block past its end) fails in one line (see ``check_readable``)."""
     with warehouse_lock(rag_dir()):
         check_readable()
-        yield
+        try:
+            yield
+        except Exception as err:  # dlt wraps DuckDB's errors: the damage is somewhere in the chain
+            found = damage(err)
+            if found is None:
+                raise
+            raise damaged(found) from None
 
 
 @contextlib.contextmanager
@@ -63,27 +70,65 @@ def locked_pipeline(source_name: str):
         yield pipeline(source_name)
 
 
+# What DuckDB says of a damaged file, as opposed to a query's or a lock's error.
+DAMAGE_MESSAGES = ("corrupt database file", "could not read enough bytes", "not a valid duckdb database file")
+
+
+def damage(err: BaseException) -> str | None:
+    """DuckDB's first line about a damaged file, found in ``err`` or what caused it; None for other errors."""
+    import duckdb
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        first = (str(err).strip().splitlines() or [""])[0]
+        if isinstance(err, duckdb.Error) and any(m in first.lower() for m in DAMAGE_MESSAGES):
+            return first
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def damaged(cause: str):
+    """The one line for a damaged DuckDB warehouse: the file, DuckDB's words, and the two ways out with their
+    commands. It is the source of truth for everything ingested (incremental loads do not re-read what they
+    loaded before), so it is never replaced or rebuilt behind the user's back."""
+    import shlex
+
+    import dagster as dg
+
+    from reference_arch.common.settings import home
+
+    path, aside = warehouse_path(), home() / "damaged-warehouse"
+    move = (f"mkdir -p {shlex.quote(str(aside))} && mv {shlex.quote(path)} {shlex.quote(dlt_pipelines_dir())}/rag_* "
+            f"{shlex.quote(str(aside))}/")
+    return dg.Failure(description=(
+        f"the warehouse {path} is damaged ({cause}); it holds every ingested record and is never replaced "
+        f"automatically: restore it from a backup, or set it and the rag pipelines' incremental state aside and "
+        f"ingest every source again: `{move} && reference-arch materialize rag`"))
+
+
 def check_readable() -> None:
-    """The DuckDB warehouse opens and lists its tables, or a ``dg.Failure`` naming the file and what to
-    do. It is the source of truth for everything ingested (incremental loads do not re-read what
-    they loaded before), so it is never replaced or rebuilt behind the user's back."""
+    """The DuckDB warehouse opens, lists its tables and is as long as its blocks, or a ``dg.Failure``
+    naming the file and the way out (``damaged``). A truncated file may still open (its catalog sits at
+    the start): loads would then write into it and reads fail later, table by table."""
     path = warehouse_path()
     if destination_name() != "duckdb" or not os.path.exists(path):
         return
-    import dagster as dg
     import duckdb
 
     try:
         with duckdb.connect(path, read_only=True) as con:
             con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
+            block_size, blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
     except duckdb.Error as err:
         if "lock" in str(err).lower():  # held by another process's writer: not damage
             return
-        raise dg.Failure(description=(
-            f"the warehouse {path} cannot be opened ({str(err).strip().splitlines()[0]}). It holds every "
-            "ingested record and is not rebuilt automatically: restore it from a backup, or move it and the "
-            f"pipelines' incremental state ({dlt_pipelines_dir()}/rag_*) away and re-run every ingestion "
-            "partition (`reference-arch materialize rag`) to load the sources again")) from None
+        raise damaged((str(err).strip().splitlines() or [type(err).__name__])[0]) from None
+    size = os.path.getsize(path)
+    # Blocks still in the write-ahead log are not in the file yet: only a file without one is measured.
+    if not os.path.exists(path + ".wal") and size < blocks * block_size:
+        raise damaged(f"truncated: {size} bytes, shorter than the {blocks * block_size} bytes of its "
+                      f"{blocks} blocks") from None
 
 
 def read_table(source_name: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:

@@ -76,23 +76,81 @@ def test_truncated_cache_chunks_and_index_are_rebuilt(rag_data, instance):
     assert retrieve(instance).success
 
 
+def zero_second_half(path: str | Path) -> None:
+    """The file's second half overwritten with zeros, its length kept: it opens, and passes the length check,
+    and a block's checksum fails when a run reads it (as a truncated file that DuckDB wrote past)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(size - size // 2))
+
+
 def test_truncated_warehouse_is_named_and_never_replaced(rag_data, instance):
-    from reference_arch.rag.defs import ingestion
+    """22.5: a truncated warehouse failed every `materialize rag` with dlt's "Corrupt database file: computed
+    checksum ...": now every ingestion and the documents fail in one line naming the file, the damage and the
+    way out with its command; the file is left as it was, and the command's way out works."""
+    import subprocess
+
+    from reference_arch.cli.runs import first_failure
     from reference_arch.rag.warehouse import warehouse_path
-    from reference_arch_tests.rag.conftest import DAY1, DAY2, range_tags
 
     run_ingestion(instance)
-    truncate(warehouse_path(), 0.01)
+    assert run_processing(instance).success
+    documents = len(processing_documents())
+    truncate(warehouse_path(), 0.5)
     damaged = Path(warehouse_path()).read_bytes()
-    result = dg.materialize([ingestion.github_assets], instance=instance, tags=range_tags(DAY1, DAY2),
-                            raise_on_error=False)
-    assert not result.success
-    message = failure_message(result)
-    assert f"the warehouse {warehouse_path()} cannot be opened" in message and "restore it from a backup" in message
-    assert len(message.splitlines()) == 1
-    docs = run_processing(instance, raise_on_error=False)  # reading it fails the same way
-    assert not docs.success and "cannot be opened" in failure_message(docs)
+    runs = every_rag_run(instance)  # reading it fails the same way as loading
+    lines = [first_failure(run) for run in runs]
+    assert not any(run.success for run in runs)
+    for line in lines:
+        message = line.split(": ", 1)[1]  # after the step's name
+        assert message.startswith(f"the warehouse {warehouse_path()} is damaged (truncated: "), line
+        assert "restore it from a backup" in message and "\n" not in message and "_duckdb" not in message
     assert Path(warehouse_path()).read_bytes() == damaged  # never silently replaced
+
+    # the way out, as the line gives it: set the file and the rag pipelines' state aside, ingest again
+    command = lines[0].split("`")[1]
+    setting_aside, again = command.split(" && reference-arch ")
+    assert again == "materialize rag"
+    subprocess.run(["bash", "-c", setting_aside], check=True)
+    daily, docs = run_ingestion(instance)
+    assert daily.success and docs.success and run_processing(instance).success
+    assert len(processing_documents()) == documents
+    assert (Path(os.environ["REFERENCE_ARCH_HOME"]) / "damaged-warehouse" / "warehouse.duckdb").read_bytes() == damaged
+
+
+def test_a_damaged_block_found_mid_run_is_the_same_line(rag_data, instance):
+    """A file of the right length whose blocks fail their checksum when read: DuckDB's error surfaced from
+    inside dlt (loads) and the documents' read as a traceback's last line; now it is the same one line."""
+    from reference_arch.cli.runs import first_failure
+    from reference_arch.rag.warehouse import warehouse_path
+
+    run_ingestion(instance)
+    zero_second_half(warehouse_path())
+    failed = [run for run in every_rag_run(instance) if not run.success]
+    assert failed  # which runs touch a zeroed block depends on where DuckDB put each table
+    for run in failed:
+        line = first_failure(run)
+        assert f"the warehouse {warehouse_path()} is damaged (Corrupt database file: computed checksum" in line, line
+        assert line.endswith("reference-arch materialize rag`"), line
+
+
+def every_rag_run(instance) -> list:
+    """Each ingestion (GitHub, Slack, every docs partition) and the processing, as `materialize rag` runs them."""
+    from reference_arch.rag.defs import ingestion
+    from reference_arch_tests.rag.conftest import DAY1, DAY2, range_tags
+
+    keys = sorted(instance.get_dynamic_partitions("rag_docs"))
+    runs = [dg.materialize([assets], instance=instance, tags=range_tags(*days), raise_on_error=False)
+            for assets, days in ((ingestion.github_assets, (DAY1, DAY2)), (ingestion.slack_assets, (DAY1, DAY2)),
+                                 (ingestion.docs_assets, (keys[0], keys[-1])))]
+    return [*runs, run_processing(instance, raise_on_error=False)]
+
+
+def processing_documents() -> list[dict]:
+    from reference_arch.rag.defs import processing
+
+    return processing.read_rows(processing.documents_path())
 
 
 def test_unreadable_response_cache_starts_afresh(registry_with_tiny_model):
