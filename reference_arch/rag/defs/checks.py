@@ -88,7 +88,8 @@ def no_documents_message() -> str:
 
     enabled = sorted(enabled_sources())
     if not enabled:
-        return f"no documents: every source is off ({SOURCES_ENV}=none), so the index is empty; turn one on and run again"
+        return (f"no documents: every source is off ({SOURCES_ENV}=none), so the index is empty; turn one on and "
+                "run again")
     places = [f"{default_docs_dir()} ({DOCS_DIR_ENV})" if name == "docs" else
               f"the {name} source ({' or '.join(SOURCE_SETTINGS[name])})" for name in enabled]
     return (f"no documents: the enabled sources ({', '.join(enabled)}) hold none, so the index is empty; "
