@@ -68,6 +68,8 @@ def first_failure(result) -> str:
                 error = error.cause
             if error is None:
                 return f"step {event.step_key} failed"
+            if error.cls_name == "DagsterExecutionInterruptedError":  # SIGINT/SIGTERM while the step ran
+                return f"{event.step_key}: interrupted (Ctrl-C or SIGTERM)"
             message = _first_line(error)
             if error.cls_name == "Failure":
                 message = message.split(": ", 1)[-1] if message.startswith("dagster._core") else message
@@ -165,8 +167,7 @@ def materialize_location(location: str, inst, echo=print) -> list:
         for run in runs:
             run_id = str(uuid.uuid4())
             with heartbeat(inst, run_id, echo):
-                result = job.execute_in_process(run_config=QUIET, instance=inst, raise_on_error=False,
-                                                run_id=run_id, **run)
+                result = execute_run(job, inst, run_config=QUIET, run_id=run_id, **run)
             results.append(result)
             if not result.success:
                 echo(" FAILED")
@@ -174,6 +175,32 @@ def materialize_location(location: str, inst, echo=print) -> list:
             echo(".", end="", flush=True)
         echo(f" ok ({time.perf_counter() - started:.1f}s)")
     return results
+
+
+def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, **kwargs):
+    """``job.execute_in_process`` as the CLI runs every job: the run tagged with this process, so that a later
+    command (or the sensor) fails it if this process is killed outright (``pools.free_dead_runs``), and SIGTERM
+    taken as Ctrl-C. Dagster ends a run interrupted while it executes as failed; one interrupted before or after
+    (creating it, writing its end) is marked canceled here, then a ``CliError`` says so."""
+    import signal
+
+    from reference_arch.common.pools import in_process_run_tags
+
+    run_id = run_id or str(uuid.uuid4())
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    try:
+        result = job.execute_in_process(instance=inst, run_id=run_id, raise_on_error=False,
+                                        tags={**(tags or {}), **in_process_run_tags()}, **kwargs)
+    except KeyboardInterrupt:
+        run = inst.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            inst.report_run_canceled(run, message="interrupted (Ctrl-C or SIGTERM) before it finished")
+        raise CliError(f"interrupted (Ctrl-C or SIGTERM): run {run_id} canceled") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return result
 
 
 def running_step(inst, run_id: str) -> str | None:

@@ -76,10 +76,13 @@ def project_instance(log=None) -> dg.DagsterInstance:
 # (dagster.yaml) frees the slots of runs that ended, but cannot tell that an in-process run's
 # worker died (the default run launcher has no worker health check). Each pool step records
 # which process runs it; ``free_dead_runs`` marks runs whose recorded process is gone as failed
-# and frees their slots. The CLI calls it before each materialization.
+# and frees their slots. The CLI runs each job in its own process and tags the run with it from the
+# start (``in_process_run_tags``), so a CLI run killed with SIGKILL is failed too, slot or not. The CLI
+# calls it before each command; the ``free_dead_runs`` sensor every 30 s.
 WORKER_HOST_TAG = "reference_arch/worker_host"
 WORKER_PID_TAG = "reference_arch/worker_pid"
 WORKER_START_TAG = "reference_arch/worker_start"
+IN_PROCESS_TAG = "reference_arch/in_process"  # "true": the worker tags name the process running the whole run
 
 
 def _start_time(pid: int) -> str:
@@ -103,46 +106,63 @@ def _process_alive(pid: int, started: str) -> bool:
     return not started or _start_time(pid) in ("", started)
 
 
-def record_step_worker(context) -> None:
-    """Tag the run with the host and process running this step (see ``free_dead_runs``)."""
+def worker_tags() -> dict[str, str]:
+    """This host and process, as the worker tags name them."""
     import os
     import socket
 
-    context.instance.add_run_tags(context.run_id, {
-        WORKER_HOST_TAG: socket.gethostname(), WORKER_PID_TAG: str(os.getpid()),
-        WORKER_START_TAG: _start_time(os.getpid())})
+    return {WORKER_HOST_TAG: socket.gethostname(), WORKER_PID_TAG: str(os.getpid()),
+            WORKER_START_TAG: _start_time(os.getpid())}
+
+
+def in_process_run_tags() -> dict[str, str]:
+    """The tags of a run this process executes whole (``execute_in_process``): a later command or the sensor
+    fails it once this process is gone (see ``free_dead_runs``)."""
+    return {**worker_tags(), IN_PROCESS_TAG: "true"}
+
+
+def record_step_worker(context) -> None:
+    """Tag the run with the host and process running this step (see ``free_dead_runs``)."""
+    context.instance.add_run_tags(context.run_id, worker_tags())
 
 
 def free_dead_runs(instance: dg.DagsterInstance, log=None) -> list[str]:
-    """Free the pool slots of runs that hold one but cannot use it: runs that have ended, and
-    unfinished runs whose recorded worker process (on this host) is gone, which are marked
-    failed. Returns the ids of the runs whose slots were freed."""
+    """Fail the unfinished runs whose recorded process (on this host) is gone, those holding a pool slot
+    and those the CLI ran in its process (``IN_PROCESS_TAG``), and free the pool slots of runs that cannot
+    use them (those and the runs that have ended). Returns the ids of the runs failed or freed."""
     import socket
 
     storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return []
-    holders = set(storage.get_concurrency_run_ids())
-    for pool in storage.get_concurrency_keys():
-        holders.update(slot.run_id for slot in storage.get_concurrency_info(pool).claimed_slots)
+    holders: set[str] = set()
+    if storage.supports_global_concurrency_limits:
+        holders.update(storage.get_concurrency_run_ids())
+        for pool in storage.get_concurrency_keys():
+            holders.update(slot.run_id for slot in storage.get_concurrency_info(pool).claimed_slots)
     host = socket.gethostname()
-    freed = []
-    for run_id in sorted(holders):
+    unfinished = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                  dg.DagsterRunStatus.CANCELING]
+    in_process = instance.get_run_ids(dg.RunsFilter(statuses=unfinished, tags={IN_PROCESS_TAG: "true",
+                                                                              WORKER_HOST_TAG: host}))
+    acted = []
+    for run_id in sorted(holders | set(in_process)):
         run = instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
+        failed = run is not None and not run.is_finished
+        if failed:
             tags = run.tags
             if tags.get(WORKER_HOST_TAG) != host or not tags.get(WORKER_PID_TAG):
                 continue  # not known to be dead: another host's, or a step that names no worker
             pid = int(tags[WORKER_PID_TAG])
             if _process_alive(pid, tags.get(WORKER_START_TAG, "")):
                 continue
-            instance.report_run_failed(run, f"the process running this run (pid {pid} on {host}) is gone: "
-                                            "killed or crashed; its pool slots are freed")
-        storage.free_concurrency_slots_for_run(run_id)
-        freed.append(run_id)
+            instance.report_run_failed(run, f"the process running this run (pid {pid} on {host}) is gone: killed "
+                                            "or crashed" + ("; its pool slots are freed" if run_id in holders else ""))
+        if run_id in holders:
+            storage.free_concurrency_slots_for_run(run_id)
+        acted.append(run_id)
         if log is not None:
-            log(f"freed the pool slots of run {run_id} ({'its process is gone' if run and not run.is_finished else 'ended'})")
-    return freed
+            log(f"marked run {run_id} failed: its process is gone" if run_id not in holders else
+                f"freed the pool slots of run {run_id} ({'its process is gone' if failed else 'ended'})")
+    return acted
 
 
 @dg.sensor(name="free_dead_runs", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -150,7 +170,7 @@ def free_dead_runs(instance: dg.DagsterInstance, log=None) -> list[str]:
                        "(see reference_arch.common.pools.free_dead_runs). Launches nothing.")
 def dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     freed = free_dead_runs(context.instance, log=context.log.info)
-    return dg.SkipReason(f"freed the slots of {len(freed)} run(s)" if freed else "no dead run holds a pool slot")
+    return dg.SkipReason(f"failed or freed the slots of {len(freed)} run(s)" if freed else "no dead run")
 
 
 # -- a home that commands started at once left with two schema versions ------------------------
