@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from reference_arch.cli.runs import QUIET, CliError, first_failure, instance, load_defs
+from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs
 
 ASK_TARGETS = {  # ask target -> (location, job, answer asset's location prefix)
     "prompt": ("prompt", "prompt_question_job", "prompt"),
@@ -47,7 +47,7 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
             raise CliError(str(err)) from None
     if template is not None:
         run_config["ops"]["prompt__prompt"] = {"config": {"template": template}}
-    result = job.execute_in_process(run_config=run_config, instance=inst or instance(), raise_on_error=False)
+    result = execute_run(job, inst or instance(), run_config=run_config)
     if not result.success:
         raise CliError(first_failure(result))
     record = dict(result.asset_value(dg.AssetKey([prefix, "answer"])))
