@@ -92,8 +92,10 @@ def test_demo_lines_say_what_happened(registry_with_tiny_model):
     fresh = answers.ask("prompt", "What is a DataFrame?", instance)
     assert fresh["usage"]["cache_hits"] == 0 and demo.usage_line(fresh, False, "prompt").startswith("tokens ")
 
-    line = demo.local_model_line(120.0)
-    assert "registry:tiny-lm@1" in line and "not answers" in line and "OPENAI_API_KEY" in line
+    from reference_arch.common.resources import llm_resource
+
+    line = demo.local_model_line(llm_resource(), 120.0)
+    assert line.startswith("Chat model: registry:tiny-lm@1.") and "OPENAI_API_KEY" in line
 
 
 def test_ask_json_has_one_shape_for_every_target(registry_with_tiny_model, tmp_path, monkeypatch, capsys):
@@ -155,11 +157,15 @@ def test_demo_names_every_local_model_and_aligns_its_stage_times(registry_with_t
     registry_with_tiny_model.publish("code-lm-github", tiny_model_dir, {})
     registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
     registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
-    line = demo.local_model_line(310.0)
+    from reference_arch.common.llm.resource import LLMResource
+
+    line = demo.local_model_line(LLMResource(), 310.0)
+    assert line.startswith("Chat model: packaged:smollm2-135m-instruct: SmolLM2-135M-Instruct (135M parameters, "
+                           "Q4_1 GGUF, Apache-2.0), shipped in a Python package.")
     assert ("registry:tiny-lm@1; registry:code-lm@1, pretrained from scratch here in 310s; registry:code-lm-github@1, "
             "that model fine-tuned on the issues; registry:code-lm-preference@2, the fine-tuned one preference-tuned "
             "(DPO).") in line
-    assert "1.9M-parameter" in line and "each answer names the one that wrote it" in line
+    assert "1.9M-parameter" in line and "REFERENCE_ARCH_LLM_MODEL=registry:code-lm@latest" in line
 
     demo.print_summary([], {"pretrain": 310.0, "preference round": 23.5})
     rows = capsys.readouterr().out.split("== time per stage\n")[1].splitlines()

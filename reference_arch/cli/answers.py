@@ -56,13 +56,15 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
 
 
 def print_answer(record: dict, as_json: bool) -> None:
+    from reference_arch.common.llm.packaged import model_label
+
     if as_json:
         print(json.dumps(record, default=str))
         return
     print(record["answer"] or "(empty answer)")
     for line in source_lines(record.get("sources", [])):
         print(line)
-    print(f"-- model {record['model']}, run {record['run_id']}")
+    print(f"-- model {model_label(record['model'])}, run {record['run_id']}")
 
 
 def source_lines(sources: list[dict]) -> list[str]:

@@ -7,6 +7,7 @@ read that value or its metadata.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import dagster as dg
@@ -96,6 +97,25 @@ REGISTRY_MODELS = [dg.AssetKey(["pretrain", "published_model"]), dg.AssetKey(["f
 # Keys every answer record has, whatever the question job: what `reference-arch ask --json` prints
 # (plus `run_id`, added by the CLI), before any job-specific extras.
 ANSWER_KEYS = ("question", "answer", "sources", "model", "usage")
+
+
+# An answer that declines rather than answers ("I'm sorry, but I can't ..."); "I do not know", which the
+# grounded prompt asks for when the sources lack the answer, is an answer.
+_REFUSAL = re.compile(r"^\W*(?:i'?m sorry|i am sorry|sorry, but|i (?:can(?:'|no)t|cannot|won'?t) (?:help|assist|answer|"
+                      r"provide|comply)|as an ai\b)", re.IGNORECASE)
+
+
+def require_answer(text: str, model: str) -> str:
+    """``text`` when it answers; ``dg.Failure`` in one line when the model returned nothing or refused (the run
+    fails and records nothing: earlier answers stay as they were)."""
+    if not text.strip():
+        raise dg.Failure(description=f"{model} returned an empty answer, so nothing was recorded: ask again, or "
+                                     "choose another model (REFERENCE_ARCH_LLM_MODEL, OPENAI_API_KEY)")
+    if _REFUSAL.match(text):
+        first = " ".join(text.split())[:80]
+        raise dg.Failure(description=f"{model} declined to answer ({first!r}), so nothing was recorded: rephrase "
+                                     "the question, or choose another model")
+    return text
 
 
 def answer_record(answer: str, model: str, usage: dict[str, Any], sources: list[dict] | None = None, *,

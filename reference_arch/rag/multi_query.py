@@ -2,10 +2,10 @@
 
 The question and ``n`` rewrites of it (one LLM call) are each searched with a base mode (dense, keyword
 or hybrid: ``retrieval.retrieve``); the per-query document rankings are deduplicated by document and
-fused with reciprocal rank fusion, optionally re-ordered by the LLM (a second call). It needs an
-OpenAI-compatible LLM (``OPENAI_API_KEY``, or ``OPENAI_BASE_URL`` for a local server): the tiny local
-model cannot rephrase questions, so without one the mode refuses (``MultiQueryUnavailable``) rather
-than run on made-up rewrites. Calls go through ``LLMResource.generate``, whose response cache (on at
+fused with reciprocal rank fusion, optionally re-ordered by the LLM (a second call). Any chat LLM of the
+``llm`` resource does: the packaged instruct model offline, or an OpenAI-compatible server. How much a small
+model's rewrites help is measured, not assumed: ``rag/retrieval_evaluation`` scores the mode beside the
+others on dev, and ``bench/bench_llm.py`` reports it. Calls go through ``LLMResource.generate``, whose response cache (on at
 temperature 0) makes a repeated question cost no tokens.
 """
 
@@ -23,7 +23,6 @@ MAX_REWRITES = 10
 RRF_K = 60  # Cormack et al. 2009's constant
 RERANK_POOL = 2  # the LLM re-orders the fused top RERANK_POOL * k
 RERANK_CHARS = 300  # of each candidate's text shown to the re-ranker
-SETTING = "OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)"
 
 REWRITE_INSTRUCTIONS = (
     "You rephrase a user's question about a software project so that a search over its docs, issues and "
@@ -37,15 +36,14 @@ RERANK_INSTRUCTIONS = (
 
 
 class MultiQueryUnavailable(LLMError):
-    """No OpenAI-compatible LLM is configured: the mode refuses, in one line naming the setting."""
+    """No LLM resource was given: the mode refuses, in one line."""
 
 
 def require_llm(llm) -> None:
-    """Raise ``MultiQueryUnavailable`` unless ``llm`` (an ``LLMResource``) is OpenAI-compatible."""
-    if llm is None or llm.resolved_provider() != "openai":
-        raise MultiQueryUnavailable(
-            f"multi_query retrieval needs an OpenAI-compatible LLM to rephrase the question: set {SETTING}; "
-            "the local model is too small to rephrase questions")
+    """Raise ``MultiQueryUnavailable`` without an ``LLMResource``, ``LLMError`` for an unknown provider."""
+    if llm is None:
+        raise MultiQueryUnavailable("multi_query retrieval needs the llm resource to rephrase the question")
+    llm.resolved_provider()
 
 
 def llm_available(llm) -> bool:
@@ -63,23 +61,52 @@ def rewrite_messages(question: str, n: int) -> list[tuple[str, str]]:
 _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d+[.):]|\(?[a-zA-Z][.)])\s+")
 
 
+_WORD = re.compile(r"\w")  # a line without a letter or digit ("}", "---", "?!") is no query
+_NOT_JSON = object()
+_JSON_KINDS = {dict: "an object", list: "a list", int: "a number", float: "a number", bool: "true/false",
+               type(None): "null"}
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOT_JSON
+
+
+def reply_problem(text: str) -> str | None:
+    """Why a rewrite reply gives no usable rewrite, in a few words naming its shape (never its text), or None:
+    JSON of another shape than a list of strings (``{"a": 1}``, ``[1, [2]]``, ``42``), or no line with a
+    letter or digit in it (garbage, an empty reply)."""
+    text = (text or "").strip()
+    parsed = _json(text)
+    if isinstance(parsed, list) and not all(isinstance(x, str) for x in parsed):
+        kinds = sorted({_JSON_KINDS.get(type(x), type(x).__name__) for x in parsed if not isinstance(x, str)})
+        return f"a JSON list holding {' and '.join(kinds)}, not only strings"
+    if parsed is not _NOT_JSON and not isinstance(parsed, (list, str)):
+        return f"{_JSON_KINDS.get(type(parsed), type(parsed).__name__)} in JSON, not a list of strings"
+    if not any(_WORD.search(line) for line in text.splitlines()):
+        return "no line with a letter or digit" if text else "an empty reply"
+    return None
+
+
 def parse_rewrites(text: str, question: str, n: int) -> list[str]:
     """The LLM's reply -> at most ``n`` distinct rewrites, none equal to ``question`` (case and spacing
     ignored). Takes a JSON list of strings, or one rewrite per line with list marks (``1.``, ``2)``,
-    ``-``, ``*``) and surrounding quotes removed; blank lines, a heading ending in ``:`` and repeats are
-    dropped. An empty or unusable reply gives ``[]`` (the question alone is searched)."""
+    ``-``, ``*``) and surrounding quotes removed; blank lines, a heading ending in ``:``, lines without
+    a word and repeats are dropped. A reply ``reply_problem`` names gives ``[]`` (the question alone is
+    searched): JSON of another shape is never read as lines of text."""
     text = (text or "").strip()
-    try:
-        parsed = json.loads(text)
-        lines = [str(x) for x in parsed] if isinstance(parsed, list) else text.splitlines()
-    except ValueError:
-        lines = text.splitlines()
+    if reply_problem(text):
+        return []
+    parsed = _json(text)
+    lines = parsed if isinstance(parsed, list) else text.splitlines()
     seen = {" ".join(question.lower().split())}
     rewrites = []
     for line in lines:
         line = _LIST_MARK.sub("", line).strip().strip("\"'`").strip()
         key = " ".join(line.lower().split())
-        if not key or key.endswith(":") or key in seen:
+        if not key or key.endswith(":") or key in seen or not _WORD.search(key):
             continue
         seen.add(key)
         rewrites.append(" ".join(line.split()))
@@ -102,7 +129,7 @@ def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K,
 
 def rewrite(llm, question: str, n: int, **routing) -> tuple[list[str], str]:
     """``(rewrites, raw reply)``: one LLM call (``routing``: ``model``/``policy`` for ``llm.generate``).
-    Raises ``MultiQueryUnavailable`` without an OpenAI-compatible LLM, ``LLMError`` when the call fails."""
+    Raises ``MultiQueryUnavailable`` without an LLM, ``LLMError`` when the call fails."""
     require_llm(llm)
     reply = llm.generate(rewrite_messages(question, n), **routing)
     return parse_rewrites(reply, question, n), reply
@@ -151,19 +178,23 @@ def fuse(queries: list[str], per_query: list[list[dict]], k: int) -> tuple[list[
 
 def multi_query_retrieve(collection, llm, question: str, embed_array, base_mode: str, k: int = 5,
                          rewrites: int = DEFAULT_REWRITES, rerank_results: bool = False,
-                         routing: dict | None = None) -> tuple[list[dict], dict]:
+                         routing: dict | None = None, warn=None) -> tuple[list[dict], dict]:
     """The top ``k`` sources for ``question`` by multi-query retrieval over ``base_mode``.
 
     ``embed_array``: list of texts -> array of vectors (``EmbeddingsResource.embed_array``). Returns
     ``(sources, info)``: sources as ``retrieval.retrieve`` gives them (``score`` the fused RRF score,
     or the re-ranked order), and ``info = {"base_mode", "rewrites": [str], "raw_reply": str,
     "queries": [{"query", "found", "in_top_k"}], "reranked": bool}``. Raises ``MultiQueryUnavailable``
-    without an OpenAI-compatible LLM, ``LLMError`` when a call fails, ``ValueError`` for a bad mode or
-    ``rewrites`` outside 1..``MAX_REWRITES``. ``routing``: ``model``/``policy`` for every LLM call."""
+    without an LLM, ``LLMError`` when a call fails, ``ValueError`` for a bad mode or
+    ``rewrites`` outside 1..``MAX_REWRITES``. ``routing``: ``model``/``policy`` for every LLM call; ``warn``
+    (``context.log.warning``) gets one line when the rewrite reply is unusable (``info["rewrite_problem"]``)."""
     if not 1 <= rewrites <= MAX_REWRITES:
         raise ValueError(f"multi_query rewrites must be 1 to {MAX_REWRITES} (got {rewrites})")
     routing = routing or {}
     found, reply = rewrite(llm, question, rewrites, **routing)
+    problem = reply_problem(reply)
+    if problem and warn is not None:
+        warn(f"multi_query: the LLM's rewrite reply was unusable ({problem}); searched the question alone")
     queries = [question, *found]
     vectors = embed_array(queries)
     depth = RERANK_POOL * k if rerank_results else k
@@ -175,4 +206,4 @@ def multi_query_retrieve(collection, llm, question: str, embed_array, base_mode:
         for c in contributions:
             c["in_top_k"] = [d for d in c["in_top_k"] if d in top]
     return sources, {"base_mode": base_mode, "rewrites": found, "raw_reply": reply, "queries": contributions,
-                     "reranked": rerank_results}
+                     "reranked": rerank_results, "rewrite_problem": problem}

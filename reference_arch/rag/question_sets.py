@@ -136,6 +136,14 @@ def score(rankings: list[list[str]], relevant: list[list[str]], k: int) -> dict:
             "hit_rate": sum(hits) / n}
 
 
+def sample_order(question) -> str:
+    """A stable order spreading the sets (sha256 of ``sample:`` and the question id): a sample of the first
+    questions in this order is the same from run to run."""
+    import hashlib
+
+    return hashlib.sha256(f"sample:{question.set_name}/{question.id}".encode()).hexdigest()
+
+
 def first_rank(ranked: list[str], relevant) -> int:
     """Rank of the first answering document (0: not in the top ``MRR_DEPTH``)."""
     relevant = set(relevant)

@@ -184,8 +184,10 @@ def test_the_demo_feedback_round_returns_the_approval_rate(registry_with_tiny_mo
     assert lines[1].endswith("50% of 2 overall")
 
 
-def test_a_question_run_without_an_answer_is_refused_with_one_line(tmp_home, capsys):
-    """A question run that failed (no model yet) answered nothing: there is nothing to judge."""
+def test_a_question_run_without_an_answer_is_refused_with_one_line(tmp_home, capsys, monkeypatch):
+    """A question run that failed (its model, the pretrained one, is not trained yet) answered nothing: there is
+    nothing to judge."""
+    monkeypatch.setenv("REFERENCE_ARCH_LLM_MODEL", "registry:code-lm@latest")
     assert main(["ask", "prompt", "What is a series?"]) == 1
     capsys.readouterr()
     (run,) = dg.DagsterInstance.get().get_runs()

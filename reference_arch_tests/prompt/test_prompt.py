@@ -1,4 +1,4 @@
-"""The prompt graph materialized for real: the tiny local model, LangChain templates, the check."""
+"""The prompt graph materialized for real: the packaged instruct model, LangChain templates, the check."""
 
 import json
 
@@ -28,11 +28,14 @@ def run(question, llm, template=None, instance=None):
                                     run_config={"ops": ops})
 
 
-def test_prompt_graph_with_the_local_model(registry_with_tiny_model):
-    result = run("What is a series?", LLMResource())
+def test_prompt_graph_with_the_local_model(tmp_home):
+    """The sources' first question, answered offline by the packaged model: English about pandas, not noise."""
+    result = run("What is a series?", LLMResource(max_tokens=64))
     assert result.success
     record = result.asset_value(ANSWER)
-    assert record["model"] == "registry:tiny-lm@1" and record["sources"] == []
+    assert record["model"] == "packaged:smollm2-135m-instruct" and record["sources"] == []
+    words = record["answer"].split()
+    assert len(words) >= 8 and "series" in record["answer"].lower(), record["answer"]
     rendered = result.asset_value(dg.AssetKey(["prompt", "prompt"]))
     assert rendered["template"] == "pandas" and rendered["template_hash"] == TEMPLATES["pandas"].hash
     rendered = rendered["messages"]
@@ -53,6 +56,24 @@ def test_answer_check_passes_on_a_well_formed_answer(tmp_home):
     assert check.passed and check.metadata["links"].value == 2
     assert result.asset_value(ANSWER)["answer"] == GOOD
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("reply, cause", [
+    ("", "returned an empty answer, so nothing was recorded"),
+    ("  \n ", "returned an empty answer, so nothing was recorded"),
+    ("I'm sorry, but I can't help with that request.", "declined to answer ("),
+])
+def test_an_empty_or_refused_answer_fails_the_run_in_one_line(tmp_home, reply, cause):
+    """The model returns nothing, or declines: the question run fails in one line naming the model and the cause,
+    and no answer is recorded (an earlier one stays the newest)."""
+    with FakeOpenAI(answer=reply) as server:
+        result = run("What is a series?", LLMResource(provider="openai", base_url=server.base_url, api_key="k",
+                                                      cache=False))
+    assert not result.success
+    [event] = [e for e in result.all_events if e.is_step_failure]
+    message = event.step_failure_data.user_failure_data.description
+    assert message.startswith(f"gpt-4o-mini {cause}") and "\n" not in message
+    assert not result.asset_materializations_for_node("prompt__answer")
 
 
 def test_an_answer_starting_with_a_hash_is_shown_as_text(tmp_home):

@@ -1,7 +1,8 @@
 """``rag/answer_quality``: groundedness with real MiniLM (a grounded answer against an invented one),
 citation validity with a citation of no source, and the asset over a real index (tiny exports, LanceDB):
-offline on extractive answers with the judge skipped, then a worse generative answer graded by the LLM
-judge (a local OpenAI-compatible server), which fires the WARN check."""
+offline on extractive answers with the judge off (as measured for the packaged model), the packaged model
+generating and judging for real, then a worse generative answer graded by the LLM judge (a local
+OpenAI-compatible server), which fires the WARN check."""
 
 import dagster as dg
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.vector_store import VectorStoreResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.rag.answer_quality import (GROUNDED_SIMILARITY, JUDGE_RUBRIC, answer_sentences, choose_threshold,
+from reference_arch.common.answer_quality import (GROUNDED_SIMILARITY, JUDGE_RUBRIC, answer_sentences, choose_threshold,
                                                parse_verdict, score_answer)
 from reference_arch.rag.defs import answer_quality
 from reference_arch_tests.fake_openai import FakeOpenAI
@@ -95,7 +96,8 @@ def test_offline_then_a_worse_judged_generative_run_warns(rag_data, instance, mo
     assert first.success
     meta = metadata(first, "answer_quality")
     assert meta["answerer"] == "extractive" and "by construction" in meta["grounded_by_construction"]
-    assert meta["judge"].startswith("skipped: no LLM configured") and meta["threshold"] == GROUNDED_SIMILARITY
+    assert meta["judge"].startswith("off by default for packaged:smollm2-135m-instruct: ")
+    assert meta["threshold"] == GROUNDED_SIMILARITY
     splits = [s for s in ("dev", "test") if meta[f"{s}/questions"]]
     assert splits and meta["judged"] == meta["measured"] == sum(meta[f"{s}/questions"] for s in ("dev", "test"))
     for split in splits:  # extractive answers quote their sources: grounded and validly cited
@@ -122,3 +124,24 @@ def test_offline_then_a_worse_judged_generative_run_warns(rag_data, instance, mo
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert f"{splits[0]}/groundedness 1.000 -> 0.000" in check.description
     assert "answerer extractive -> generative" in check.description
+
+
+def test_the_packaged_model_answers_and_judges_for_real(rag_data, instance):
+    """Offline, run config turns on the generated answer and the judge: the packaged instruct model writes the
+    answers and grades them, and the measures come from what it wrote."""
+    run_ingestion(instance)
+    assert run_processing(instance).success
+    config = {"ops": {"rag__answer_quality": {"config": {"answerer": "generative", "judge": True, "max_questions": 1}}}}
+    result = dg.materialize([answer_quality.answer_quality], instance=instance, run_config=config, resources={
+        "llm": LLMResource(max_tokens=96), "embeddings": EmbeddingsResource(provider="local"),
+        "vector_store": VectorStoreResource()})
+    assert result.success
+    meta = metadata(result, "answer_quality")
+    assert meta["answerer"] == "generative" and meta["judge"] == "LLM judge: packaged:smollm2-135m-instruct"
+    assert meta["llm/model"] == "packaged:smollm2-135m-instruct" and meta["llm/calls"] == 2 * meta["judged"]
+    rows = [r.data for r in meta["per_question"].records]
+    assert rows and all(len(r["answer"].split()) >= 3 for r in rows)  # sentences, not an empty or one-word reply
+    split = rows[0]["part"]
+    assert 0 <= meta[f"{split}/groundedness"] <= 1 and 0 < meta[f"{split}/answer_relevance"] <= 1
+    # graded (a parsed verdict), or counted as unparsed: a small model may not answer in JSON
+    assert f"{split}/judge_faithfulness" in meta or meta[f"{split}/judge_unparsed"] == 1

@@ -15,7 +15,7 @@ from reference_arch.common.resources import embeddings_resource, llm_resource
 from reference_arch.common.vector_store import VectorStoreResource
 from reference_arch.rag.defs import inference, processing
 from reference_arch.rag.defs import index as rag_index
-from reference_arch.rag.extractive import candidate_sentences, prose_blocks
+from reference_arch.common.extractive import candidate_sentences, prose_blocks
 from reference_arch_tests.finetune.openai_server import FakeOpenAI
 from reference_arch_tests.rag.conftest import metadata, processing_assets, run_ingestion, run_processing
 

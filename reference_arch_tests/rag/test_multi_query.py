@@ -12,7 +12,7 @@ from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.rag.multi_query import RRF_K, fuse, parse_rewrites, reciprocal_rank_fusion
+from reference_arch.rag.multi_query import RRF_K, fuse, parse_rewrites, reciprocal_rank_fusion, reply_problem
 from reference_arch_tests.fake_openai import FakeOpenAI
 from reference_arch_tests.rag.conftest import metadata, processing_assets, resources, run_ingestion, run_processing
 
@@ -46,6 +46,18 @@ def test_rewrites_are_parsed_from_lists_json_and_junk():
     # the question itself, a heading, quotes and bullets of other kinds
     reply = f"Here are 3 versions:\n* {QUESTION.upper()}\n\u2022 \"Chart colour option?\"\n(a) palette config"
     assert parse_rewrites(reply, QUESTION, 3) == ["Chart colour option?", "palette config"]
+
+
+def test_a_malformed_rewrite_reply_gives_no_query_and_names_its_shape():
+    assert parse_rewrites('{"a":1}', QUESTION, 3) == []  # was ['{"a":1}']
+    assert parse_rewrites("[1,[2]]", QUESTION, 3) == []  # was ['1', '[2]']
+    assert parse_rewrites("}{ ][ --- ?!\n***", QUESTION, 3) == []  # was ['}{ ][ --- ?!', '***']
+    assert parse_rewrites("42", QUESTION, 3) == parse_rewrites("null", QUESTION, 3) == []
+    assert parse_rewrites("palette option\n---\n}", QUESTION, 3) == ["palette option"]  # word lines kept
+    assert reply_problem('{"a":1}') == "an object in JSON, not a list of strings"
+    assert reply_problem("[1,[2]]") == "a JSON list holding a list and a number, not only strings"
+    assert reply_problem("}{ ][ --- ?!") == "no line with a letter or digit"
+    assert reply_problem("") == "an empty reply" and reply_problem(REWRITES) is None
 
 
 def test_reciprocal_rank_fusion_sums_one_over_k_plus_rank():
@@ -101,17 +113,23 @@ def failure(result) -> str:
     return event.step_failure_data.user_failure_data.description
 
 
-def test_offline_the_mode_refuses_in_one_line_and_the_evaluation_skips_it(rag_data, instance):
+def test_offline_the_packaged_model_rewrites_and_the_evaluation_scores_it(rag_data, instance):
+    """No key: the packaged instruct model writes the rewrites, for the question job and for the evaluation,
+    which puts multi-query's recall beside the chosen mode's on the same dev questions."""
     run_ingestion(instance)
     built = run_processing(instance)
     assert built.success
     meta = metadata(built, "retrieval_evaluation")
-    assert meta["multi_query"] == "multi_query: skipped (no LLM configured)"
-    assert meta["best_mode"] in SEARCH_MODES and not [k for k in meta if "multi_query/" in k]
-    refused = ask(instance, LLMResource())  # no OPENAI_API_KEY: the local model, which must not rewrite
-    assert not refused.success
-    message = failure(refused)
-    assert "\n" not in message and "OPENAI_API_KEY" in message and message.startswith("multi_query retrieval needs")
+    assert meta["multi_query"].startswith("multi_query: 3 rewrites per question by packaged:smollm2-135m-instruct")
+    assert "dev questions: recall@5" in meta["multi_query"] and meta["multi_query_calls"] >= 1
+    assert meta["best_mode"] in SEARCH_MODES and f"multi_query_sample/multi_query/recall@5" in meta
+    asked = ask(instance, LLMResource(max_tokens=96))
+    assert asked.success, failure(asked)
+    meta = metadata(asked, "retrieved_sources")
+    assert meta["mode"] == "multi_query" and meta["llm/model"] == "packaged:smollm2-135m-instruct"
+    rows = [r.data for r in meta["queries"].records]
+    assert rows[0]["query"] == QUESTION and len(rows) == 1 + meta["rewrites_used"]
+    assert all(r["query"].strip() and r["query"] != QUESTION for r in rows[1:])
 
     # An LLM that fails (a bad key): multi-query is left out in one line, the modes are scored and chosen.
     from reference_arch.rag.defs import evaluation
@@ -167,6 +185,13 @@ def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instanc
         assert [s["document_id"] for s in empty.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))] == \
             [r["document_id"] for r in _dense(instance, meta["base_mode"])][:3]
 
+        # JSON of the wrong shape is never searched as text: the metadata names its shape.
+        server.rewrites = '{"a": 1}'
+        shaped = ask(instance, llm, k=3)
+        assert shaped.success
+        meta = metadata(shaped, "retrieved_sources")
+        assert meta["rewrites_used"] == 0 and meta["rewrite_problem"] == "an object in JSON, not a list of strings"
+
 
 def _dense(instance, mode="dense"):
     from reference_arch.rag.defs import index as rag_index
@@ -184,12 +209,13 @@ def test_the_evaluation_scores_multi_query_beside_the_modes_and_caches_the_rewri
     with RewritingServer() as server:
         llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k")  # temperature 0: cached
         env = {**resources(), "llm": llm}
-        first = dg.materialize(processing_assets(), instance=instance, resources=env)
+        every = {"ops": {"rag__retrieval_evaluation": {"config": {"multi_query_questions": 0}}}}  # not a sample
+        first = dg.materialize(processing_assets(), instance=instance, resources=env, run_config=every)
         assert first.success
         meta = metadata(first, "retrieval_evaluation")
         judged = meta["judged"]
         assert judged == 3 and server.calls("rephrase") == judged  # one call per judged question
-        assert meta["multi_query"].startswith("multi_query: 3 rewrites per question searched with ")
+        assert meta["multi_query"].startswith("multi_query: 3 rewrites per question by gpt-4o-mini, searched with ")
         for split in ("dev", "test"):
             for mode in (*SEARCH_MODES, "langchain_baseline", "multi_query"):
                 assert 0.0 <= meta[f"eval_set/{split}/{mode}/recall@5"] <= 1.0
@@ -198,8 +224,8 @@ def test_the_evaluation_scores_multi_query_beside_the_modes_and_caches_the_rewri
         rows = [r.data for r in meta["per_question"].records]
         assert all("multi_query" in r for r in rows)
 
-        again = metadata(dg.materialize([evaluation.retrieval_evaluation], instance=instance, resources=env),
-                         "retrieval_evaluation")
+        again = metadata(dg.materialize([evaluation.retrieval_evaluation], instance=instance, resources=env,
+                                        run_config=every), "retrieval_evaluation")
         assert server.calls("rephrase") == judged and again["multi_query_cache_hits"] == judged  # no new tokens
         assert {k: v for k, v in again.items() if "multi_query/" in k} == \
             {k: v for k, v in meta.items() if "multi_query/" in k}

@@ -75,6 +75,16 @@ def packaged_model(spec: str) -> PackagedModel:
     return PACKAGED[name]
 
 
+def model_label(spec: str) -> str:
+    """``spec``, with the size and licence of the packaged model it is or was tuned from, for wherever its
+    output shows: ``packaged:smollm2-135m-instruct (SmolLM2-135M-Instruct, 135M parameters, ...)``."""
+    model = defaults_for(spec)
+    if model is None:
+        return spec
+    described = model.describe().replace(" (", ", ", 1)
+    return f"{spec} ({described}" if spec == model.spec else f"{spec} (tuned from {described}"
+
+
 def decoding(spec: str) -> dict:
     """``LocalChatModel`` decoding settings for ``spec``: a packaged model's own (``PackagedModel``), or a
     model fine-tuned from it (its registry card names the base), else the class defaults (tiny models)."""

@@ -7,7 +7,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import (
-    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, record_metadata, run_routing,
+    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, record_metadata, require_answer, run_routing,
 )
 from reference_arch.prompt.defs import prompt as prompt_step
 from reference_arch.prompt.templates import check_format, template_named
@@ -30,6 +30,7 @@ def answer(context: dg.AssetExecutionContext, question: str, prompt: dict, llm: 
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = llm.usage()
+    text = require_answer(text, usage["model"])
     passed, measured = check_format(chosen, text)
     record = answer_record(text, usage["model"], usage, question=question, template=chosen.name,
                            template_hash=prompt["template_hash"])

@@ -3,24 +3,24 @@
 For the questions of the evaluation sets whose answering documents are indexed (as
 ``rag/retrieval_evaluation`` judges them; ``max_questions`` a split, 20 by default), the asset retrieves and answers exactly as ``rag_question_job``
 does (``retrieval.retrieve`` with the default mode, ``inference.compose_answer`` with the resolved
-answerer) and measures (``rag/answer_quality.py`` defines each):
+answerer) and measures (``common/answer_quality.py`` defines each):
 
 - ``{split}/citation_validity``: the share of ``[n]`` citations that name a retrieved source (absent when
   the split's answers cite nothing); ``{split}/cited_answers``: the share of answers with a valid citation;
 - ``{split}/groundedness``: the mean share of answer sentences supported by a source they cite (MiniLM
   cosine to the source's sentences at least ``threshold``, ``GROUNDED_SIMILARITY`` = 0.57, chosen on dev);
 - ``{split}/answer_relevance``: the mean cosine similarity of question and answer embeddings;
-- with an OpenAI-compatible LLM (``OPENAI_API_KEY``, or ``OPENAI_BASE_URL``) and ``judge`` on (the
-  default): ``{split}/judge_faithfulness`` and ``{split}/judge_relevance`` (0..1), from the LLM grading each
-  answer with a short rubric (``JUDGE_RUBRIC``). Without one the judge is skipped and the metadata says so.
+- with ``judge`` on: ``{split}/judge_faithfulness`` and ``{split}/judge_relevance`` (0..1), from the LLM
+  grading each answer with a short rubric (``JUDGE_RUBRIC``). Unset, it is on with an OpenAI-compatible
+  model and, with the packaged local one, as measured on dev (``resolve_judge``); the metadata says which.
 
 The judge is our own rubric through ``LLMResource`` rather than a library: ragas would downgrade the
 pinned ``openai`` (to 1.x); ``deepeval`` 4.3 installs without touching ``openai`` but downgrades ``click``,
 ``rich`` and ``tabulate``, adds five pytest plugins to the test run and PostHog telemetry. The judge is the
 same model that answered unless ``judge_model`` names another (a model grading itself is lenient).
 
-Offline the answers are extractive: they quote the sources' sentences, so their groundedness and citation
-validity are 1 by construction (the metadata says so); answer relevance still varies.
+Extractive answers (the offline default, as measured) quote the sources' sentences, so their groundedness and
+citation validity are 1 by construction (the metadata says so); answer relevance still varies.
 
 Each run also re-checks the threshold: ``threshold/dev_chosen`` (the rule applied to this run's dev
 answers) and, on each split, the share of grounded sentences and of invented ones (another question's
@@ -40,18 +40,31 @@ from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
-from reference_arch.rag.answer_quality import GROUNDED_SIMILARITY, INVENTED_PASS_RATE
+from reference_arch.common.answer_quality import GROUNDED_SIMILARITY, INVENTED_PASS_RATE
 from reference_arch.rag.config import EVAL_SET_ENV, eval_set_paths
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
-from reference_arch.rag.question_sets import SPLITS
+from reference_arch.rag.question_sets import SPLITS, sample_order
 
 ANSWER_QUALITY = dg.AssetKey(["rag", "answer_quality"])
 CHECK = "answer_quality_holds"
 # the measures the check compares with the previous run, per split
 TRACKED = ("citation_validity", "cited_answers", "groundedness", "answer_relevance", "judge_faithfulness",
            "judge_relevance")
-JUDGE_SKIPPED = "skipped: no LLM configured (set OPENAI_API_KEY, or OPENAI_BASE_URL, to turn the judge on)"
+JUDGE_OFF = ("off by default for {model}: on the samples dev questions it ranked a real answer above an invented one "
+             "no better than chance (bench/results/bench_llm.json); run config judge: true turns it on")
+
+
+def resolve_judge(configured: Optional[bool], llm: LLMResource) -> bool:
+    """``configured``, else on with an OpenAI-compatible model, else the packaged model's measured default."""
+    from reference_arch.common.llm.packaged import defaults_for
+
+    if configured is not None:
+        return configured
+    if llm.resolved_provider() == "openai":
+        return True
+    packaged = defaults_for(llm.resolved_model())
+    return bool(packaged and packaged.judge)
 
 
 class AnswerQualityConfig(dg.Config):
@@ -63,7 +76,9 @@ class AnswerQualityConfig(dg.Config):
     # offline and cost 80 LLM calls with one (an answer and a grade each).
     max_questions: int = 20
     threshold: float = GROUNDED_SIMILARITY  # cosine a supported sentence reaches
-    judge: bool = True  # grade with the LLM when an OpenAI-compatible one is configured
+    # grade with the LLM; unset: on with an OpenAI-compatible model, and with a packaged one as measured
+    # (PackagedModel.judge: off for SmolLM2-135M, which did not tell real answers from invented ones on dev)
+    judge: Optional[bool] = None
     judge_model: Optional[str] = None  # unset: the resource's model
     max_drop: float = 0.02  # the check warns when a measure falls more than this below the previous run's
     question_sets: list[str] = []  # YAML files; default: REFERENCE_ARCH_RAG_EVAL_SET, else rag/eval_sets/*.yaml
@@ -79,18 +94,11 @@ def judged_questions(sets: dict, collection) -> list:
     return [q for questions in sets.values() for q in questions if answerable(q, names)]
 
 
-def sample_order(question) -> str:
-    """A stable order spreading the sets (sha256 of ``sample:`` and the question id)."""
-    import hashlib
-
-    return hashlib.sha256(f"sample:{question.set_name}/{question.id}".encode()).hexdigest()
-
-
 def invented_scores(rows: list[dict], embed) -> list[float]:
     """Each answer's sentences cited as if from the next answer's sources (within one split, in order; a
     pair of answers sharing a retrieved document is skipped: its sentences may truly be supported):
     their support scores, the negatives for the threshold."""
-    from reference_arch.rag.answer_quality import support_scores
+    from reference_arch.common.answer_quality import support_scores
 
     scores: list[float] = []
     for i, row in enumerate(rows):
@@ -154,7 +162,7 @@ def split_metadata(split: str, rows: list[dict]) -> dict:
 def quality_metadata(config: AnswerQualityConfig, paths, sets: dict, questions: list, rows: dict, invented: dict,
                      answerer: str, model: str | None, mode: str, judging: bool, llm: LLMResource) -> dict:
     """The asset's metadata: settings, the threshold's rule and its pass rates, and each split's measures."""
-    from reference_arch.rag.answer_quality import choose_threshold, pass_rate
+    from reference_arch.common.answer_quality import choose_threshold, pass_rate
 
     metadata: dict = {"answerer": answerer, "model": model or "none", "mode": mode, "k": config.k,
                       "questions": sum(len(v) for v in sets.values()), "judged": len(questions),
@@ -163,7 +171,7 @@ def quality_metadata(config: AnswerQualityConfig, paths, sets: dict, questions: 
                       "threshold_rule": dg.MetadataValue.text(
                           f"a sentence is supported when its MiniLM cosine to a sentence of a source it cites is at "
                           f"least {config.threshold}; {GROUNDED_SIMILARITY} is the smallest value at most "
-                          f"{INVENTED_PASS_RATE:.0%} of invented dev sentences reach (rag/answer_quality.py)"),
+                          f"{INVENTED_PASS_RATE:.0%} of invented dev sentences reach (common/answer_quality.py)"),
                       "question_sets": dg.MetadataValue.text(", ".join(str(p) for p in paths))}
     if answerer == "extractive":
         metadata["grounded_by_construction"] = dg.MetadataValue.text(
@@ -171,7 +179,8 @@ def quality_metadata(config: AnswerQualityConfig, paths, sets: dict, questions: 
             "are 1 by construction, not a finding; answer relevance still varies")
     metadata["judge"] = (dg.MetadataValue.text(f"LLM judge: {config.judge_model or llm.resolved_model()}")
                          if judging else dg.MetadataValue.text(
-                             JUDGE_SKIPPED if config.judge else "skipped: judge is off in run config"))
+                             JUDGE_OFF.format(model=llm.resolved_model()) if config.judge is None
+                             else "off: judge is false in run config"))
     dev_chosen = choose_threshold(invented["dev"])
     if dev_chosen is not None:
         metadata["threshold/dev_chosen"] = dev_chosen
@@ -189,7 +198,7 @@ def answer_and_measure(context, by_split: dict, collection, mode: str, config: A
                        llm: LLMResource, embeddings: EmbeddingsResource, embed, judging: bool):
     """The question job's retrieval and answer for each question of ``by_split`` (split -> questions), scored
     (``score_answer``) and, when ``judging``, judged: ``({split: [row]}, the answering model or None)``."""
-    from reference_arch.rag.answer_quality import judge_messages, parse_verdict, score_answer
+    from reference_arch.common.answer_quality import judge_messages, parse_verdict, score_answer
     from reference_arch.rag.defs.inference import build_messages, compose_answer
     from reference_arch.rag.retrieval import retrieve
 
@@ -236,7 +245,7 @@ def per_question_table(rows: dict[str, list[dict]]) -> dg.TableMetadataValue:
 )
 def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfig, llm: LLMResource,
                    embeddings: EmbeddingsResource, vector_store: VectorStoreResource):
-    from reference_arch.rag.answer_quality import memoized
+    from reference_arch.common.answer_quality import memoized
     from reference_arch.rag.defs.index import IndexModelError, open_collection
     from reference_arch.rag.defs.inference import resolve_answerer
     from reference_arch.rag.question_sets import QuestionSetError, load_question_sets
@@ -253,7 +262,7 @@ def answer_quality(context: dg.AssetExecutionContext, config: AnswerQualityConfi
     except QuestionSetError as err:
         raise dg.Failure(description=f"{err} (question sets come from run config question_sets or {EVAL_SET_ENV})")
     answerer = resolve_answerer(config.answerer, llm)
-    judging = config.judge and llm.resolved_provider() == "openai"
+    judging = resolve_judge(config.judge, llm)
     previous = previous_metadata(context)  # before this materialization is stored
     embed = memoized(embeddings.embed_array)  # source sentences are read three times
     try:

@@ -8,9 +8,10 @@ is the one with the best mean dev recall@k over the sets (``select_mode``); test
 reported and judged. Questions whose answering documents are not indexed are not judged.
 
 Multi-query retrieval (``multi_query.py``: LLM rewrites of each question searched with the chosen mode,
-fused by reciprocal rank fusion) is scored beside them when an OpenAI-compatible LLM is configured
-(one LLM call per judged question, through the LLM's response cache: a rerun costs no tokens); without
-one the metadata records ``multi_query: skipped (no LLM configured)``. It is never chosen as the default:
+fused by reciprocal rank fusion) is scored beside the chosen mode with the ``llm`` resource's model (the
+packaged instruct model offline), on a sample of dev questions (``multi_query_questions``, one LLM call each,
+through the response cache: a rerun costs nothing); the metadata puts both modes' recall@k on the same
+questions side by side. It is never chosen as the default:
 it would make every question need the LLM.
 
 The check ``retrieval_quality`` judges the chosen mode on the test parts: recall@k and MRR of the
@@ -37,7 +38,7 @@ from reference_arch.rag.defs.index import open_collection, vector_index
 from reference_arch.common.feedback_cases import REGRESSION_SET_NAME
 from reference_arch.rag.feedback_set import with_feedback_set
 from reference_arch.rag.question_sets import (MRR_DEPTH, SPLITS, QuestionSetError, answerable, document_names,
-                                              first_rank, load_question_sets, score, select_mode)
+                                              first_rank, load_question_sets, sample_order, score, select_mode)
 from reference_arch.rag.retrieval import CHUNKS_PER_SOURCE, DEFAULT_MODE, best_mode_path, retrieve
 
 BASELINE = "langchain_baseline"
@@ -104,19 +105,24 @@ class EvaluationConfig(dg.Config):
     min_mrr: float = 0.5
     baseline: bool = True  # also score the plain LangChain recipe (embeds the corpus a second time, once)
     question_sets: list[str] = []  # YAML files; default: REFERENCE_ARCH_RAG_EVAL_SET, else rag/eval_sets/*.yaml
-    # multi-query retrieval, scored when an OpenAI-compatible LLM is configured (one call per judged question)
+    # multi-query retrieval, scored beside the chosen mode with the llm resource's model (one LLM call per
+    # question: the packaged CPU model takes seconds a call, so a sample of dev questions; 0 = every question,
+    # dev and test)
     multi_query: bool = True
+    multi_query_questions: int = 12
     multi_query_rewrites: int = DEFAULT_REWRITES
 
 
 def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsResource, k: int,
-             baseline_cache=None, llm=None, rewrites: int = DEFAULT_REWRITES) -> dict:
+             baseline_cache=None, llm=None, rewrites: int = DEFAULT_REWRITES, multi_query_questions: int = 0) -> dict:
     """Rankings and scores of every mode (and the baseline, given its embedding cache; and multi-query
-    over the chosen mode, given an OpenAI-compatible ``llm``) on the questions the index can answer.
+    over the chosen mode, given an ``llm``, on the first ``multi_query_questions`` dev questions in
+    ``sample_order``, all of them when 0) on the questions the index can answer.
     Returns ``{"judged": [(question, answering ids)], "rankings": {mode: [...]},
     "scores": {set: {split: {mode: score}}}, "best_mode", "mean_dev_recall": {mode: float},
     "baseline": {"chunks", "embedded"} (empty without the baseline), "multi_query": one line saying
-    what it was searched over, why it was skipped, or the LLM error that failed it}``. The best mode is
+    what it was searched over, why it was skipped, or the LLM error that failed it, "multi_query_compared":
+    {best mode and multi_query: score on the sampled dev questions} (empty without it)}``. The best mode is
     one of ``SEARCH_MODES``."""
     names = document_names([d for d in docs if d["id"] in set(collection.chunk_ids().values())])
     judged = [(q, rel) for questions in sets.values() for q in questions if (rel := answerable(q, names))]
@@ -144,23 +150,38 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
     # The feedback set is reported, never chosen on: its relevant documents are what the answering mode
     # retrieved, so that mode scores 1.0 on it by construction.
     best, mean = select_mode({n: s["dev"] for n, s in scores.items() if n != REGRESSION_SET_NAME}, candidates)
+    sampled = (sorted((i for i, (q, _) in enumerate(judged) if q.split == "dev" and q.set_name != REGRESSION_SET_NAME),
+                      key=lambda i: sample_order(judged[i][0]))[:multi_query_questions]
+               if multi_query_questions else list(range(len(judged))))
+    compared: dict = {}
     try:
         if llm is None or not llm_available(llm):
             multi = f"{MULTI_QUERY}: skipped (no LLM configured)"
-        else:  # over the chosen mode, so the two compare directly
-            rankings[MULTI_QUERY] = [[s["document_id"] for s in multi_query_retrieve(
-                collection, llm, t, embeddings.embed_array, best, depth, rewrites)[0]] for t in texts]
-            multi = f"{MULTI_QUERY}: {rewrites} rewrites per question searched with {best}, fused by RRF"
+        else:  # over the chosen mode, on a sample of dev questions (an LLM call each), so the two compare directly
+            ranked: list = [None] * len(judged)
+            for i in sampled:
+                ranked[i] = [s["document_id"] for s in multi_query_retrieve(
+                    collection, llm, texts[i], embeddings.embed_array, best, depth, rewrites)[0]]
+            rankings[MULTI_QUERY] = ranked
+            compared = {m: score([rankings[m][i] for i in sampled], [judged[i][1] for i in sampled], k)
+                        for m in (best, MULTI_QUERY)} if sampled else {}
+            multi = (f"{MULTI_QUERY}: {rewrites} rewrites per question by {llm.resolved_model()}, searched with {best} "
+                     f"and fused by RRF, on {len(sampled)} {'dev ' if multi_query_questions else ''}questions: recall@{k} "
+                     + (f"{compared[MULTI_QUERY]['recall']:.3f} against {best}'s {compared[best]['recall']:.3f} "
+                        "on the same questions" if compared else "(none)"))
     except LLMError as err:  # an optional comparison: the modes' scores and the default still stand
         multi = f"{MULTI_QUERY}: failed ({err})"
+        rankings.pop(MULTI_QUERY, None)
     if MULTI_QUERY in rankings:
         for name in sets:
             for split in SPLITS:
-                rows = [i for i, (q, _) in enumerate(judged) if q.set_name == name and q.split == split]
-                scores[name][split][MULTI_QUERY] = score([rankings[MULTI_QUERY][i] for i in rows],
-                                                         [judged[i][1] for i in rows], k)
+                rows = [i for i, (q, _) in enumerate(judged) if q.set_name == name and q.split == split
+                        and rankings[MULTI_QUERY][i] is not None]
+                if rows:
+                    scores[name][split][MULTI_QUERY] = score([rankings[MULTI_QUERY][i] for i in rows],
+                                                             [judged[i][1] for i in rows], k)
     return {"judged": judged, "rankings": rankings, "scores": scores, "best_mode": best, "mean_dev_recall": mean,
-            "baseline": baseline, "multi_query": multi}
+            "baseline": baseline, "multi_query": multi, "multi_query_compared": compared}
 
 
 @dg.asset(
@@ -172,8 +193,8 @@ def evaluate(collection, docs: list[dict], sets: dict, embeddings: EmbeddingsRes
                                                "MRR thresholds and each set's recall@k is not below the plain "
                                                "LangChain baseline's.")],
     description="Dense, keyword and hybrid retrieval, and a plain LangChain baseline, scored on the dev and test "
-                "parts of each question set (recall@k, MRR as numeric metadata), with multi-query retrieval when an "
-                "OpenAI-compatible LLM is configured; the search mode with the best mean dev recall@k becomes the "
+                "parts of each question set (recall@k, MRR as numeric metadata), with multi-query retrieval on a "
+                "sample of dev questions beside the chosen mode; the search mode with the best mean dev recall@k becomes the "
                 "question job's default.",
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, embeddings: EmbeddingsResource,
@@ -191,7 +212,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                                      f"(got {config.multi_query_rewrites})")
     result = evaluate(open_collection(embeddings, vector_store), docs, sets, embeddings, config.k,
                       embedding_cache(embeddings, "langchain_baseline") if config.baseline else None,
-                      llm if config.multi_query else None, config.multi_query_rewrites)
+                      llm if config.multi_query else None, config.multi_query_rewrites, config.multi_query_questions)
     multi_query = result["multi_query"] if config.multi_query else f"{MULTI_QUERY}: off (run config multi_query)"
     (context.log.warning if multi_query.startswith(f"{MULTI_QUERY}: failed") else context.log.info)(multi_query)
     k, best, scores, judged = config.k, result["best_mode"], result["scores"], result["judged"]
@@ -209,7 +230,9 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
                       **({f"multi_query_{key.split('/', 1)[1]}": v for key, v in llm.usage_metadata().items()
                           if key in ("llm/calls", "llm/cache_hits", "llm/cost_usd")}
                          if MULTI_QUERY in result["rankings"] else {}),
-                      **{f"baseline_{key}": v for key, v in result["baseline"].items()}}
+                      **{f"baseline_{key}": v for key, v in result["baseline"].items()},
+                      **{f"multi_query_sample/{m}/recall@{k}": round(s["recall"], 4)
+                         for m, s in result["multi_query_compared"].items()}}
     summary = []
     for name, parts in scores.items():
         for split, by_mode in parts.items():
@@ -229,7 +252,8 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, config: EvaluationCo
     rankings = result["rankings"]
     metadata["per_question"] = table(
         [{"set": q.set_name, "id": q.id, "part": q.split, "question": q.question, "relevant": ", ".join(rel),
-          **{m: first_rank(rankings[m][i], rel) for m in rankings}} for i, (q, rel) in enumerate(judged)],
+          **{m: first_rank(rankings[m][i], rel) if rankings[m][i] is not None else None for m in rankings}}
+         for i, (q, rel) in enumerate(judged)],
         ["set", "id", "part", "question", "relevant", *((m, "int") for m in rankings)])
     yield dg.MaterializeResult(metadata=metadata)
     yield quality_check(result, config, total)

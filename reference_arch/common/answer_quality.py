@@ -1,5 +1,6 @@
-"""Answer quality measures for ``rag/answer_quality``: citation validity, groundedness, answer relevance,
-and the LLM judge's rubric and verdict parsing.
+"""Answer quality measures: citation validity, groundedness, answer relevance, the grounded answer format,
+and the LLM judge's rubric and verdict parsing. ``rag/answer_quality`` measures the RAG answers with them,
+and the finetune location its base and fine-tuned models' answers.
 
 **Citations.** Every ``[n]`` in an answer is one citation; it is *valid* when ``1 <= n <=`` the number of
 retrieved sources. Counted per occurrence (``rag/answer``'s ``citations`` lists distinct numbers).
@@ -30,7 +31,10 @@ sources. The asset re-applies the rule each run (``threshold/dev_chosen``, ``thr
 **Answer relevance** is the cosine similarity of the question's and the answer's embeddings (citation
 markers removed); in [-1, 1], in practice 0..1.
 
-**The judge** (only with an OpenAI-compatible LLM): ``JUDGE_RUBRIC`` asks for a faithfulness and a
+**The format** (``grounded_format``) is the one the templates and the RAG prompt ask for: one or two
+sentences, at least one citation and every citation naming a source, no fenced code block.
+
+**The judge**: ``JUDGE_RUBRIC`` asks for a faithfulness and a
 relevance score from 1 to 5 as JSON; ``parse_verdict`` maps them to 0..1 ((score - 1) / 4).
 """
 
@@ -108,7 +112,7 @@ def source_sentences(source: dict) -> list[str]:
     ``MIN_SOURCE_SENTENCE_CHARS`` long (code, lists and signatures a generated answer may restate)."""
     from sentencex import segment
 
-    from reference_arch.rag.extractive import candidate_sentences
+    from reference_arch.common.extractive import candidate_sentences
 
     out = [s.text for s in candidate_sentences([source])]
     for line in (source.get("text") or "").splitlines():
@@ -207,3 +211,19 @@ def parse_verdict(reply: str) -> Optional[dict]:
     if not all(1 <= v <= 5 for v in scores.values()):
         return None
     return {k: (v - 1) / 4 for k, v in scores.items()}
+
+
+MAX_SENTENCES = 2
+
+
+def grounded_format(answer: str, n_sources: int) -> dict:
+    """Whether ``answer`` keeps the grounded format (module docstring): ``{"ok": bool, "sentences": int,
+    "valid_citations": int, "invalid_citations": int, "code_block": bool}``."""
+    sentences = answer_sentences(answer)
+    counts = citation_counts(answer, n_sources)
+    code = "```" in answer
+    invalid = counts["citations"] - counts["valid"]
+    ok = 1 <= len(sentences) <= MAX_SENTENCES and counts["valid"] >= 1 and not invalid and not code
+    return {"ok": ok, "sentences": len(sentences), "valid_citations": counts["valid"], "invalid_citations": invalid,
+            "code_block": code}
+
