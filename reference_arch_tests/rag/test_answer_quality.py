@@ -138,7 +138,7 @@ def test_the_packaged_model_answers_and_judges_for_real(rag_data, instance):
     assert result.success
     meta = metadata(result, "answer_quality")
     assert meta["answerer"] == "generative" and meta["judge"] == "LLM judge: packaged:smollm2-135m-instruct"
-    assert meta["llm/model"] == "packaged:smollm2-135m-instruct" and meta["llm/calls"] == 2 * meta["judged"]
+    assert meta["llm/model"] == "packaged:smollm2-135m-instruct" and meta["llm/calls"] == 2 * meta["measured"]
     rows = [r.data for r in meta["per_question"].records]
     assert rows and all(len(r["answer"].split()) >= 3 for r in rows)  # sentences, not an empty or one-word reply
     split = rows[0]["part"]

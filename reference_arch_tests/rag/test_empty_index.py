@@ -43,3 +43,9 @@ def test_an_emptied_docs_folder_says_no_documents_and_where_they_go(rag_data, in
                     f"hold none, so the index is empty; add documents to {rag_data['docs']} (REFERENCE_ARCH_DOCS_DIR) "
                     "and run again"), line
     assert not [e for e in result.all_events if e.is_step_failure and "retrieved_sources" in e.step_key]
+
+    # A question asked of that emptied index afterwards says the same, not "materialize rag first".
+    asked = dg.materialize([inference.question, inference.retrieved_sources], instance=instance, raise_on_error=False,
+                           resources=resources(), run_config=question_run_config("rag", "Which option changes colours?"))
+    assert first_failure(asked).endswith("no documents: the enabled sources (docs) hold none, so the index is empty; "
+                                         f"add documents to {rag_data['docs']} (REFERENCE_ARCH_DOCS_DIR) and run again")

@@ -93,11 +93,15 @@ class LLMResource(dg.ConfigurableResource):
         from reference_arch.common.llm.packaged import DEFAULT_LOCAL_MODEL, PREFIX as PACKAGED, model_dir
         from reference_arch.common.registry import ModelNotFoundError, ModelRegistry, PREFIX
 
+        from reference_arch.common.settings_model import local_model_problem
+
         spec = self.model or DEFAULT_LOCAL_MODEL
+        if problem := local_model_problem(spec):  # a model from run config, checked as the setting is
+            raise LLMError(f"local model {spec!r}: {problem}")
         if spec.startswith(PACKAGED):
             return spec, str(model_dir(spec)) if load else ""
         if not spec.startswith(PREFIX):
-            return spec, spec  # a local path, or a hub name when online
+            return spec, spec  # a folder, or a hub name when the user turned the offline switch off
         try:
             found = ModelRegistry().resolve(spec)
         except ModelNotFoundError as err:

@@ -125,7 +125,11 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
         # before the question is embedded: an index of another model is refused, not queried
         collection = open_collection(embeddings, vector_store)
         if not collection.count():
-            raise dg.Failure(description="the vector index is empty: run `reference-arch materialize rag` first")
+            from reference_arch.rag.defs.checks import no_documents_message
+
+            built = context.instance.get_latest_materialization_event(dg.AssetKey(["rag", "vector_index"]))
+            raise dg.Failure(description=no_documents_message() if built else
+                             "the vector index is empty: run `reference-arch materialize rag` first")
         if mode == MULTI_QUERY:
             sources, extra = multi_query_sources(context, config, collection, llm, question, embeddings)
         else:
