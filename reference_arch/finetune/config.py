@@ -1,7 +1,7 @@
 """The fine-tuning settings every finetune asset reads: one resource, so the prompts, the training,
 the evaluation and the publishing always agree on the backend and the base model.
 
-``backend`` is ``local`` (LoRA on the newest pretrain model in the registry) unless set to ``openai``:
+``backend`` is ``local`` (LoRA on the packaged instruct model, ``common/llm/packaged.py``) unless set to ``openai``:
 an OpenAI fine-tuning job is billed and takes minutes to hours, so an exported ``OPENAI_API_KEY``
 alone does not start one. ``REFERENCE_ARCH_FINETUNE_BACKEND`` and ``REFERENCE_ARCH_FINETUNE_BASE_MODEL``
 set them from the environment.
@@ -18,7 +18,6 @@ import dagster as dg
 from reference_arch.common.settings import home_path
 from reference_arch.finetune.chat_format import OPENAI_MIN_EXAMPLES, SYSTEM_PROMPT
 
-PRETRAIN_MODEL = "code-lm"  # what the pretrain location publishes
 FINETUNED_MODEL = "code-lm-github"  # what this location publishes
 DEFAULT_OPENAI_BASE_MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -27,21 +26,25 @@ class FineTuningResource(dg.ConfigurableResource):
     """How the finetune location fine-tunes: backend, base model, LoRA and job settings."""
 
     backend: Optional[str] = None  # "local" (unset) | "openai" (needs OPENAI_API_KEY)
-    base_model: Optional[str] = None  # local: registry spec or HF path; openai: a fine-tunable model
+    # local: packaged:NAME (default: the packaged instruct model), a registry spec such as
+    # registry:code-lm@latest (the model pretrained here) or a folder; openai: a fine-tunable model
+    base_model: Optional[str] = None
     output_name: str = FINETUNED_MODEL
     system_prompt: str = SYSTEM_PROMPT
     validation_fraction: float = 0.2
     min_examples: int = OPENAI_MIN_EXAMPLES
-    # local LoRA
-    max_seq_len: int = 256
-    epochs: int = 6
-    batch_size: int = 8
-    learning_rate: float = 2e-3
+    # local LoRA: sized for SmolLM2-135M on a CPU (an example holds three short sources and the question)
+    max_seq_len: int = 512
+    epochs: int = 3
+    batch_size: int = 4
+    learning_rate: float = 1e-3
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target_modules: Optional[list[str]] = None  # unset: peft's default for the architecture
     seed: int = 0
+    # validation examples both local models answer (generated) for the format and groundedness measures
+    format_examples: int = 6
     # OpenAI
     openai_epochs: Optional[int] = None  # unset: OpenAI picks
     openai_suffix: str = "github"
@@ -59,13 +62,22 @@ class FineTuningResource(dg.ConfigurableResource):
         """The base model: a registry spec or path (local), or an OpenAI model name."""
         if self.base_model:
             return self.base_model
-        return DEFAULT_OPENAI_BASE_MODEL if self.resolved_backend() == "openai" else f"registry:{PRETRAIN_MODEL}@latest"
+        from reference_arch.common.llm.packaged import DEFAULT_LOCAL_MODEL
+
+        return DEFAULT_OPENAI_BASE_MODEL if self.resolved_backend() == "openai" else DEFAULT_LOCAL_MODEL
 
     def base_model_path(self) -> tuple[str, str]:
         """(spec, directory) of the local base model; a clear failure when there is none yet."""
+        from reference_arch.common.llm.errors import LLMError
+        from reference_arch.common.llm.packaged import PREFIX as PACKAGED, model_dir
         from reference_arch.common.registry import PREFIX, ModelNotFoundError, ModelRegistry
 
         spec = self.resolved_base_model()
+        if spec.startswith(PACKAGED):
+            try:
+                return spec, str(model_dir(spec))
+            except LLMError as err:
+                raise dg.Failure(str(err)) from None
         if not spec.startswith(PREFIX):
             if not Path(spec).is_dir():
                 raise dg.Failure(f"base model {spec!r} is not a registry model (registry:NAME@VERSION) "
@@ -93,6 +105,11 @@ def prompts_path(side: str) -> Path:
     return finetune_dir("prompts") / f"{side}.jsonl"
 
 
+def sources_path() -> Path:
+    """The sources of each validation example, in order (a JSON list per line)."""
+    return finetune_dir("prompts") / "validation_sources.jsonl"
+
+
 def fine_tuning_resource() -> FineTuningResource:
     return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
                               base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)
@@ -102,23 +119,22 @@ PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes
 
 
 class PreferenceTuningResource(dg.ConfigurableResource):
-    """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (a few dozen
-    pairs, a few dozen steps on the tiny local model, a CPU minute); raise ``max_pairs`` and ``steps``
-    for a real model. The system prompt is the fine-tuning resource's. The model tuned is the supervised
+    """How ``finetune/preference_*`` builds pairs and tunes with DPO. Small by default (two dozen pairs,
+    20 steps on SmolLM2-135M: a few CPU minutes); raise ``max_pairs`` and ``steps`` for a bigger model. The system prompt is the fine-tuning resource's. The model tuned is the supervised
     fine-tuned one (``registry:code-lm-github@latest``): preference optimisation follows SFT, as in the RLHF
     recipe (Ouyang et al. 2022, "Training language models to follow instructions with human feedback"), so
     the newest local model is the last one trained. With the OpenAI fine-tuning backend there is no local SFT
-    model, and the pretrained base is tuned. ``base_model`` names another (a registry spec or a directory)."""
+    model, and the packaged instruct model is tuned. ``base_model`` names another (a registry spec or a directory)."""
 
     output_name: str = PREFERENCE_MODEL
     base_model: Optional[str] = None  # unset: the SFT model (local fine-tuning backend), else the pretrained base
-    max_pairs: int = 48  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
+    max_pairs: int = 24  # pairs in all (feedback first, then generated from the fine-tuning Q&A)
     heldout_fraction: float = 0.25  # of the questions, by a stable hash: the gate's held-out pairs
-    max_seq_len: int = 128  # tokens of prompt + answer; longer questions are cut from the start
-    max_new_tokens: int = 24  # tokens of a generated alternative answer
+    max_seq_len: int = 256  # tokens of prompt + answer; longer questions are cut from the start
+    max_new_tokens: int = 48  # tokens of a generated alternative answer (a CPU second or two each)
     steps: int = 20
     batch_size: int = 4
-    learning_rate: float = 5e-3
+    learning_rate: float = 1e-3
     beta: float = 0.1  # DPO's beta
     lora_r: int = 8
     lora_alpha: int = 16
@@ -130,7 +146,9 @@ class PreferenceTuningResource(dg.ConfigurableResource):
             return self.base_model
         if fine_tuning.resolved_backend() == "local":
             return f"registry:{fine_tuning.output_name}@latest"
-        return f"registry:{PRETRAIN_MODEL}@latest"
+        from reference_arch.common.llm.packaged import DEFAULT_LOCAL_MODEL
+
+        return DEFAULT_LOCAL_MODEL
 
     def base_model_path(self, fine_tuning: FineTuningResource) -> tuple[str, str]:
         """(spec, directory) of the model to tune; a clear failure naming what publishes it when there is none yet."""

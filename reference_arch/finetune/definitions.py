@@ -1,12 +1,12 @@
 """The fine-tuning code location, one module per step in ``defs/``: ingestion (GitHub Q&A by month) ->
-processing (leak-free split -> OpenAI chat JSONL) -> training (LoRA on the pretrain model, or an OpenAI
-fine-tuning job) -> evaluation (fine-tuned vs base; the published model) -> inference; and preference (DPO pairs from
+processing (leak-free split -> grounded examples in OpenAI chat JSONL) -> training (LoRA on the packaged
+instruct model, or an OpenAI fine-tuning job) -> evaluation (fine-tuned vs base; the published model) -> inference; and preference (DPO pairs from
 feedback, DPO through the shared trainer, gated on held-out preference accuracy)."""
 
 import os
 
 from reference_arch.common.locations import location_definitions
-from reference_arch.common.resources import llm_resource, trainer_resource
+from reference_arch.common.resources import embeddings_resource, llm_resource, trainer_resource
 from reference_arch.finetune import defs as finetune_defs
 from reference_arch.finetune.config import PreferenceTuningResource, fine_tuning_resource
 from reference_arch.finetune.openai_client import openai_client_resource
@@ -17,6 +17,7 @@ def resources() -> dict:
         "fine_tuning": fine_tuning_resource(),
         "preference_tuning": PreferenceTuningResource(),
         "trainer": trainer_resource(),
+        "embeddings": embeddings_resource(),  # the finetuned answer's sources: the most similar training replies
         "openai": openai_client_resource(),
         "llm": llm_resource(model=os.environ.get("REFERENCE_ARCH_FINETUNED_LLM_MODEL") or None),
     }

@@ -54,3 +54,32 @@ def answer_loss(model_dir: str, examples: list[dict], max_seq_len: int, batch_si
             total_tokens += int((targets != -100).sum())
     mean = total_loss / max(total_tokens, 1)
     return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "tokens": total_tokens}
+
+
+def generated_answer_scores(model_path: str, examples: list[dict], sources: list[list[dict]],
+                            decoding: dict, max_tokens: int = 96) -> dict:
+    """A local model's answers to chat examples (their system and user messages) measured against each
+    example's sources: ``format_compliance`` (share keeping ``grounded_format``), ``citation_validity``
+    (valid citations / all citations, 0 without any), ``groundedness`` (mean, ``score_answer``) and the first
+    ``example_answer``."""
+    from reference_arch.common.answer_quality import grounded_format, score_answer
+    from reference_arch.common.llm.local import LocalChatModel
+    from reference_arch.common.vector_store.embeddings import EmbeddingsResource
+
+    chat = LocalChatModel(model_path=model_path, model_name=model_path, max_tokens=max_tokens, **decoding)
+    embed = EmbeddingsResource(provider="local").embed_array
+    formats, grounded, answers = [], [], []
+    for example, example_sources in zip(examples, sources):
+        prompt = [(m["role"], m["content"]) for m in example["messages"][:-1]]
+        text = str(chat.invoke(prompt).content)
+        question = prompt[-1][1].rsplit("Question: ", 1)[-1]
+        formats.append(grounded_format(text, len(example_sources)))
+        grounded.append(score_answer(question, text, example_sources, embed)["groundedness"])
+        answers.append(text)
+    valid = sum(f["valid_citations"] for f in formats)
+    cited = valid + sum(f["invalid_citations"] for f in formats)
+    n = max(len(formats), 1)
+    return {"format_compliance": sum(f["ok"] for f in formats) / n, "citation_validity": valid / cited if cited else 0.0,
+            "groundedness": sum(grounded) / n, "format_examples": len(formats),
+            "example_answer": answers[0] if answers else ""}
+

@@ -86,6 +86,9 @@ def write_tiny_export(root: Path, good: int = 20) -> Path:
     return export.write()
 
 
+TINY_BASE = "registry:code-lm@1"  # the tiny chat model, as registry_with_base publishes it
+
+
 @pytest.fixture
 def github_export(tmp_path, monkeypatch) -> Path:
     root = write_tiny_export(tmp_path / "export")
@@ -96,15 +99,17 @@ def github_export(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def chat_model_dir(tmp_path_factory) -> Path:
-    """The conftest's tiny random model with room for a chat example (512 positions)."""
+    """The conftest's tiny random model with room for a grounded chat example (2048 positions: its tiny
+    vocabulary spends about a token a character)."""
     from reference_arch.testkit.tiny_model import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("chat-model"), n_positions=512)
+    return build_tiny_model(tmp_path_factory.mktemp("chat-model"), n_positions=2048)
 
 
 @pytest.fixture
 def registry_with_base(tmp_home, chat_model_dir):
-    """The temporary registry holding the tiny chat-sized model as ``code-lm`` (what pretrain publishes)."""
+    """The temporary registry holding the tiny chat-sized model as ``code-lm`` (what pretrain publishes), the
+    base of the plumbing tests (``TINY_BASE``); tests of what tuning does use the packaged model, the default."""
     from reference_arch.common.registry import ModelRegistry
 
     registry = ModelRegistry()

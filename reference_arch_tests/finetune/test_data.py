@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import dagster as dg
 import pytest
@@ -11,6 +12,7 @@ from reference_arch.finetune.defs import ingestion, processing
 from reference_arch.finetune import config
 from reference_arch.finetune.config import FineTuningResource
 from reference_arch.finetune.split import TRAIN, VALIDATION, split_of, split_pairs
+from reference_arch_tests.finetune.conftest import TINY_BASE
 
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-04-01"}
 DATA_ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_validation_split, processing.prompts,
@@ -18,7 +20,8 @@ DATA_ASSETS = [ingestion.github_issues, ingestion.qa_pairs, processing.train_val
 
 
 def materialize(assets, selection=None, resources=None, **kwargs):
-    resources = {"fine_tuning": FineTuningResource(backend="local"), **(resources or {})}
+    resources = {"fine_tuning": FineTuningResource(backend="local", base_model=TINY_BASE, max_seq_len=2048),
+                 **(resources or {})}
     return dg.materialize(assets, selection=selection, resources=resources, **kwargs)
 
 
@@ -63,13 +66,22 @@ def test_ingestion_to_prompts(github_export, registry_with_base, instance):
     assert split["train"] + split["validation"] == 21 and split["validation"] >= 1
 
     prompts = metadata(result, "prompts")
-    assert prompts["train_examples"] == split["train"] and prompts["too_long"] == prompts["shortened"] == 0
+    assert prompts["train_examples"] == split["train"] and prompts["too_long"] == prompts["no_sentence_to_learn"] == 0
     line = json.loads(config.prompts_path(TRAIN).read_text().splitlines()[0])
     system, user, assistant = line["messages"]
-    assert system == {"role": "system",
-                      "content": "You answer Github issues in an upbeat and helpful way to ensure user success."}
-    assert user["role"] == "user" and user["content"].startswith("How to set")
-    assert assistant["weight"] == 1 and not assistant["content"].startswith(">")  # the quote was cleaned away
+    from reference_arch.common.grounded_prompt import INSTRUCTIONS
+
+    assert system == {"role": "system", "content": INSTRUCTIONS}  # the RAG answer's own prompt
+    assert user["role"] == "user" and user["content"].startswith("Sources:\n\n[1] Reply to: How to set")
+    assert "\n\nQuestion: How to set" in user["content"] and user["content"].count("Reply to: ") == 3
+    # the maintainer's reply in two cited sentences, the quote of the question cleaned away
+    assert assistant["weight"] == 1 and re.fullmatch(r"Great question! \[(\d)\] Set \w+ in widgets\.toml\. \[\1\]",
+                                                     assistant["content"]), assistant["content"]
+    cited = int(re.search(r"\[(\d)\]", assistant["content"]).group(1))
+    own = user["content"].split("Question: ")[1].split("\n")[0]  # the issue's title
+    assert f"[{cited}] Reply to: {own}" in user["content"]  # the citation names the reply that answered it
+    sources = [json.loads(line) for line in config.sources_path().read_text().splitlines()]
+    assert len(sources) == prompts["validation_examples"] and all(len(s) == 3 for s in sources)
 
     checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
     assert checks["split_is_disjoint"].passed and checks["openai_format"].passed
@@ -159,7 +171,7 @@ def test_secrets_and_personal_data_are_masked_in_pairs_and_prompt_files(github_e
     (folder / "issues.json").write_text(json.dumps(issues))
     (folder / "comments.json").write_text(json.dumps(comments))
 
-    room = {"fine_tuning": FineTuningResource(backend="local", max_seq_len=512)}  # the long issue fits
+    room = {"fine_tuning": FineTuningResource(backend="local", base_model=TINY_BASE, max_seq_len=2048)}
     result = materialize(DATA_ASSETS, instance=instance, tags=RANGE, resources=room)
     assert result.success
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
@@ -179,7 +191,9 @@ def test_secrets_and_personal_data_are_masked_in_pairs_and_prompt_files(github_e
     assert pairs["redacted/acme/widgets/secret:github_token"] == 1 and pairs["redacted/acme/widgets/email"] == 2
     assert pairs["redacted/total"] == 8
     prompts = metadata(result, "prompts")
-    assert prompts["redacted/acme/widgets/secret:slack_token"] == 1 and prompts["redacted/total"] == 8
+    # the reply is a source of its own example and of others' (as another issue's reply): counted where it shows
+    assert prompts["redacted/acme/widgets/secret:slack_token"] == files.count("[SECRET:slack_token]") >= 1
+    assert prompts["redacted/acme/widgets/secret:github_token"] == files.count("[SECRET:github_token]") >= 1
 
     # A file holding a token (written by hand, or before redaction): the check fails and blocks training.
     with config.prompts_path(TRAIN).open("a") as handle:

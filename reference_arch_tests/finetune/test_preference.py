@@ -37,7 +37,7 @@ def test_the_gate_needs_more_preferred_pairs_or_a_wider_margin_at_the_same_rate(
 def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
     tuning = PreferenceTuningResource()
     assert tuning.resolved_base_model(FineTuningResource(backend="local")) == "registry:code-lm-github@latest"
-    assert tuning.resolved_base_model(FineTuningResource(backend="openai")) == "registry:code-lm@latest"
+    assert tuning.resolved_base_model(FineTuningResource(backend="openai")) == "packaged:smollm2-135m-instruct"
     assert PreferenceTuningResource(base_model="/models/x").resolved_base_model(FineTuningResource()) == "/models/x"
 
 
@@ -116,3 +116,16 @@ def test_dpo_settings_are_checked_before_training(tmp_path):
                     "dpo_beta": 0})
     with pytest.raises(TrainSpecError, match="objective"):
         parse_spec({"model_dir": "m", "train_data": "x", "output_dir": str(tmp_path), "objective": "ppo"})
+
+
+def test_dpo_on_the_packaged_model_widens_the_margin_for_the_chosen_answers(github_export, tmp_home, instance):
+    """The real model: DPO on SmolLM2-135M-Instruct over a few pairs (the maintainers' answers chosen over its
+    own); its held-out margin for the chosen answer widens. Small data: 8 pairs, 4 steps."""
+    settings = {"fine_tuning": FineTuningResource(backend="local"), "trainer": TrainerResource(device="cpu"),
+                "preference_tuning": PreferenceTuningResource(base_model="packaged:smollm2-135m-instruct", max_pairs=8,
+                                                              steps=4, batch_size=2)}
+    result = dg.materialize(ASSETS, resources=settings, instance=instance, tags=RANGE, raise_on_error=False)
+    tuned = metadata(result, "preference_tuned_model")
+    assert tuned["base_model"] == "packaged:smollm2-135m-instruct" and tuned["train/global_step"] == 4
+    _, scores = check_of(result)
+    assert scores["tuned_margin"] > scores["base_margin"]

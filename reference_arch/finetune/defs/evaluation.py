@@ -15,7 +15,7 @@ from reference_arch.common.locations import asset_defaults
 from reference_arch.common.pools import pool_for
 from reference_arch.finetune.config import FineTuningResource, fine_tuning_resource, finetune_dir
 from reference_arch.finetune.openai_client import OpenAIClientResource
-from reference_arch.finetune.config import prompts_path
+from reference_arch.finetune.config import prompts_path, sources_path
 from reference_arch.finetune.split import VALIDATION
 from reference_arch.finetune.defs.training import fine_tuned_model, read_record
 
@@ -31,11 +31,23 @@ def _validation_examples() -> list[dict]:
 
 
 def evaluate_local(record: dict, fine_tuning: FineTuningResource) -> dict:
-    from reference_arch.finetune.metrics import answer_loss
+    """Validation loss of base and fine-tuned (the gate), and both models' generated answers to the first
+    ``format_examples`` validation examples measured for the grounded format, citation validity and
+    groundedness (reported beside it, with the first example's two answers)."""
+    from reference_arch.common.llm.packaged import decoding
+    from reference_arch.finetune.jsonl import read_jsonl
+    from reference_arch.finetune.metrics import answer_loss, generated_answer_scores
 
     examples = _validation_examples()
     base = answer_loss(record["base_path"], examples, fine_tuning.max_seq_len)
     tuned = answer_loss(record["model"], examples, fine_tuning.max_seq_len)
+    sources = read_jsonl(sources_path()) if sources_path().exists() else []
+    measured = {}
+    if len(sources) == len(examples):
+        settings = decoding(record["base_model"])  # the fine-tuned model decodes as its base does
+        for side, path in (("base", record["base_path"]), ("finetuned", record["model"])):
+            measured[side] = generated_answer_scores(path, examples[:fine_tuning.format_examples],
+                                                     sources[:fine_tuning.format_examples], settings)
     return {
         "metric": "validation loss (answer tokens)",
         "passed": tuned["loss"] < base["loss"],
@@ -43,6 +55,7 @@ def evaluate_local(record: dict, fine_tuning: FineTuningResource) -> dict:
         "base_perplexity": base["perplexity"], "finetuned_perplexity": tuned["perplexity"],
         "loss_improvement": base["loss"] - tuned["loss"],
         "validation_examples": len(examples), "answer_tokens": tuned["tokens"],
+        **{f"{side}_{name}": value for side, scores in measured.items() for name, value in scores.items()},
     }
 
 
@@ -69,7 +82,9 @@ def evaluate_openai(context, record: dict, fine_tuning: FineTuningResource,
     blocking=True,
     pool=pool_for(fine_tuning_resource().backend),  # OpenAI: two chat completions per validation example
     description="The fine-tuned model beats its base on the validation set: lower answer loss (local) or higher "
-                "token F1 against the maintainers' answers (OpenAI). A model that is not better is not published.",
+                "token F1 against the maintainers' answers (OpenAI). A model that is not better is not published. "
+                "Locally, both models' answers to validation examples are measured too: the grounded format (1-2 "
+                "sentences, valid citations, no code block), citation validity and groundedness.",
 )
 def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTuningResource,
                      openai: OpenAIClientResource) -> dg.AssetCheckResult:
@@ -82,9 +97,10 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
     write_json(evaluation_path(), verdict)
     numbers = {k: round(v, 6) if isinstance(v, float) else v for k, v in verdict.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    answers = {k: dg.MetadataValue.md(f"**{k}**: {v}") for k, v in verdict.items() if k.endswith("_answer")}
     return dg.AssetCheckResult(
         passed=verdict["passed"],
-        metadata={**numbers, "metric": verdict["metric"], "base_model": record["base_model"]},
+        metadata={**numbers, **answers, "metric": verdict["metric"], "base_model": record["base_model"]},
         description=None if verdict["passed"] else f"the fine-tuned model is not better than its base "
                                                    f"({verdict['metric']}): it will not be published",
     )
@@ -114,9 +130,13 @@ def published_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningRe
         path = finetune_dir() / "openai_model.json"
         write_json(path, published)
         return dg.MaterializeResult(metadata={"model": record["model"], **metrics})
+    from reference_arch.common.llm.packaged import defaults_for
+
+    packaged = defaults_for(record["base_model"])
     card = {
         "kind": "lora-merged",
         "base_model": record["base_model"],
+        "packaged_base": packaged.name if packaged else None,  # its decoding and RAG defaults carry over
         "adapter": record.get("adapter_path"),
         "lora": record.get("lora"),
         "trainable_fraction": record.get("trainable_fraction"),

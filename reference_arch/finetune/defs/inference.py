@@ -2,7 +2,8 @@
 
 The model is the newest ``code-lm-github`` in the registry (local backend) or the published OpenAI
 fine-tuned model; ``REFERENCE_ARCH_FINETUNED_LLM_MODEL`` (or the ``llm`` resource's ``model``) picks
-another. The question goes in with the same system prompt the model was trained with.
+another. The question goes in the way the model was trained (``grounding.py``): the grounded-answer prompt
+with the three training replies most similar to the question as its numbered sources.
 """
 
 import json
@@ -12,8 +13,9 @@ import dagster as dg
 from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
+from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
-    markdown_text, record_metadata
+    markdown_text, record_metadata, require_answer
 from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.defs.evaluation import published_model
 
@@ -54,17 +56,25 @@ def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> st
     **asset_defaults("finetune"), kinds={"python", "huggingface", "openai"},
     ins={"question": dg.AssetIn(key=["finetune", "question"])},
     deps=[published_model],
-    description="The fine-tuned model's answer, prompted with the system prompt it was trained with.",
+    description="The fine-tuned model's answer, asked as it was trained: the grounded-answer prompt with the "
+                "three most similar maintainers' replies of the training split as numbered sources.",
 )
 def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
-           fine_tuning: FineTuningResource) -> dg.Output:
+           fine_tuning: FineTuningResource, embeddings: EmbeddingsResource) -> dg.Output:
+    from reference_arch.common.grounded_prompt import build_messages
+    from reference_arch.finetune.defs.processing import read_split
+    from reference_arch.finetune.grounding import similar_replies
+    from reference_arch.finetune.split import TRAIN
+
     model = finetuned_llm(llm, fine_tuning)
+    sources = similar_replies(question, read_split()[TRAIN], embeddings.embed_array)
     try:
-        text = model.generate([("system", fine_tuning.system_prompt), ("human", question)])
+        text = model.generate(build_messages(question, sources))
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = model.usage()
-    record = answer_record(text, usage["model"], usage, question=question)
+    text = require_answer(text, usage["model"])
+    record = answer_record(text, usage["model"], usage, question=question, sources=sources)
     return dg.Output(record, metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_",
                                                       **model.usage_metadata(), **record_metadata(record)))
 

@@ -261,12 +261,16 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
         raise dg.Failure(f"not published: the tuned model prefers the chosen answer on "
                          f"{verdict['tuned_accuracy']:.0%} of held-out pairs, its base on {verdict['base_accuracy']:.0%}")
     metrics = {k: v for k, v in verdict.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    from reference_arch.common.llm.packaged import defaults_for
+
+    packaged = defaults_for(record["base_model"])  # its decoding and RAG defaults carry over
     card = {"kind": "lora-merged-dpo", "base_model": record["base_model"], "adapter": record["adapter_path"],
+            "packaged_base": packaged.name if packaged else None,
             "lora": record["lora"], "schedule": record["schedule"], "train_pairs": record["train_pairs"],
             "metrics": metrics, "system_prompt": fine_tuning.system_prompt, "trained_at": record["trained_at"],
             "dagster_run_id": context.run_id}
     model = ModelRegistry().publish(preference_tuning.output_name, record["model"], card)
-    context.log.info(f"published {model.spec} from {record['model']} (a tiny model: its answers are not fluent)")
+    context.log.info(f"published {model.spec} from {record['model']}")
     return dg.MaterializeResult(metadata={"model": model.spec, "version": model.version,
                                           "path": dg.MetadataValue.path(str(model.path)), **metrics})
 

@@ -2,9 +2,10 @@
 
 ``finetune/train_validation_split`` gathers every month's pairs, drops questions already asked in an
 earlier month, and puts each issue on the side its id hashes to. ``finetune/prompts`` writes the two
-chat JSONL files both backends train from, within the token limit of the model they are for (long
-questions are shortened; an example whose answer alone is too long is dropped). Checks: the sides
-are disjoint; the files follow OpenAI's format rules.
+chat JSONL files both backends train from: grounded examples (``grounding.py``: the question with three
+maintainers' replies as numbered sources, answered in two cited sentences), within the token limit of the
+model they are for (an example over it is dropped). Checks: the sides are disjoint; the files follow
+OpenAI's format rules.
 """
 
 
@@ -16,7 +17,7 @@ import dagster as dg
 
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.questions import markdown_text
-from reference_arch.finetune.config import FineTuningResource, prompts_path, split_path
+from reference_arch.finetune.config import FineTuningResource, prompts_path, sources_path, split_path
 from reference_arch.finetune.defs.ingestion import MONTHLY, pairs_path, qa_pairs
 from reference_arch.finetune.split import TRAIN, VALIDATION
 
@@ -105,30 +106,36 @@ def token_rules(fine_tuning: FineTuningResource):
     **asset_defaults("finetune"),
     deps=[train_validation_split],
     kinds={"python", "openai"},
-    description="Train and validation prompts in OpenAI chat JSONL: the seed's system prompt, the issue as the "
-                "user message, the maintainer's answer as the assistant message (weight 1); questions shortened "
-                "to fit the model's token limit.",
+    description="Train and validation prompts in OpenAI chat JSONL, in the RAG answer's format: the grounded-"
+                "answer instructions, the issue with three maintainers' replies as numbered sources (its own and two "
+                "others), and as the answer to learn the reply's first two sentences, each citing its source "
+                "(weight 1); examples over the model's token limit are dropped.",
 )
 def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) -> dg.MaterializeResult:
     from reference_arch.common.redaction import counts_metadata
-    from reference_arch.finetune.chat_format import chat_example, fit_to_limit
+    from reference_arch.finetune.grounding import grounded_example
     from reference_arch.finetune.jsonl import write_jsonl
 
     sides = read_split()
     counter, limit = token_rules(fine_tuning)
     kept: dict[str, list[dict]] = {}
+    sources: dict[str, list[list[dict]]] = {}
     masked: dict[str, Counter] = {}  # placeholders per source repository (qa_pairs masked the pairs)
-    too_long = shortened = 0
+    too_long = no_sentence = 0
     for side, pairs in sides.items():
-        kept[side] = []
+        kept[side], sources[side] = [], []
         for pair in pairs:
-            example = chat_example(pair["question"], pair["answer"], fine_tuning.system_prompt)
-            fitted = fit_to_limit(example, counter, limit)
-            too_long += fitted is None
-            shortened += fitted is not None and fitted is not example
-            if fitted is not None:
-                kept[side].append(fitted)
-                count_placeholders(fitted, masked.setdefault(pair.get("repo") or "unknown", Counter()))
+            built = grounded_example(pair, pairs if side == TRAIN else [*pairs, *sides[TRAIN]])
+            if built is None:
+                no_sentence += 1
+                continue
+            example, example_sources = built
+            if counter.count(example["messages"]) > limit:
+                too_long += 1
+                continue
+            kept[side].append(example)
+            sources[side].append(example_sources)
+            count_placeholders(example, masked.setdefault(pair.get("repo") or "unknown", Counter()))
     # Refuse before anything is written, uploaded or trained: the files of the last good run stay.
     if len(kept[TRAIN]) < fine_tuning.min_examples:
         raise dg.Failure(
@@ -140,12 +147,13 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
                          "validation_fraction")
     for side, examples in kept.items():
         write_jsonl(prompts_path(side), examples)
+    write_jsonl(sources_path(), sources[VALIDATION])  # what the evaluation measures groundedness against
     sample = kept[TRAIN][0]["messages"]
     return dg.MaterializeResult(metadata={
         **counts_metadata(masked),
         "train_examples": len(kept[TRAIN]),
         "validation_examples": len(kept[VALIDATION]),
-        "shortened": shortened,
+        "no_sentence_to_learn": no_sentence,
         "too_long": too_long,
         "token_limit": limit,
         "token_counter": counter.name,

@@ -20,7 +20,6 @@ from reference_arch.finetune.defs.processing import check_prompt_files, prompts
 from reference_arch.finetune.config import prompts_path
 from reference_arch.finetune.split import TRAIN, VALIDATION
 
-PRETRAIN_PUBLISHED = dg.AssetKey(["pretrain", "published_model"])
 FINE_TUNED_KEY = dg.AssetKey(["finetune", "fine_tuned_model"])
 
 
@@ -61,11 +60,11 @@ def train_openai(context: dg.AssetExecutionContext, fine_tuning: FineTuningResou
 
 @dg.asset(
     **asset_defaults("finetune"),
-    deps=[prompts, PRETRAIN_PUBLISHED],
+    deps=[prompts],
     kinds={"pytorch", "huggingface", "openai"},
     # The gpu pool for LoRA; the openai pool for an OpenAI job, which can run for hours on OpenAI's machines.
     pool=pool_for(fine_tuning_resource().backend, GPU_POOL),
-    description="The fine-tuned model: LoRA (peft) on the newest pretrain model through the shared trainer "
+    description="The fine-tuned model: LoRA (peft) on the packaged instruct model through the shared trainer "
                 "(offline), or an OpenAI fine-tuning job through dagster-openai when the backend is openai.",
 )
 def fine_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource, trainer: TrainerResource,

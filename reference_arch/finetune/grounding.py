@@ -1,0 +1,79 @@
+"""Grounded examples: the GitHub Q&A pairs in the format a RAG answer takes, for the model to learn it.
+
+Each example asks the question the way ``rag/answer`` does (``common/grounded_prompt``: the instructions,
+numbered and fenced sources, the question). The sources are three maintainers' replies: the one that answered
+this issue and two replies to other issues (chosen by a hash; a training example's from the training split,
+so no validation reply is seen in training), in an order set by a hash of the issue. The answer to learn is the format the templates
+ask for (``common/answer_quality.grounded_format``): the reply's first one or two sentences, fenced code left
+out, each sentence followed by the number of the source it came from. What the model learns is to pick the
+source that answers, say it in two sentences and cite it; the maintainer's words keep it grounded.
+
+At question time the finetune location's answer retrieves the same kind of sources: the training replies
+most similar to the question (MiniLM cosine, ``similar_replies``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+SOURCE_CHARS = 400  # of each reply shown as a source: three sources and the question fit 512 tokens of SmolLM2
+QUESTION_CHARS = 500
+SOURCES = 3
+MAX_SENTENCE_CHARS = 300
+_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
+def _rank(*parts: object) -> int:
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def reply_source(pair: dict) -> dict:
+    """A maintainer's reply as a retrieved source (``build_messages``' shape)."""
+    title = (pair["question"].splitlines() or [""])[0][:120]
+    return {"document_id": f"github:{pair.get('repo')}#{pair.get('number')}", "title": f"Reply to: {title}",
+            "source": pair.get("url") or f"{pair.get('repo')}#{pair.get('number')}",
+            "text": pair["answer"][:SOURCE_CHARS]}
+
+
+def grounded_target(answer: str, cite: int) -> str | None:
+    """The reply's first one or two sentences of at most ``MAX_SENTENCE_CHARS`` characters, fenced code left
+    out, each followed by `` [cite]``; None when no such sentence is left."""
+    from sentencex import segment
+
+    text = " ".join(_FENCE.sub(" ", answer).split())
+    sentences = [s.strip() for s in segment("en", text) if 8 <= len(s.strip()) <= MAX_SENTENCE_CHARS]
+    return " ".join(f"{s} [{cite}]" for s in sentences[:2]) or None
+
+
+def grounded_example(pair: dict, side_pairs: list[dict]) -> tuple[dict, list[dict]] | None:
+    """(chat example, its sources) for ``pair``, its distractors drawn from ``side_pairs`` (a training
+    example's from the training split only, so no validation reply is trained on; a validation example's
+    from any split); None when the reply leaves no sentence to learn or there are too few other replies."""
+    from reference_arch.common.grounded_prompt import INSTRUCTIONS, build_messages
+
+    others = sorted((p for p in side_pairs if p["issue_id"] != pair["issue_id"]),
+                    key=lambda p: _rank(pair["issue_id"], p["issue_id"]))[:SOURCES - 1]
+    if len(others) < SOURCES - 1:
+        return None
+    at = _rank("position", pair["issue_id"]) % SOURCES
+    sources = [reply_source(p) for p in others]
+    sources.insert(at, reply_source(pair))
+    target = grounded_target(pair["answer"], at + 1)
+    if target is None:
+        return None
+    question = pair["question"][:QUESTION_CHARS]
+    return {"messages": [{"role": "system", "content": INSTRUCTIONS},
+                         {"role": "user", "content": build_messages(question, sources)[1][1]},
+                         {"role": "assistant", "content": target, "weight": 1}]}, sources
+
+
+def similar_replies(question: str, pairs: list[dict], embed, k: int = SOURCES) -> list[dict]:
+    """The ``k`` replies of ``pairs`` most similar to ``question`` (cosine of MiniLM embeddings of the
+    question and of each pair's question and reply), as sources with their ``score``."""
+    if not pairs:
+        return []
+    vectors = embed([question, *(f"{p['question'][:QUESTION_CHARS]}\n{p['answer'][:SOURCE_CHARS]}" for p in pairs)])
+    scores = vectors[1:] @ vectors[0]
+    best = sorted(range(len(pairs)), key=lambda i: -float(scores[i]))[:k]
+    return [{**reply_source(pairs[i]), "score": round(float(scores[i]), 4)} for i in best]
