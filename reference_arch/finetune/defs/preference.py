@@ -108,8 +108,7 @@ def preference_pairs(context: dg.AssetExecutionContext, fine_tuning: FineTuningR
     write_jsonl(pairs_path(), pairs)
     origins = Counter(p["origin"] for p in pairs)
     context.log.info(f"{len(pairs)} preference pairs ({dict(origins)}): {counts[pref.TRAIN]} train, "
-                     f"{counts[pref.HELDOUT]} held out; the rejected answers of the local model are a tiny "
-                     f"model's, far from fluent")
+                     f"{counts[pref.HELDOUT]} held out")
     from reference_arch.common.redaction import redactor
 
     masker = redactor()  # metadata is shown before no_secrets_in_pairs runs: mask what it shows
