@@ -23,6 +23,10 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DAGSTER_DISABLE_TELEMETRY": "1",
     "RUNTIME__DLTHUB_TELEMETRY": "false",
+    # The warehouse is the one raw copy of what was ingested: dlt drops a load package's files once loaded and
+    # empties the staging tables of merged loads, rather than keep second raw copies (secrets included).
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+    "LOAD__TRUNCATE_STAGING_DATASET": "true",
     "TOKENIZERS_PARALLELISM": "false",
     # Quiet: the CLI prints its own progress.
     "TRANSFORMERS_VERBOSITY": "error",

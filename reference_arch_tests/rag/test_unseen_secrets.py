@@ -62,6 +62,25 @@ def test_jwts_and_a_split_token_are_masked_whole_everywhere(rag_data, instance):
     joined = "\n".join(texts)
     assert joined.count("[SECRET:json_web_token]") >= 3 * 3  # each in its document, chunk and index row
     assert "my token\n[SECRET:github_token]\nas the log shows" in joined
+    # The warehouse keeps the raw text (the source of truth); no other file under the home does: dlt's loaded
+    # packages (gzipped) and staging tables are emptied once loaded.
+    assert not raw_copies_outside_the_warehouse()
+
+
+def raw_copies_outside_the_warehouse() -> list[str]:
+    import gzip
+
+    from reference_arch.common.settings import home
+
+    found = []
+    for path in home().rglob("*"):
+        if not path.is_file() or path.name.startswith("warehouse.duckdb"):
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        found += [f"{path}: {p[:6]}..." for p in PIECES if p.encode() in data]
+    return found
 
 
 def test_a_secret_the_masker_misses_fails_the_blocking_check(rag_data, instance, monkeypatch):
