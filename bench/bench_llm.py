@@ -84,7 +84,7 @@ def build_samples_index(home: Path) -> dict:
     from reference_arch.cli.runs import materialize_location
 
     os.environ.update({"REFERENCE_ARCH_HOME": str(home / "home"), "DAGSTER_HOME": str(home / "dagster"),
-                       "REFERENCE_ARCH_DOCS_PACKAGES": "json"})  # a tiny package: the samples are the corpus
+                       "REFERENCE_ARCH_RAG_SOURCES": "docs,github,slack"})  # the samples, no package API
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     with dg.DagsterInstance.ephemeral() as instance:
         results = materialize_location("rag", instance, echo=lambda *a, **k: None)
