@@ -33,9 +33,10 @@ class FineTuningResource(dg.ConfigurableResource):
     system_prompt: str = SYSTEM_PROMPT
     validation_fraction: float = 0.2
     min_examples: int = OPENAI_MIN_EXAMPLES
-    # local LoRA: sized for SmolLM2-135M on a CPU (an example holds three short sources and the question)
-    max_seq_len: int = 512
-    epochs: int = 3
+    # local LoRA: sized for SmolLM2-135M on a CPU (an example holds three short sources and the question:
+    # 530-650 tokens on the sample export, finetune/grounding.py; one epoch is a few CPU minutes)
+    max_seq_len: int = 768
+    epochs: int = 1
     batch_size: int = 4
     learning_rate: float = 1e-3
     lora_r: int = 16

@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-SOURCE_CHARS = 400  # of each reply shown as a source: three sources and the question fit 512 tokens of SmolLM2
-QUESTION_CHARS = 500
+# Characters of each reply shown as a source and of the question: an example of the sample export is 530-650
+# tokens of SmolLM2 (code, Markdown and the fence tags cost about a token per 2.6 characters), within 768.
+SOURCE_CHARS = 160
+QUESTION_CHARS = 240
 SOURCES = 3
-MAX_SENTENCE_CHARS = 300
+MAX_SENTENCE_CHARS = 200
 _FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 
@@ -30,9 +32,9 @@ def _rank(*parts: object) -> int:
 
 def reply_source(pair: dict) -> dict:
     """A maintainer's reply as a retrieved source (``build_messages``' shape)."""
-    title = (pair["question"].splitlines() or [""])[0][:120]
+    title = (pair["question"].splitlines() or [""])[0][:60]
     return {"document_id": f"github:{pair.get('repo')}#{pair.get('number')}", "title": f"Reply to: {title}",
-            "source": pair.get("url") or f"{pair.get('repo')}#{pair.get('number')}",
+            "source": f"{pair.get('repo')}#{pair.get('number')}",
             "text": pair["answer"][:SOURCE_CHARS]}
 
 

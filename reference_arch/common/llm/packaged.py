@@ -11,7 +11,7 @@ fine-tuning and preference-tuning patterns train (peft, trl).
 The dequantized model is written once to ``$XDG_CACHE_HOME/reference-arch/packaged_models/NAME/VERSION/``
 (``~/.cache`` when unset) in Hugging Face format (20-50 s; 538 MB of float32), so later loads take a fraction
 of a second. It lives outside the project's home because it derives from the installed package alone: every
-home (a test's, a demo's) shares it. That folder is derived state: a damaged one is set aside and rebuilt.
+home (a test's, a demo's) shares it. That folder is derived state: a damaged one is removed and rebuilt.
 
 A model is named ``packaged:NAME`` (``LLMResource.model``, ``REFERENCE_ARCH_LLM_MODEL``).
 """
@@ -124,17 +124,20 @@ def gguf_path(model: PackagedModel) -> Path:
 def model_dir(spec: str) -> Path:
     """The Hugging Face folder of packaged model ``spec``, converted from its GGUF on first use.
     Raises ``LLMError`` (one line naming the file) when the package is missing or its file is unreadable."""
-    from reference_arch.common.atomic import move_to_new, scratch_dir, set_aside
+    import shutil
+
+    from reference_arch.common.atomic import move_to_new, scratch_dir
 
     model = packaged_model(spec)
     source = gguf_path(model)
     version = importlib.metadata.version(model.package)
     target = cache_root() / "packaged_models" / model.name / version
-    stamp = {"gguf": str(source), "bytes": source.stat().st_size}
+    # what the folder derives from: the file, not where it is installed (every venv shares the cache)
+    stamp = {"gguf": source.name, "package": f"{model.package}=={version}", "bytes": source.stat().st_size}
     if _complete(target, stamp):
         return target
     if target.exists():
-        set_aside(target)  # derived state, rebuilt from the package
+        shutil.rmtree(target, ignore_errors=True)  # derived state (half written, or from another file): rebuilt
     with scratch_dir(target) as staging:
         _convert(model, source, staging)
         (staging / "packaged.json").write_text(json.dumps(stamp))
