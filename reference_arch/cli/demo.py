@@ -20,7 +20,7 @@ DEMO_QUESTIONS = {
 }
 
 # Checks the packaged 135M model does not pass: it answers in sentences but leaves out the template's two links
-# (0 of 4 dev answers kept the format: bench/results/bench_llm.json).
+# (0 of 4 dev answers kept it, whatever the repetition penalty).
 OFFLINE_EXPECTED_FAILURES = {
     "prompt/answer:answer_format": "the packaged 135M model leaves out the template's two links",
 }
@@ -155,8 +155,8 @@ def llm_feature_lines(inst) -> list[str]:
 
     evaluation, quality = latest("rag", "retrieval_evaluation"), latest("rag", "answer_quality")
     return [f"multi-query retrieval (rag/retrieval_evaluation): {evaluation.get('multi_query', 'not run')}",
-            f"RAG answerer (rag/answer_quality): {quality.get('answerer', 'not run')}, chosen on dev "
-            "(bench/results/bench_llm.json); run config answerer: generative writes the answer with the LLM",
+            f"RAG answerer (rag/answer_quality): {quality.get('answerer', 'not run')} (bench/bench_llm.py measures "
+            "it against the packaged model's); run config answerer: generative writes the answer with the LLM",
             f"LLM judge (rag/answer_quality): {quality.get('judge', 'not run')}",
             "routing (common/llm/routing.py): local models are in the price table at $0; llm models [...] with "
             "policy cheapest or task routes between them, as between OpenAI models"]

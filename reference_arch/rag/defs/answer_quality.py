@@ -51,8 +51,8 @@ CHECK = "answer_quality_holds"
 # the measures the check compares with the previous run, per split
 TRACKED = ("citation_validity", "cited_answers", "groundedness", "answer_relevance", "judge_faithfulness",
            "judge_relevance")
-JUDGE_OFF = ("off by default for {model}: on the samples dev questions it ranked a real answer above an invented one "
-             "no better than chance (bench/results/bench_llm.json); run config judge: true turns it on")
+JUDGE_OFF = ("off by default for {model}, a 135M model, until bench/bench_llm.py shows it ranks real answers above "
+             "invented ones; run config judge: true turns it on")
 
 
 def resolve_judge(configured: Optional[bool], llm: LLMResource) -> bool:

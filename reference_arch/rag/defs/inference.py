@@ -8,8 +8,8 @@ The answer is *generative* with an OpenAI-compatible LLM (``OPENAI_API_KEY`` or 
 prompt (``common/grounded_prompt.py``) keeps the instructions (system message) apart from the sources, which
 are numbered, fenced and marked as data so text inside them cannot pose as instructions; the model cites them
 as [1], [2]. With the packaged local model it is *extractive* (``common/extractive.py``): the sources'
-sentences that best answer the question, each cited [n], which scored better on dev than the 135M model's
-generated answers (``resolve_answerer``). ``REFERENCE_ARCH_RAG_ANSWERER`` (or the asset's ``answerer``
+sentences that best answer the question, each cited [n], grounded by construction where the 135M model's
+generated answers are not (``resolve_answerer``; ``bench/bench_llm.py`` measures both). ``REFERENCE_ARCH_RAG_ANSWERER`` (or the asset's ``answerer``
 config) picks either explicitly (``generative`` offline: the packaged model).
 The fence's tag is derived from the sources' text (``untrusted_text.fence_tag``), so no source can
 close it early.
