@@ -61,9 +61,9 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
 
     from reference_arch.common.llm.resource import LLMResource
 
-    llm = LLMResource(model="registry:code-lm@latest", max_tokens=8, cache=False)  # the model pretrained here
+    llm = LLMResource(model="registry:code-lm@latest", max_tokens=4, cache=False)  # the model pretrained here
     assert llm.resolved_provider() == "local" and llm.resolved_model() == "registry:code-lm@1"
-    assert isinstance(llm.generate("def add(a, b):"), str)
+    assert isinstance(llm.generate("def"), str)  # the test preset reads 32 tokens, chat template included
     assert llm.usage_metadata()["llm/completion_tokens"] > 0
 
 

@@ -185,9 +185,15 @@ def test_the_demo_feedback_round_returns_the_approval_rate(registry_with_tiny_mo
 
 
 def test_a_question_run_without_an_answer_is_refused_with_one_line(tmp_home, capsys, monkeypatch):
-    """A question run that failed (its model, the pretrained one, is not trained yet) answered nothing: there is
-    nothing to judge."""
-    monkeypatch.setenv("REFERENCE_ARCH_LLM_MODEL", "registry:code-lm@latest")
+    """A question run that failed (its model's package is not installed) answered nothing: there is nothing to
+    judge."""
+    from reference_arch.common.llm import packaged
+    from reference_arch.common.llm.errors import LLMError
+
+    def missing(model):
+        raise LLMError(f"the packaged model {model.spec} is not installed")
+
+    monkeypatch.setattr(packaged, "gguf_path", missing)
     assert main(["ask", "prompt", "What is a series?"]) == 1
     capsys.readouterr()
     (run,) = dg.DagsterInstance.get().get_runs()

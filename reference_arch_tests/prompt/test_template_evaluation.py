@@ -4,7 +4,6 @@ server, the local MiniLM embeddings, and the blocking check that stops a worse t
 import dagster as dg
 import pytest
 
-from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.prompt.defs.evaluation import template_evaluation
@@ -67,11 +66,11 @@ def test_a_worse_template_version_is_blocked(instance, monkeypatch):
     assert better.get_asset_check_evaluations()[0].passed
 
 
-def test_offline_the_local_model_runs_and_says_its_answers_are_noise(registry_with_tiny_model, instance):
+def test_offline_the_packaged_model_runs_and_the_note_names_it(tmp_home, instance):
     result = dg.materialize([template_evaluation], partition_key="pandas_few_shot", instance=instance,
-                            resources={"llm": LLMResource(model=TINY_LLM), "embeddings": EmbeddingsResource()},
+                            resources={"llm": LLMResource(), "embeddings": EmbeddingsResource()},
                             run_config={"ops": {"prompt__template_evaluation": {"config": {"limit": 1,
                                                                                            "max_tokens": 16}}}})
     meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
-    assert "noise" in meta["note"].value and meta["cost_usd"].value == 0.0 and meta["questions"].value == 1
-    assert meta["max_tokens"].value == 16
+    assert meta["note"].value.startswith("local model: SmolLM2-135M-Instruct (135M parameters, Q4_1 GGUF, Apache-2.0)")
+    assert meta["cost_usd"].value == 0.0 and meta["questions"].value == 1 and meta["max_tokens"].value == 16
