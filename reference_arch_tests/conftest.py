@@ -42,7 +42,16 @@ def registry_with_tiny_model(tmp_home, tiny_model_dir, monkeypatch):
     registry = ModelRegistry()
     registry.publish(TINY_MODEL_NAME, tiny_model_dir, {"kind": "test"})
     monkeypatch.setenv("REFERENCE_ARCH_LLM_MODEL", f"registry:{TINY_MODEL_NAME}@1")
-    return registry
+    forget_location_definitions()  # the CLI's locations build their llm resource from the environment at import
+    yield registry
+    forget_location_definitions()  # so the next test's locations do not keep this test's model
+
+
+def forget_location_definitions() -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("reference_arch.") and m.endswith(".definitions")]:
+        del sys.modules[name]
 
 
 @pytest.fixture

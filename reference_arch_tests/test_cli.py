@@ -26,10 +26,18 @@ def test_ask_refuses_bad_input_with_one_line(tmp_home, capsys):
     assert err == "error: the question is empty: ask something"
 
 
-def test_ask_without_a_model_says_what_to_do(tmp_home, capsys):
+def test_ask_without_a_model_says_what_to_do(tmp_home, capsys, monkeypatch):
+    """The packaged model's package is not installed: one line saying how to install it."""
+    import dataclasses
+
+    from reference_arch.common.llm import packaged
+
+    missing = dataclasses.replace(packaged.SMOLLM2, module="reference_arch_no_such_model_package")
+    monkeypatch.setitem(packaged.PACKAGED, missing.name, missing)
     assert main(["ask", "prompt", "What is a series?"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "materialize the pretrain location" in err[0].lower()
+    assert len(err) == 1 and "packaged model packaged:smollm2-135m-instruct is not installed" in err[0]
+    assert "make install" in err[0]
 
 
 def test_materialize_prompt_every_partition(registry_with_tiny_model, capsys):
