@@ -119,16 +119,20 @@ def check_readable() -> None:
     try:
         with duckdb.connect(path, read_only=True) as con:
             con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
-            block_size, blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+            block_size, blocks, free = con.execute(
+                "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size()").fetchone()
     except duckdb.Error as err:
         if "lock" in str(err).lower():  # held by another process's writer: not damage
             return
         raise damaged((str(err).strip().splitlines() or [type(err).__name__])[0]) from None
     size = os.path.getsize(path)
-    # Blocks still in the write-ahead log are not in the file yet: only a file without one is measured.
-    if not os.path.exists(path + ".wal") and size < blocks * block_size:
-        raise damaged(f"truncated: {size} bytes, shorter than the {blocks * block_size} bytes of its "
-                      f"{blocks} blocks") from None
+    # Blocks still in the write-ahead log are not in the file yet: only a file without one is measured. Free
+    # blocks at its end may have been cut off by DuckDB itself (a user's sound warehouse was 2 free blocks
+    # short), so only the blocks in use are counted.
+    used = blocks - free
+    if not os.path.exists(path + ".wal") and size < used * block_size:
+        raise damaged(f"truncated: {size} bytes, shorter than the {used * block_size} bytes of its "
+                      f"{used} blocks in use") from None
 
 
 def read_table(source_name: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
