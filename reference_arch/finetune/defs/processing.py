@@ -121,7 +121,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
     kept: dict[str, list[dict]] = {}
     sources: dict[str, list[list[dict]]] = {}
     masked: dict[str, Counter] = {}  # placeholders per source repository (qa_pairs masked the pairs)
-    too_long = no_sentence = 0
+    too_long = no_sentence = train_too_long = 0
     for side, pairs in sides.items():
         kept[side], sources[side] = [], []
         for pair in pairs:
@@ -132,6 +132,7 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
             example, example_sources = built
             if counter.count(example["messages"]) > limit:
                 too_long += 1
+                train_too_long += side == TRAIN
                 continue
             kept[side].append(example)
             sources[side].append(example_sources)
@@ -139,9 +140,10 @@ def prompts(context: dg.AssetExecutionContext, fine_tuning: FineTuningResource) 
     # Refuse before anything is written, uploaded or trained: the files of the last good run stay.
     if len(kept[TRAIN]) < fine_tuning.min_examples:
         raise dg.Failure(
-            f"only {len(kept[TRAIN])} training examples (of {len(sides[TRAIN])} pairs, {too_long} over the "
-            f"{limit}-token limit); fine-tuning needs at least {fine_tuning.min_examples}. Ingest more months of "
-            "issues or lower min_examples (OpenAI requires 10).")
+            f"only {len(kept[TRAIN])} training examples (of {len(sides[TRAIN])} training pairs, {train_too_long} over "
+            f"the {limit}-token limit); fine-tuning needs at least {fine_tuning.min_examples}. "
+            + (f"Raise max_seq_len (the model reads {limit}) or ingest more months of issues." if train_too_long else
+               "Ingest more months of issues or lower min_examples (OpenAI requires 10)."))
     if not kept[VALIDATION]:
         raise dg.Failure(f"no validation examples (of {len(sides[VALIDATION])} pairs): ingest more issues or raise "
                          "validation_fraction")
