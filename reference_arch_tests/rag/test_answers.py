@@ -86,9 +86,9 @@ def test_ask_json_labels_the_extractive_model(indexed, capsys):
     assert all(1 <= n <= len(record["sources"]) for _, n in cited(record["answer"]))
 
 
-def test_the_local_generative_model_stays_selectable(indexed, registry_with_tiny_model, monkeypatch):
-    result = ask(indexed, answerer="generative")
-    assert result.success and result.asset_value(ANSWER)["model"] == "registry:tiny-lm@1"
+def test_the_local_generative_model_stays_selectable(indexed, monkeypatch):
+    result = ask(indexed, answerer="generative")  # offline: the packaged model writes it
+    assert result.success and result.asset_value(ANSWER)["model"] == "packaged:smollm2-135m-instruct"
     monkeypatch.setenv("REFERENCE_ARCH_RAG_ANSWERER", "generative")
     result = ask(indexed)
     assert result.success and result.asset_value(ANSWER)["answerer"] == "generative"
@@ -111,12 +111,12 @@ def test_openai_key_alone_keeps_local_embeddings_and_a_chat_only_server_answers(
         built = dg.materialize(processing_assets(), instance=instance, resources=env)
         assert built.success
         assert metadata(built, "vector_index")["embedding_model"] == MINILM
-        judged = metadata(built, "retrieval_evaluation")["judged"]  # multi-query rewrites: a call per question
+        rewritten = metadata(built, "retrieval_evaluation")["multi_query_calls"]  # a call per sampled dev question
         result = ask(instance, **env)
         assert result.success, failure(result)
     record = result.asset_value(ANSWER)
     assert record["answer"] == reply and record["answerer"] == "generative" and record["model"] == "gpt-4o-mini"
-    assert server.requests == [("POST", "/v1/chat/completions")] * (judged + 1)  # never /v1/embeddings
+    assert rewritten >= 1 and server.requests == [("POST", "/v1/chat/completions")] * (rewritten + 1)  # never /v1/embeddings
 
 
 def test_a_query_with_another_embedding_model_is_refused_and_materializing_rebuilds(indexed):
