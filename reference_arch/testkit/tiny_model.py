@@ -16,7 +16,7 @@ TINY_TEXT = [
 ] * 20
 
 
-def build_tiny_model(target: Path, n_layer: int = 2, n_positions: int = 2048) -> Path:
+def build_tiny_model(target: Path, n_layer: int = 2, n_positions: int = 8192) -> Path:
     """Save a random GPT-2-style model and its tokenizer (the project's byte-level BPE,
     ``pretrain.tokenization.train_tokenizer``, trained on a few lines) under ``target``."""
     import torch

@@ -52,10 +52,10 @@ def test_a_missing_or_corrupt_packaged_model_is_one_line(tmp_path, monkeypatch):
 
 
 def test_a_prompt_over_the_window_is_refused_in_one_line(registry_with_tiny_model):
-    llm = LLMResource(model=TINY_LLM, max_tokens=8, cache=False)  # the tiny model reads 2048 tokens
+    llm = LLMResource(model=TINY_LLM, max_tokens=8, cache=False)  # the tiny model reads 8192 tokens
     with pytest.raises(LLMError, match=r"the prompt is \d+ tokens and 8 answer tokens are asked for, over the "
-                                       r"2048-token window of registry:tiny-lm@1"):
-        llm.generate("word " * 5000)
+                                       r"8192-token window of registry:tiny-lm@1"):
+        llm.generate("word " * 20000)
 
 
 def test_response_cache_at_temperature_zero(registry_with_tiny_model):
