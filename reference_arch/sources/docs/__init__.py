@@ -50,6 +50,11 @@ __all__ = ["VANISHED", "PackageSpec", "current_fingerprints", "docs_source", "do
            "loaded_fingerprints", "parse_packages", "partition_fingerprints"]
 
 
+# Bumped when api.py lists different objects for the same package version, so an index built by the old
+# reader reloads the partition (2: classes with an inherited docstring, such as the GroupBy classes).
+API_READER_VERSION = 2
+
+
 def package_fingerprint(spec: PackageSpec, examples: bool) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -57,7 +62,8 @@ def package_fingerprint(spec: PackageSpec, examples: bool) -> str:
         found = version(spec.name.split(".")[0])
     except PackageNotFoundError:
         found = "not-installed"
-    return f"{spec.name}=={found};classes={','.join(spec.classes)};examples={int(examples)};max_chars={max_chars()}"
+    return (f"{spec.name}=={found};classes={','.join(spec.classes)};examples={int(examples)};max_chars={max_chars()}"
+            f";reader={API_READER_VERSION}")
 
 
 def partition_fingerprints(folder: str | Path | None = None, packages: Iterable[PackageSpec] | None = None,

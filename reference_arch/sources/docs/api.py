@@ -99,11 +99,15 @@ def _class_member_names(node, cls: type) -> list[str]:
 
 def _documented(obj: Any) -> bool:
     """Whether ``obj`` carries its own docstring: a routine, class, property or ufunc does; a data value
-    (``numpy.pi``) only repeats its type's."""
+    (``numpy.pi``) only repeats its type's. A class counts with an inherited docstring, as ``inspect.getdoc``
+    and API reference tools give it: ``pandas.api.typing.DataFrameGroupBy`` sets ``__doc__`` to ``""``,
+    and skipping it lost every GroupBy method."""
+    if inspect.isclass(obj):
+        return bool((inspect.getdoc(obj) or "").strip())
     doc = getattr(obj, "__doc__", None)
     if not isinstance(doc, str) or not doc.strip():
         return False
-    return inspect.isclass(obj) or inspect.isroutine(obj) or doc is not getattr(type(obj), "__doc__", None)
+    return inspect.isroutine(obj) or doc is not getattr(type(obj), "__doc__", None)
 
 
 def _members(dotted: str, cls: type, names: Iterable[str]) -> Iterator[tuple[str, Any]]:
