@@ -29,7 +29,7 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/python -m reference_arch.common.pools  # writes $(DAGSTER_HOME)/dagster.yaml when missing
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev  # dg.toml's four locations, each in the Python its folder's .env names: this venv
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

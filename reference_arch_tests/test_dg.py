@@ -25,11 +25,21 @@ def test_dg_lists_the_four_locations_as_projects(tmp_path):
 
 
 def test_dg_check_defs_loads_every_location(tmp_path):
-    out = _dg("check", "defs", "--use-active-venv", "--log-level", "info", dagster_home=tmp_path)
+    """Plain `dg check defs`, no --use-active-venv: each project's .env names the repo's venv, where dg would
+    otherwise look for reference_arch/<location>/.venv/bin/python (FileNotFoundError for all four)."""
+    out = _dg("check", "defs", "--log-level", "info", dagster_home=tmp_path)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "All definitions loaded successfully." in out.stdout
     for location in LOCATIONS:
         assert f"Validation successful for code location {location}." in out.stdout
+
+
+def test_make_dev_runs_dg_dev_after_writing_the_instance_config():
+    """`dagster dev -w workspace.yaml` prints that it is superseded by `dg dev`: make dev runs dg dev."""
+    recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed", "dev"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, timeout=60).stdout.splitlines()
+    commands = [line.split("#")[0].strip() for line in recipe if line.split("#")[0].strip()]
+    assert commands == [".venv/bin/python -m reference_arch.common.pools", ".venv/bin/dg dev"], recipe
 
 
 def test_plain_dagster_dev_still_reads_workspace_yaml(monkeypatch):
