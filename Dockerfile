@@ -22,7 +22,7 @@ WORKDIR /opt/reference-arch
 # torch first, from its own index, so the project's dependencies never pull another build of it.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY reference_arch ./reference_arch
 # Editable, so code references in the UI point at /opt/reference-arch (mapped to git with
 # REFERENCE_ARCH_GIT_URL); the deploy extra brings dagster-postgres and dagster-k8s.
