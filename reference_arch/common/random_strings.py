@@ -65,9 +65,12 @@ def looks_random(run: str) -> bool:
 
 def _in_url_path(text: str, start: int) -> bool:
     """Whether ``start`` lies in the host or path of a URL (the word it is in has ``://`` and no ``?``
-    or ``#`` before it)."""
+    or ``#`` before it), not in its userinfo (no ``@`` yet after ``://``, one further on in the word)."""
     word = re.split(r"[\s(<\[\"'`]", text[max(0, start - 2000):start])[-1]
-    return "://" in word and "?" not in word and "#" not in word
+    if "://" not in word or "?" in word or "#" in word:
+        return False
+    rest = re.match(r"\S*", text[start:]).group()
+    return "@" in word.split("://", 1)[1] or "@" not in rest
 
 
 def random_string_spans(text: str) -> list[tuple[int, int]]:

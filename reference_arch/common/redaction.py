@@ -27,15 +27,16 @@ idempotent. Nothing here reaches the network.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from reference_arch.common import settings
+
 REDACT_ENV = "REFERENCE_ARCH_REDACT"
 PHONE_REGIONS_ENV = "REFERENCE_ARCH_REDACT_PHONE_REGIONS"
-TYPES = ("secret", "email", "phone")
+TYPES = settings.REDACT_TYPES
 # detect-secrets plugins left out: guesses by entropy, and an IP address is not a credential.
 UNUSED_PLUGINS = frozenset({"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"})
 PLACEHOLDER = re.compile(r"\[(SECRET:[a-z0-9_]+|EMAIL|PHONE)\]")
@@ -49,32 +50,36 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 # "Bearer authentication" is prose).
 EXTRA_PATTERNS = (
     ("private_key", re.compile(r"BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY")),
-    ("basic_auth_credentials", re.compile(r"://[^\s:/?#@]*:([^\s/?#@\[\]]+)@")),
+    # The password runs to the last @ that a host follows: raw / ? # @ $ stay inside it.
+    ("basic_auth_credentials", re.compile(r"://[^\s:/?#@]*:(?!\[SECRET:[a-z0-9_]+\]@)(\S+?)@(?![^\s@]*@[^\s@]*(?:[/?#:\s]|$))"
+                                          r"(?=[A-Za-z0-9.\-_\[\]]+(?:[/?#:\s]|$))")),
     ("authorization_header", re.compile(r"(?i)\b(?:authorization:\s*(?:basic|bearer|token)|bearer)\s+"
                                         r"((?=[A-Za-z0-9._~+/\-]{8})[A-Za-z0-9._~+/\-]*[0-9][A-Za-z0-9._~+/\-]*=*)")),
 )
 # A token's characters: a match is masked on to the last of them (the JWT plugin's pattern stops before the
 # signature, the Slack one at the first capital).
 _TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=]*")
-# A line break between two runs of 8+ token characters, with a digit in one of them (prose lines ending and
+# A line break between two runs of 8+ token characters, one of them token-like (prose lines ending and
 # starting with words are not joined): where a key wrapped over lines is joined again.
 _BREAK_IN_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-+/=.])([A-Za-z0-9_\-+/=.]{8,}+)"  # from a run's start: linear
                              r"[ \t]*\r?\n[ \t]*(?=([A-Za-z0-9_\-+/=.]{8,}))")
-_DIGIT = re.compile(r"[0-9]")
+# A run that reads as part of a token, not a word: it holds a digit, or is all capitals (AWS key ids are
+# A-Z and 2-7: one cut into two runs of letters only is 1 in 10 of them).
+_TOKEN_LIKE = re.compile(r"[0-9]|^[A-Z]+$")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{16,}={0,2}")
 
 
-def configured_types(value: str | None = None) -> frozenset[str]:
-    """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``value``): ``all`` (the default), ``none`` or
-    names from ``TYPES``; ``ValueError`` names an unknown one."""
-    from reference_arch.common.settings import name_list_setting
-
-    return name_list_setting(REDACT_ENV, TYPES, kind="type", default=frozenset(TYPES), all_word="all", value=value)
+def configured_types(text: str | None = None) -> frozenset[str]:
+    """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``text`` written as it would be): ``all`` (the
+    default), ``none`` or names from ``TYPES``; ``SettingsError`` (a ``ValueError``) names an unknown one."""
+    return settings.value("redact") if text is None or not text.strip() else settings.parse("redact", text)
 
 
-def phone_regions(value: str | None = None) -> tuple[str, ...]:
-    raw = os.environ.get(PHONE_REGIONS_ENV, "") if value is None else value
-    return tuple(r.strip().upper() for r in raw.split(",") if r.strip()) or ("US",)
+def phone_regions(text: str | None = None) -> tuple[str, ...]:
+    """The regions from ``REFERENCE_ARCH_REDACT_PHONE_REGIONS`` (or ``text``), upper case; default ``US``."""
+    if text is None or not text.strip():
+        return settings.value("redact_phone_regions")
+    return settings.parse("redact_phone_regions", text)
 
 
 def slug(secret_type: str) -> str:
@@ -118,8 +123,9 @@ def _secret_span(match: re.Match, text: str, label: str) -> tuple[int, int]:
         end = _PEM_END.search(text, match.end()) or _BLANK_LINE.search(text, match.end())
         return start, end.end() if end else len(text)
     start, end = match.span()
+    shortest = 1 if label == "basic_auth_credentials" else 4  # a URL's password is one however short
     for group in range(1, (match.re.groups or 0) + 1):
-        if match.start(group) > match.start() and match.end(group) - match.start(group) >= 4:
+        if match.start(group) > match.start() and match.end(group) - match.start(group) >= shortest:
             start, end = match.span(group)
             break
     return start, _TOKEN_TAIL.match(text, end).end()
@@ -187,7 +193,7 @@ def _unwrapped(text: str):
 
     cuts, shifts, pieces, last = [], [], [], 0  # cuts: positions in `joined` where a break was removed
     for match in _BREAK_IN_TOKEN.finditer(text):
-        if not (_DIGIT.search(match.group(1)) or _DIGIT.search(match.group(2))):
+        if not (_TOKEN_LIKE.search(match.group(1)) or _TOKEN_LIKE.search(match.group(2))):
             continue
         start = match.end(1)  # the break itself
         pieces.append(text[last:start])

@@ -130,6 +130,13 @@ def draw(rng: random.Random) -> list[Sample]:
                f"postgresql://app:{(v := _r(rng, 6) + '$!' + _r(rng, 6))}@db:5432/prod", v),
         Sample("URL password", "redis password, no user", f"redis://:{password}@cache:6379/0", password),
         Sample("URL password", "mongodb+srv", f"mongodb+srv://svc:{password}@cluster0.example.net/db", password),
+        # Raw reserved characters, as people paste them: the password runs to the last @ before the host.
+        Sample("URL password", "password with a slash", f"postgres://app:{(v := _r(rng, 12) + '/' + _r(rng, 12))}@db/prod",
+               v),
+        Sample("URL password", "password with # and no user", f"redis://:{(v := _r(rng, 10) + '#' + _r(rng, 12))}@cache:6379/0",
+               v),
+        Sample("URL password", "password with @ and $", f"amqp://guest:{(v := _r(rng, 4) + '@' + _r(rng, 3) + '$' + _r(rng, 8))}@rabbit/",
+               v),
     ]
     samples += [
         Sample("base64-encoded", "base64 of a GitHub token", f"token: {(v := _b64(ghp))}", v),
