@@ -4,8 +4,8 @@ Each example asks the question the way ``rag/answer`` does (``common/grounded_pr
 numbered and fenced sources, the question). The sources are three maintainers' replies: the one that answered
 this issue and two replies to other issues (chosen by a hash; a training example's from the training split,
 so no validation reply is seen in training), in an order set by a hash of the issue. The answer to learn is the format the templates
-ask for (``common/answer_quality.grounded_format``): the reply's first one or two sentences, fenced code left
-out, each sentence followed by the number of the source it came from. What the model learns is to pick the
+ask for (``common/answer_quality.grounded_format``): the first one or two sentences its source shows of the
+reply, fenced code left out, each followed by the number of the source it came from. What the model learns is to pick the
 source that answers, say it in two sentences and cite it; the maintainer's words keep it grounded.
 
 At question time the finetune location's answer retrieves the same kind of sources: the training replies
@@ -22,7 +22,6 @@ import re
 SOURCE_CHARS = 160
 QUESTION_CHARS = 240
 SOURCES = 3
-MAX_SENTENCE_CHARS = 200
 _FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 
@@ -30,22 +29,38 @@ def _rank(*parts: object) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
+def _sentences(answer: str) -> list[str]:
+    """The reply's sentences, fenced code left out."""
+    from sentencex import segment
+
+    return [s.strip() for s in segment("en", " ".join(_FENCE.sub(" ", answer).split())) if s.strip()]
+
+
+def reply_text(answer: str) -> str:
+    """What a source shows of a reply: its first whole sentences (fenced code left out) within
+    ``SOURCE_CHARS``, or its first ``SOURCE_CHARS`` characters when the first sentence is longer."""
+    kept: list[str] = []
+    for sentence in _sentences(answer):
+        if len(" ".join([*kept, sentence])) > SOURCE_CHARS:
+            break
+        kept.append(sentence)
+    return " ".join(kept) if kept else " ".join(_FENCE.sub(" ", answer).split())[:SOURCE_CHARS]
+
+
 def reply_source(pair: dict) -> dict:
     """A maintainer's reply as a retrieved source (``build_messages``' shape)."""
     title = (pair["question"].splitlines() or [""])[0][:60]
     return {"document_id": f"github:{pair.get('repo')}#{pair.get('number')}", "title": f"Reply to: {title}",
-            "source": f"{pair.get('repo')}#{pair.get('number')}",
-            "text": pair["answer"][:SOURCE_CHARS]}
+            "source": f"{pair.get('repo')}#{pair.get('number')}", "text": reply_text(pair["answer"])}
 
 
 def grounded_target(answer: str, cite: int) -> str | None:
-    """The reply's first one or two sentences of at most ``MAX_SENTENCE_CHARS`` characters, fenced code left
-    out, each followed by `` [cite]``; None when no such sentence is left."""
-    from sentencex import segment
-
-    text = " ".join(_FENCE.sub(" ", answer).split())
-    sentences = [s.strip() for s in segment("en", text) if 8 <= len(s.strip()) <= MAX_SENTENCE_CHARS]
-    return " ".join(f"{s} [{cite}]" for s in sentences[:2]) or None
+    """One or two sentences of what the source shows of the reply (``reply_text``: so the model learns to
+    say what its source says, never to go on past it), each of at least 8 characters and followed by
+    `` [cite]``; None when the source shows no whole sentence."""
+    shown = reply_text(answer)
+    sentences = [s for s in _sentences(answer)[:2] if len(s) >= 8 and s in shown]
+    return " ".join(f"{s} [{cite}]" for s in sentences) or None
 
 
 def grounded_example(pair: dict, side_pairs: list[dict]) -> tuple[dict, list[dict]] | None:

@@ -1,0 +1,31 @@
+"""Grounded training examples (finetune/grounding.py): what the model learns to say is what its source shows."""
+
+import json
+from pathlib import Path
+
+import reference_arch
+from reference_arch.finetune.grounding import SOURCE_CHARS, grounded_target, reply_source
+
+COMMENTS = Path(reference_arch.__file__).parent / "samples/github/tidepool-data/tidepool/comments.json"
+
+
+def test_every_target_sentence_is_in_its_source():
+    replies = [c["body"] for c in json.loads(COMMENTS.read_text()) if c.get("body")]
+    targets = 0
+    for reply in replies:
+        source = reply_source({"question": "q", "answer": reply})["text"]
+        assert len(source) <= SOURCE_CHARS
+        target = grounded_target(reply, 2)
+        if target is None:
+            continue
+        targets += 1
+        sentences = [s.strip() for s in target.split(" [2]") if s.strip()]
+        assert 1 <= len(sentences) <= 2 and target.endswith(" [2]")
+        assert all(s in source for s in sentences), (source, target)
+    assert targets >= 0.9 * len(replies)
+
+
+def test_code_is_not_shown_or_learned():
+    reply = "Set `null_values` instead. ```python\nread(null_values=['NA'])\n``` That fixes it."
+    assert reply_source({"question": "q", "answer": reply})["text"] == "Set `null_values` instead. That fixes it."
+    assert grounded_target(reply, 1) == "Set `null_values` instead. [1] That fixes it. [1]"
