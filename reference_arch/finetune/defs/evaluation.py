@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.common.atomic import write_json
+from reference_arch.common.grounded_prompt import INSTRUCTIONS
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.pools import pool_for
 from reference_arch.finetune.config import FineTuningResource, fine_tuning_resource, finetune_dir
@@ -143,7 +144,7 @@ def published_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningRe
         "train_examples": record["train_examples"],
         "validation_examples": record["validation_examples"],
         "metrics": metrics,
-        "system_prompt": fine_tuning.system_prompt,
+        "system_prompt": INSTRUCTIONS,  # what it was trained with: grounded examples (finetune/grounding.py)
         "trained_at": record["trained_at"],
         "dagster_run_id": context.run_id,
     }
