@@ -215,13 +215,30 @@ def run() -> dict:
     from reference_arch.common.llm.packaged import DEFAULT_LOCAL_MODEL, SMOLLM2, model_dir
 
     model_path = str(model_dir(DEFAULT_LOCAL_MODEL))
-    rows, chosen = decoding_rows(model_path)
+    rows: list[dict] = []
+    chosen: dict = {}
+
+    def stage(name: str, measure):
+        """One part's rows; a part that fails is a row naming its error, and the others still run (the
+        whole takes most of an hour on two cores)."""
+        try:
+            return measure()
+        except Exception as err:  # noqa: BLE001
+            rows.append(_row(f"{name}: failed", repr(err)[:300]))
+            return None
+
+    if (decoded := stage("decoding", lambda: decoding_rows(model_path))) is not None:
+        rows += decoded[0]
+        chosen["decoding"] = decoded[1]
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as root:
-        evaluation = build_samples_index(Path(root))
-        answer_rows, answerer, judge_on = answerer_and_judge_rows(evaluation)
-        rows += answer_rows + speed_rows(model_path) + memory_rows(Path(root))
-    return {"title": f"Offline chat LLM: {SMOLLM2.describe()}", "rows": rows,
-            "chosen": {"decoding": chosen, "answerer": answerer, "judge_on_by_default": judge_on}}
+        evaluation = stage("samples index", lambda: build_samples_index(Path(root)))
+        if evaluation is not None and (answered := stage("answerer and judge",
+                                                         lambda: answerer_and_judge_rows(evaluation))) is not None:
+            rows += answered[0]
+            chosen.update(answerer=answered[1], judge_on_by_default=answered[2])
+        rows += stage("speed", lambda: speed_rows(model_path)) or []
+        rows += stage("memory", lambda: memory_rows(Path(root))) or []
+    return {"title": f"Offline chat LLM: {SMOLLM2.describe()}", "rows": rows, "chosen": chosen}
 
 
 if __name__ == "__main__":
