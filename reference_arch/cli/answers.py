@@ -14,14 +14,18 @@ ASK_TARGETS = {  # ask target -> (location, job, answer asset's location prefix)
 }
 
 
-def ask(target: str, question: str, inst=None, template: str | None = None) -> dict:
-    """Run a question job synchronously and return its answer record (with ``run_id``)."""
+def ask(target: str, question: str, inst=None, template: str | None = None, *, k: int | None = None,
+        mode: str | None = None, model: str | None = None) -> dict:
+    """Run a question job synchronously and return its answer record (with ``run_id``). ``k`` and ``mode``
+    (rag) set ``RetrievalConfig``; ``model`` (prompt, rag) this run's chat model (``QuestionConfig.model``);
+    unset, the job's defaults."""
     import dagster as dg
 
     from reference_arch.common.questions import question_run_config, validate_question
     from reference_arch.common.unicode_text import repair_text
 
     location, job_name, prefix = ASK_TARGETS[target]
+    refused(target, template=template, k=k, mode=mode, model=model)  # before any question or definitions
     repaired = repair_text(question)[1]
     if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are)
         print(f"note: the question held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
@@ -36,8 +40,6 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
         job = defs.resolve_job_def(job_name)
     except Exception:  # noqa: BLE001 - a location not built yet
         raise CliError(f"the {location} location has no {job_name} yet") from None
-    if template is not None and location != "prompt":
-        raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
     if location == "prompt":  # the template's variable rules refuse a bad question before any run
         from reference_arch.prompt.templates import DEFAULT_TEMPLATE, template_named, validate_values
 
@@ -47,12 +49,30 @@ def ask(target: str, question: str, inst=None, template: str | None = None) -> d
             raise CliError(str(err)) from None
     if template is not None:
         run_config["ops"]["prompt__prompt"] = {"config": {"template": template}}
+    if model is not None:
+        run_config["ops"][f"{prefix}__question"]["config"]["model"] = model
+    retrieval = {name: value for name, value in (("k", k), ("mode", mode)) if value is not None}
+    if retrieval:
+        run_config["ops"]["rag__retrieved_sources"] = {"config": retrieval}
     result = execute_run(job, inst or instance(), run_config=run_config)
     if not result.success:
         raise CliError(first_failure(result))
     record = dict(result.asset_value(dg.AssetKey([prefix, "answer"])))
     record["run_id"] = result.run_id
     return record
+
+
+def refused(target: str, **options) -> None:
+    """``CliError`` naming an option the target's job has no config for (``ask --help`` says which is whose)."""
+    if options.get("template") is not None and target != "prompt":
+        raise CliError(f"--template is for `ask prompt`; {target} has no prompt template")
+    given = [f"--{name}" for name in ("k", "mode") if options.get(name) is not None]
+    if given and target != "rag":
+        raise CliError(f"{' and '.join(given)} {'configure' if len(given) > 1 else 'configures'} the retrieval of "
+                       f"`ask rag`; `ask {target}` has no such setting")
+    if options.get("model") is not None and target == "finetuned":
+        raise CliError("--model is for `ask prompt` and `ask rag`; `ask finetuned` answers with the published "
+                       "fine-tuned model (REFERENCE_ARCH_FINETUNED_LLM_MODEL names another)")
 
 
 def print_answer(record: dict, as_json: bool) -> None:

@@ -33,9 +33,13 @@ from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, ac
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
+from reference_arch.rag.multi_query import MULTI_QUERY
 
 ANSWERER_ENV = "REFERENCE_ARCH_RAG_ANSWERER"
 ANSWERERS = ("extractive", "generative")
+# What RetrievalConfig accepts (and `reference-arch ask rag --mode/--k` offers): the modes and the most sources.
+RETRIEVAL_MODES = (*SEARCH_MODES, MULTI_QUERY)
+MAX_K = 50
 
 
 class RagQuestion(QuestionConfig):
@@ -111,13 +115,13 @@ def question(context: dg.AssetExecutionContext, config: RagQuestion) -> str:
 def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig, question: str,
                       embeddings: EmbeddingsResource, vector_store: VectorStoreResource, llm: LLMResource) -> list:
     from reference_arch.rag.defs.index import IndexModelError, open_collection
-    from reference_arch.rag.multi_query import MULTI_QUERY, require_llm
+    from reference_arch.rag.multi_query import require_llm
     from reference_arch.rag.retrieval import default_mode, retrieve
 
     mode = config.mode or default_mode()
-    if mode not in (*SEARCH_MODES, MULTI_QUERY) or not 1 <= config.k <= 50:
-        raise dg.Failure(description=f"retrieval needs mode in {', '.join((*SEARCH_MODES, MULTI_QUERY))} and "
-                                     f"1 <= k <= 50 (got mode={mode!r}, k={config.k})")
+    if mode not in RETRIEVAL_MODES or not 1 <= config.k <= MAX_K:
+        raise dg.Failure(description=f"retrieval needs mode in {', '.join(RETRIEVAL_MODES)} and "
+                                     f"1 <= k <= {MAX_K} (got mode={mode!r}, k={config.k})")
     extra: dict = {}
     try:
         if mode == MULTI_QUERY:
