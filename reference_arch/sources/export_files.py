@@ -15,6 +15,7 @@ mostly bytes that are not UTF-8) is skipped rather than stored as text; each is 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -136,7 +137,12 @@ def read_regular_file(path: str | Path, max_bytes: int | None = None) -> bytes:
     """The bytes of the regular file at ``path`` (a link is followed); ``UnusableFile`` for anything else or
     for more than ``max_bytes``, ``OSError`` when it cannot be read. Opened without blocking and checked on
     the open file, so a FIFO put in a file's place between listing and reading is not waited on either."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # open(2) refuses a socket so: name it as what it is
+            raise UnusableFile("not_a_regular_file", "a socket") from None
+        raise
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -43,6 +43,19 @@ def fifo(path: Path):
         thread.join()
 
 
+def unix_socket(path: Path) -> None:
+    """A Unix socket at ``path`` (bound by its relative name: a socket's path is capped at 108 bytes)."""
+    import socket
+
+    here = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(path.name)  # the file stays after close
+    finally:
+        os.chdir(here)
+
+
 def write_huge(path: Path) -> None:
     """A text page one byte over the bound."""
     line = b"Widgets draws charts from CSV files, one chart per file.\n"
@@ -51,6 +64,7 @@ def write_huge(path: Path) -> None:
 
 HOSTILE = {  # name under the docs folder -> (how it is made, skip reason, detail in the skip line)
     "fifo": ("guides/x.md", lambda p: fifo(p), "not_a_regular_file", "a FIFO"),
+    "socket": ("guides/y.md", unix_socket, "not_a_regular_file", "a socket"),
     "name": (os.fsdecode(b"guides/caf\xe9.md"), lambda p: p.write_text("# Cafe\n\nA page named in Latin-1."),
              "not_utf8_name", ""),
     "huge": ("guides/huge.md", write_huge, "too_large", f"{BOUND + 1} bytes, over the bound of {BOUND} bytes"),
