@@ -144,3 +144,16 @@ def test_key_from_environment_switches_to_openai(tmp_home, monkeypatch):
     assert resource.resolved_provider() == "openai"
     assert SECRET not in repr(resource)  # the key reaches Dagster as an EnvVar, not a value
     assert "OPENAI_API_KEY" in repr(resource)
+
+
+def test_notes_name_the_model_a_fine_tuned_one_was_tuned_from(monkeypatch):
+    """A SmolLM2 fine-tuned here is labelled as such, not as the 1.9M model pretrained here (whose answers are
+    noise), in the template evaluation's note and the judge's line."""
+    from reference_arch.common.llm import packaged
+    from reference_arch.prompt.defs.evaluation import OFFLINE_NOTE, local_note
+    from reference_arch.rag.defs.answer_quality import JUDGE_OFF
+
+    monkeypatch.setattr(packaged, "base_of", lambda spec: "smollm2-135m-instruct" if spec == "registry:ft@1" else None)
+    assert local_note("registry:ft@1").startswith("local model: registry:ft@1 (tuned from SmolLM2-135M-Instruct, 135M")
+    assert local_note("registry:code-lm@1") == OFFLINE_NOTE
+    assert "135M" not in JUDGE_OFF.format(model=packaged.model_label("registry:code-lm@1"))

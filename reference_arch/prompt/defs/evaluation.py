@@ -25,9 +25,11 @@ class EvaluationConfig(dg.Config):
 
 
 def local_note(spec: str) -> str:
-    from reference_arch.common.llm.packaged import PREFIX, packaged_model
+    """What the local model's figures mean: a packaged model, or one fine-tuned from it, answers in sentences;
+    a model pretrained here only tests the evaluation."""
+    from reference_arch.common.llm.packaged import defaults_for, model_label
 
-    return PACKAGED_NOTE.format(model=packaged_model(spec).describe()) if spec.startswith(PREFIX) else OFFLINE_NOTE
+    return PACKAGED_NOTE.format(model=model_label(spec)) if defaults_for(spec) else OFFLINE_NOTE
 
 
 def previous_version(context: dg.AssetExecutionContext, template_hash: str) -> dict | None:

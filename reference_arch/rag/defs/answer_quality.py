@@ -35,6 +35,7 @@ from typing import Optional
 import dagster as dg
 
 from reference_arch.common.llm.errors import LLMError
+from reference_arch.common.llm.packaged import model_label
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
@@ -51,8 +52,8 @@ CHECK = "answer_quality_holds"
 # the measures the check compares with the previous run, per split
 TRACKED = ("citation_validity", "cited_answers", "groundedness", "answer_relevance", "judge_faithfulness",
            "judge_relevance")
-JUDGE_OFF = ("off by default for {model}, a 135M model, until bench/bench_llm.py shows it ranks real answers above "
-             "invented ones; run config judge: true turns it on")
+JUDGE_OFF = ("off by default for {model}: a local model judges only where bench/bench_llm.py shows it ranks real "
+             "answers above invented ones; run config judge: true turns it on")
 
 
 def resolve_judge(configured: Optional[bool], llm: LLMResource) -> bool:
@@ -179,7 +180,7 @@ def quality_metadata(config: AnswerQualityConfig, paths, sets: dict, questions: 
             "are 1 by construction, not a finding; answer relevance still varies")
     metadata["judge"] = (dg.MetadataValue.text(f"LLM judge: {config.judge_model or llm.resolved_model()}")
                          if judging else dg.MetadataValue.text(
-                             JUDGE_OFF.format(model=llm.resolved_model()) if config.judge is None
+                             JUDGE_OFF.format(model=model_label(llm.resolved_model())) if config.judge is None
                              else "off: judge is false in run config"))
     dev_chosen = choose_threshold(invented["dev"])
     if dev_chosen is not None:
