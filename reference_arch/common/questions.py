@@ -87,10 +87,9 @@ def question_run_config(location: str, question: str) -> dict[str, Any]:
     return {"ops": {f"{location}__question": {"config": {"question": redact(question)}}}}
 
 
-# The local LLM is the newest model in the registry, published by one of these assets (pretrain's base
-# model, its supervised fine-tuned variant, or that one preference-tuned): answer assets list them as deps,
-# so the UI draws that lineage across code locations (with OPENAI_API_KEY set the dependency is not used,
-# the lineage stays).
+# The models an answer may come from besides the packaged default (REFERENCE_ARCH_LLM_MODEL=registry:NAME@latest):
+# pretrain's base model, its supervised fine-tuned variant, or that one preference-tuned. Answer assets list
+# them as deps so the UI draws that optional lineage across code locations; by default no answer reads them.
 REGISTRY_MODELS = [dg.AssetKey(["pretrain", "published_model"]), dg.AssetKey(["finetune", "published_model"]),
                    dg.AssetKey(["finetune", "preference_published_model"])]
 
