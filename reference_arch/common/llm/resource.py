@@ -154,8 +154,9 @@ class LLMResource(dg.ConfigurableResource):
         name, path = (self.model_copy(update={"model": model}) if model else self)._local_model()
         try:
             load_causal_lm(path, self.device)
-        except (OSError, ValueError) as err:
-            raise LLMError(f"cannot load the local model {name!r} from {path}: {str(err).splitlines()[0]}") from None
+        except Exception as err:  # noqa: BLE001 - OSError, ValueError, safetensors' own error for a damaged file
+            detail = (str(err).splitlines() or [type(err).__name__])[0]
+            raise LLMError(f"cannot load the local model {name!r} from {path}: {detail}") from None
         return LocalChatModel(model_path=path, model_name=name, device=self.device, **decoding(name), **common)
 
     @contextlib.contextmanager
