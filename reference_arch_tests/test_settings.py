@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_arch.common.settings import PACKAGE_DIR, PROJECT_ROOT
-from reference_arch.common.settings_model import SettingsError, known_names, load_settings
+from reference_arch.common.settings import PACKAGE_DIR, PROJECT_ROOT, SettingsError, known_names
+from reference_arch.common.settings_model import load_settings
 from reference_arch.testkit.environment import SECRETS_AND_SWITCHES
 
 CLI = Path(sys.executable).parent / "reference-arch"

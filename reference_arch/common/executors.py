@@ -8,18 +8,13 @@ pod settings go in its ``dagster-k8s/config`` tag.
 
 from __future__ import annotations
 
-import os
-
-EXECUTOR_ENV = "REFERENCE_ARCH_EXECUTOR"
+from reference_arch.common import settings
 
 
 def executor_from_env():
     """The executor named by ``REFERENCE_ARCH_EXECUTOR`` (``k8s``), or None for Dagster's default."""
-    name = (os.environ.get(EXECUTOR_ENV) or "").strip().lower()
-    if name in ("", "default"):
+    if settings.value("executor") != "k8s":  # unset or default; another value is a SettingsError naming it
         return None
-    if name == "k8s":
-        from dagster_k8s import k8s_job_executor  # imported only on Kubernetes: the client is heavy
+    from dagster_k8s import k8s_job_executor  # imported only on Kubernetes: the client is heavy
 
-        return k8s_job_executor
-    raise ValueError(f"{EXECUTOR_ENV}={name!r} is not an executor: use 'k8s' or leave it unset")
+    return k8s_job_executor

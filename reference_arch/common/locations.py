@@ -6,6 +6,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from reference_arch.common import settings
 from reference_arch.common.executors import executor_from_env
 from reference_arch.common.settings import PROJECT_ROOT
 
@@ -24,7 +25,6 @@ def location_definitions(defs_root: ModuleType, *, resources: dict | None = None
     (``dg.load_definitions_from_package_module``: one module per step, no hand-kept lists), plus its ``resources`` and any shared
     ``sensors``. Assets link to their source: local files, or the git repo when ``REFERENCE_ARCH_GIT_URL`` is
     set, so the UI's code links work on a deployment."""
-    import os
     import warnings
 
     import dagster as dg
@@ -40,10 +40,10 @@ def location_definitions(defs_root: ModuleType, *, resources: dict | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in 1.13
         linked = dg.with_source_code_references(list(loaded.assets or []))
-    git_url = os.environ.get("REFERENCE_ARCH_GIT_URL")
+    git_url = settings.value("git_url")
     if git_url:
         linked = dg.link_code_references_to_git(
-            assets_defs=linked, git_url=git_url, git_branch=os.environ.get("REFERENCE_ARCH_GIT_BRANCH", "main"),
+            assets_defs=linked, git_url=git_url, git_branch=settings.value("git_branch"),
             file_path_mapping=dg.AnchorBasedFilePathMapping(
                 local_file_anchor=Path(PROJECT_ROOT), file_anchor_path_in_repository=""),
         )

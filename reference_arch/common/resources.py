@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from reference_arch.common import settings
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.trainer.resource import TrainerResource
@@ -21,25 +22,25 @@ def _env(name: str):
 
 
 def llm_resource(**overrides) -> LLMResource:
-    settings = dict(
+    config = dict(
         api_key=_env("OPENAI_API_KEY"),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
-        model=os.environ.get("REFERENCE_ARCH_LLM_MODEL") or None,
+        model=settings.value("llm_model"),
     )
-    return LLMResource(**{**settings, **overrides})
+    return LLMResource(**{**config, **overrides})
 
 
 def embeddings_resource(**overrides) -> EmbeddingsResource:
     """Local MiniLM unless ``REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai``; the key and base URL are the
     LLM's (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) and are used only by the openai provider."""
-    settings = dict(
+    config = dict(
         api_key=_env("OPENAI_API_KEY"),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
-        provider=os.environ.get("REFERENCE_ARCH_EMBEDDINGS_PROVIDER") or None,
-        model=os.environ.get("REFERENCE_ARCH_EMBEDDINGS_MODEL") or None,
+        provider=settings.value("embeddings_provider"),
+        model=settings.value("embeddings_model"),
     )
-    return EmbeddingsResource(**{**settings, **overrides})
+    return EmbeddingsResource(**{**config, **overrides})
 
 
 def trainer_resource(**overrides) -> TrainerResource:
-    return TrainerResource(device=os.environ.get("REFERENCE_ARCH_DEVICE", "auto"), **overrides)
+    return TrainerResource(device=settings.value("device"), **overrides)

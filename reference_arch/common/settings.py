@@ -1,21 +1,450 @@
-"""Where the project writes, and the environment it runs in.
+"""The project's settings: every ``REFERENCE_ARCH_*`` variable, where the project writes, and the environment it runs in.
 
-Everything the project writes lives under one home, ``REFERENCE_ARCH_HOME`` (default
-``.reference_arch/`` in the project root), so a user can delete it to start over. Every ``REFERENCE_ARCH_*``
-setting is typed and validated in ``settings_model.py``.
+**Settings.** ``SETTINGS`` declares each variable once: its type (how a value is read and what is allowed), its
+default and what it does. Code reads a setting with ``value("rag_start")`` (the variable without its prefix,
+lower case), never from ``os.environ``: the value is read from the environment at call time (a test's
+``monkeypatch.setenv`` is seen by the next read) and parsed once per distinct value. A bad value is a
+``SettingsError``, one line naming the variable, the value and what is allowed::
+
+    REFERENCE_ARCH_DOCS_MAX_CHARS='-5': less than 0; use a whole number, 0 or more (0: no limit)
+
+Unset or empty means the default (one exception, ``REFERENCE_ARCH_DOCS_PACKAGES``: empty means no package).
+``common/settings_model.py`` checks them all at once where a user meets them (the CLI, each code location's
+load), against this machine too (folders, files, models), and writes the README's table and ``.env.example``
+from ``SETTINGS`` (``python -m reference_arch.common.settings_model --write``).
+
+**Home.** Everything the project writes lives under one home, ``REFERENCE_ARCH_HOME`` (default
+``.reference_arch/`` in the project root), so a user can delete it to start over.
+
+Light on purpose (the standard library only at import): ``import reference_arch`` reads the offline switch here.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = PACKAGE_DIR / "samples"
+PREFIX = "REFERENCE_ARCH_"
 
-# Set before any hub-aware library loads: nothing may reach a hub at run time, and
-# a hub name looked up without these hangs ~45 s before failing offline.
+
+class SettingsError(ValueError):
+    """The environment holds a bad setting; the message is one line naming each."""
+
+
+# -- kinds of value: how a value is read, and what is allowed --------------------------------------------------
+
+@dataclass(frozen=True)
+class Kind:
+    """``parse`` turns the variable's text into the value, or raises ``ValueError`` saying what is wrong (the
+    line adds ``; use <allowed>``); ``label`` is what the README's table shows."""
+
+    label: str
+    allowed: str
+    parse: Callable[[str], Any]
+
+
+def words(text: str) -> tuple[str, ...]:
+    """The comma-separated items of ``text``, stripped, blanks dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _iso_date(text: str) -> date:
+    # Dagster's partitions take YYYY-MM-DD
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            raise ValueError
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError("not a date") from None
+
+
+def whole_number(minimum: int, allowed: str) -> Kind:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            raise ValueError("not a whole number")
+        number = int(text)
+        if number < minimum:
+            raise ValueError("less than 0" if minimum == 0 else f"not above {minimum - 1}")
+        return number
+
+    return Kind(f"whole number, {minimum} or more", allowed, parse)
+
+
+def choice(*options: str, fold_case: bool = False) -> Kind:
+    shown = [repr(o) for o in options]
+    allowed = " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+
+    def parse(text: str) -> str:
+        picked = text.strip().lower() if fold_case else text
+        if picked not in options:
+            raise ValueError("not a choice")
+        return picked
+
+    return Kind(" or ".join(f"`{o}`" for o in options), allowed, parse)
+
+
+_YES_NO = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _yes_no(text: str) -> bool:
+    if text.strip().lower() not in _YES_NO:
+        raise ValueError("not yes or no")
+    return _YES_NO[text.strip().lower()]
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _paths(text: str) -> tuple[Path, ...]:
+    return tuple(Path(item).expanduser() for item in words(text))
+
+
+def _web_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not a web address")
+    return text.strip()
+
+
+def _repos(text: str) -> tuple[str, ...]:
+    bad = [r for r in words(text) if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", r)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} not owner/name")
+    return words(text)
+
+
+def name_list(choices: tuple[str, ...], *, kind: str, all_word: Optional[str] = None) -> Kind:
+    """Comma-separated names from ``choices``, ``none`` (no name), or ``all_word`` when given (every choice)."""
+    allowed = f"{', '.join(w for w in (all_word, 'none') if w)} or any of {', '.join(choices)}"
+
+    def parse(text: str) -> frozenset[str]:
+        names = {n.lower() for n in words(text)}
+        if names == {"none"}:
+            return frozenset()
+        if all_word is not None and names == {all_word}:
+            return frozenset(choices)
+        unknown = sorted(names - set(choices))
+        if unknown or not names:
+            raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}" if unknown else f"no {kind}")
+        return frozenset(names)
+
+    return Kind(f"{' or '.join(f'`{w}`' for w in (all_word, 'none') if w)}, or some of "
+                f"{', '.join(f'`{c}`' for c in choices)} (comma-separated)", allowed, parse)
+
+
+def _phone_regions(text: str) -> tuple[str, ...]:
+    import phonenumbers
+
+    regions = tuple(r.upper() for r in words(text))
+    unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown or not regions:  # ZZ, phonenumbers' "unknown region", would turn national numbers' masking off
+        raise ValueError(f"unknown region {', '.join(unknown)}" if unknown else "no region")
+    return regions
+
+
+def _packages(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    specs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, classes = part.partition(":")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name.strip()):
+            raise ValueError(f"invalid package name {name.strip()!r}")
+        specs.append((name.strip(), words(classes)))
+    return tuple(specs)
+
+
+def _device(text: str) -> str:
+    from reference_arch.common.trainer.spec import DEVICE
+
+    if not DEVICE.match(text):
+        raise ValueError("not a device")
+    return text
+
+
+# The sources the rag location ingests, and the types of text redaction masks.
+SOURCES = ("github", "slack", "docs", "packages")
+REDACT_TYPES = ("secret", "email", "phone")
+
+TEXT = Kind("text", "any text", _text)
+DATE = Kind("date `YYYY-MM-DD`", "YYYY-MM-DD", _iso_date)
+YES_NO = Kind("yes or no (`1`, `true`, `yes` / `0`, `false`, `no`)", "1, true or yes; 0, false or no", _yes_no)
+FOLDER = Kind("folder", "an existing folder", _path)
+WEB_URL = Kind("`http(s)://` address", "http(s)://HOST/...", _web_url)
+MODEL = Kind("model: `packaged:NAME`, `registry:NAME@VERSION` or a folder", "a model", _text)
+PROVIDER = choice("local", "openai")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``REFERENCE_ARCH_*`` variable: ``default`` is written as the variable would be (None: unset, which
+    ``unset`` explains); ``empty``, when given, is what an empty value means instead of the default."""
+
+    name: str
+    kind: Kind
+    default: Optional[str]
+    help: str
+    unset: str = ""
+    empty: str = ""
+    internal: bool = False  # set by the project for its own processes, not by a user
+
+    @property
+    def field(self) -> str:
+        return self.name[len(PREFIX):].lower()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- everywhere
+    Setting("REFERENCE_ARCH_HOME", FOLDER, None, "where everything is written (created when missing)",
+            unset="`.reference_arch/` in the project root"),
+    Setting("REFERENCE_ARCH_OFFLINE", YES_NO, "yes",
+            "no network at run time: sets `HF_HUB_OFFLINE`, `TRANSFORMERS_OFFLINE` and `HF_DATASETS_OFFLINE` "
+            "(unless you set them) so nothing reaches the Hugging Face Hub; `no` lets hub model names be "
+            "downloaded"),
+    Setting("REFERENCE_ARCH_LLM_MODEL", MODEL, None,
+            "the chat LLM (with `OPENAI_API_KEY` or `OPENAI_BASE_URL`: any name the server knows)",
+            unset="the packaged instruct model"),
+    Setting("REFERENCE_ARCH_EMBEDDINGS_PROVIDER", PROVIDER, None, "embeddings: local MiniLM or OpenAI",
+            unset="`local`"),
+    Setting("REFERENCE_ARCH_EMBEDDINGS_MODEL", TEXT, None,
+            "the embeddings model: a sentence-transformers folder, or an OpenAI model name",
+            unset="all-MiniLM-L6-v2 (`text-embedding-3-small` with `openai`)"),
+    Setting("REFERENCE_ARCH_DEVICE", Kind("`auto`, `cpu`, `mps`, `cuda` or `cuda:N`", "auto, cpu, mps, cuda or cuda:N",
+                                          _device), "auto", "where training runs"),
+    Setting("REFERENCE_ARCH_EXECUTOR", choice("k8s", "default", fold_case=True), None,
+            "the jobs' executor: a Kubernetes Job per step, or Dagster's default", unset="`default`"),
+    Setting("REFERENCE_ARCH_REDACT", name_list(REDACT_TYPES, kind="type", all_word="all"), "all",
+            "what is masked in ingested text, questions and answers"),
+    Setting("REFERENCE_ARCH_REDACT_PHONE_REGIONS",
+            Kind("region codes, comma-separated", "region codes such as US, GB or DE, comma-separated",
+                 _phone_regions), "US", "regions whose national phone numbers are masked"),
+    Setting("REFERENCE_ARCH_GIT_URL", WEB_URL, None, "the git repo the UI's code links point to",
+            unset="local files"),
+    Setting("REFERENCE_ARCH_GIT_BRANCH", TEXT, "main", "the branch of `REFERENCE_ARCH_GIT_URL`"),
+    # -- rag
+    Setting("REFERENCE_ARCH_RAG_START", DATE, "2026-05-01", "first day of the GitHub and Slack partitions"),
+    Setting("REFERENCE_ARCH_RAG_SOURCES", name_list(SOURCES, kind="source"), None, "the sources rag ingests",
+            unset="those configured (the variables below), else all four on the samples"),
+    Setting("REFERENCE_ARCH_RAG_DESTINATION", TEXT, "duckdb",
+            "the dlt destination the sources load into (any dlt destination, configured the dlt way)"),
+    Setting("REFERENCE_ARCH_RAG_EVAL_SET", Kind("YAML files, comma-separated", "YAML question-set files, "
+                                                "comma-separated", _paths), None,
+            "evaluation question sets, replacing the shipped ones", unset="`rag/eval_sets/*.yaml`"),
+    Setting("REFERENCE_ARCH_RAG_ANSWERER", choice("extractive", "generative"), None, "how rag answers",
+            unset="`generative` with an OpenAI-compatible LLM, else `extractive` (the packaged model's measured choice)"),
+    Setting("REFERENCE_ARCH_GITHUB_REPOS", Kind("`owner/name`, comma-separated", "owner/name[,owner/name]", _repos),
+            None, "the repos ingested (required with `GITHUB_TOKEN`)", unset="every repo in the export"),
+    Setting("REFERENCE_ARCH_GITHUB_EXPORT", FOLDER, None, "a GitHub export folder", unset="the bundled sample"),
+    Setting("REFERENCE_ARCH_GITHUB_API_URL", WEB_URL, "https://api.github.com",
+            "the GitHub API (Enterprise: `https://HOST/api/v3`)"),
+    Setting("REFERENCE_ARCH_SLACK_CHANNELS", Kind("channel names or ids, comma-separated", "channel names or ids, "
+                                                  "comma-separated", words), None, "the Slack channels ingested",
+            unset="every channel"),
+    Setting("REFERENCE_ARCH_SLACK_EXPORT", FOLDER, None, "a Slack export folder", unset="the bundled sample"),
+    Setting("REFERENCE_ARCH_SLACK_API_URL", WEB_URL, "https://slack.com/api", "the Slack Web API"),
+    Setting("REFERENCE_ARCH_DOCS_DIR", FOLDER, None, "a folder of Markdown, reST and text docs",
+            unset="the bundled sample"),
+    Setting("REFERENCE_ARCH_DOCS_PACKAGES",
+            Kind("`NAME[:Class,Class][;NAME...]`", "NAME[:Class,Class][;NAME...], e.g. pandas:Series;numpy",
+                 _packages), "pandas", "packages whose docstrings are documents", empty="no package"),
+    Setting("REFERENCE_ARCH_DOCS_EXAMPLES", YES_NO, "no", "keep numpydoc Examples sections of docstrings"),
+    Setting("REFERENCE_ARCH_DOCS_MAX_CHARS", whole_number(0, "a whole number, 0 or more (0: no limit)"), "800",
+            "characters kept of each docstring (0: no limit)"),
+    Setting("REFERENCE_ARCH_DOCS_BASE_URL", WEB_URL, None, "where the docs folder is published, for source links",
+            unset="no links"),
+    # -- prompt
+    Setting("REFERENCE_ARCH_PROMPT_TEMPLATES", FOLDER, None, "a folder of extra prompt templates (`*.yaml`)",
+            unset="the shipped templates only"),
+    Setting("REFERENCE_ARCH_FEEDBACK_START", DATE, "2026-11-01", "first day of the feedback partitions"),
+    # -- finetune
+    Setting("REFERENCE_ARCH_FINETUNE_START", DATE, "2026-01-01", "first month of the fine-tuning Q&A partitions"),
+    Setting("REFERENCE_ARCH_FINETUNE_BACKEND", PROVIDER, None, "fine-tuning: local LoRA or an OpenAI job",
+            unset="`local`"),
+    Setting("REFERENCE_ARCH_FINETUNE_BASE_MODEL", MODEL, None,
+            "the model fine-tuned (with `openai`: an OpenAI model name)",
+            unset="the packaged instruct model (`gpt-4o-mini-2024-07-18` with `openai`)"),
+    Setting("REFERENCE_ARCH_FINETUNED_LLM_MODEL", MODEL, None, "the finetune location's chat LLM",
+            unset="the published fine-tuned model"),
+    # -- pretrain
+    Setting("REFERENCE_ARCH_CORPUS_DIR", FOLDER, None, "Python sources to pretrain on",
+            unset="the running Python's standard library"),
+    Setting("REFERENCE_ARCH_PRETRAIN_SHARDS", whole_number(1, "a whole number above 0"), "8",
+            "token shards (static partitions)"),
+    # -- internal
+    Setting("REFERENCE_ARCH_TRAINER_PARENT_PID", whole_number(1, "a process id"), None,
+            "the training process's parent, which it dies with", unset="none", internal=True),
+)
+BY_FIELD = {s.field: s for s in SETTINGS}
+# Names the project's tooling sets that are not settings of the package: they are known, not misspellings.
+TOOLING_NAMES = {
+    "REFERENCE_ARCH_IMAGE": "docker-compose.yml's image",
+    "REFERENCE_ARCH_GPU_IMAGE": "docker/compose.gpu.yml's image",
+    "REFERENCE_ARCH_REQUIRE_SERVICES": "CI: service-backed tests fail instead of skipping",
+    "REFERENCE_ARCH_POOL_TEST_LOG": "the pool tests' step log",
+}
+
+
+# -- reading them ------------------------------------------------------------------------------------------------
+
+def shown(text: str) -> str:
+    """A value as an error line shows it: quoted, at most 80 characters."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= 80 else quoted[:77] + "...'"
+
+
+def error_line(name: str, text: str, problem: str) -> str:
+    """``VARIABLE='value': what is wrong; use what is allowed`` (``problem`` says both)."""
+    return f"{name}={shown(text)}: {problem}"
+
+
+_PARSED: dict[tuple[str, str], Any] = {}
+
+
+def parse(field: str, text: str) -> Any:
+    """The value of setting ``field`` written as ``text``; ``SettingsError`` (one line) when ``text`` is bad."""
+    setting = BY_FIELD[field]
+    key = (field, text)
+    if key not in _PARSED:
+        try:
+            parsed = setting.kind.parse(text)
+        except ValueError as err:
+            from reference_arch.common.secrets import scrub
+
+            raise SettingsError(scrub(error_line(setting.name, text, f"{err}; use {setting.kind.allowed}"))) from None
+        if len(_PARSED) > 1024:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return _PARSED[key]
+
+
+def raw(field: str) -> Optional[str]:
+    """The text the environment holds for setting ``field``, or None when it means the default (unset, or blank
+    unless empty means something of its own)."""
+    setting = BY_FIELD[field]
+    text = os.environ.get(setting.name)
+    return None if text is None or (not text.strip() and not setting.empty) else text
+
+
+def is_set(field: str) -> bool:
+    """Whether the user set ``field`` to a value of their own (not empty)."""
+    return bool(os.environ.get(BY_FIELD[field].name))
+
+
+def value(field: str) -> Any:
+    """The setting ``field`` (``"rag_start"`` for ``REFERENCE_ARCH_RAG_START``) from the environment now: parsed,
+    or the default (None for a setting whose default is unset). ``SettingsError`` (one line) when bad."""
+    if field not in BY_FIELD:
+        raise KeyError(f"no setting {field!r}: the settings are {', '.join(BY_FIELD)}")
+    text = raw(field)
+    if text is None:
+        text = BY_FIELD[field].default
+    return None if text is None else parse(field, text)
+
+
+def values() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every setting: ``({field: value}, {field: error line})``, the bad ones in the second."""
+    good, bad = {}, {}
+    for setting in SETTINGS:
+        try:
+            good[setting.field] = value(setting.field)
+        except SettingsError as err:
+            bad[setting.field] = str(err)
+    return good, bad
+
+
+def env_name(field: str) -> str:
+    return BY_FIELD[field].name
+
+
+def known_names() -> list[str]:
+    return sorted({s.name for s in SETTINGS} | set(TOOLING_NAMES))
+
+
+def unknown_name_lines(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """One line per ``REFERENCE_ARCH_*`` name in the environment that is no setting, with the closest known one."""
+    environ = os.environ if environ is None else environ
+    known = known_names()
+    lines = []
+    for name in sorted(n for n in environ if n.upper().startswith(PREFIX) and n not in known):
+        # compared without the prefix every name shares, which would make any name "close"
+        close = difflib.get_close_matches(name.upper().removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known],
+                                          n=1, cutoff=0.6)
+        hint = (f"did you mean {PREFIX}{close[0]}?" if close
+                else "unset it (the settings: reference_arch/common/settings.py)")
+        lines.append(f"{name} is not a setting: {hint}")
+    return lines
+
+
+def load_env_file(folder: Optional[Path] = None) -> list[str]:
+    """Set the variables of ``folder``'s ``.env`` file (default the current directory), as ``dagster dev`` reads
+    one, except those already set: the environment wins. Returns the names set."""
+    path = Path(folder or Path.cwd()) / ".env"
+    if not path.is_file():
+        return []
+    from dotenv import dotenv_values
+
+    added = {k: v for k, v in dotenv_values(path).items() if v is not None and k not in os.environ}
+    os.environ.update(added)
+    apply_offline_env()  # the file may turn REFERENCE_ARCH_OFFLINE off
+    return sorted(added)
+
+
+# -- documenting them ---------------------------------------------------------------------------------------------
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def default_text(setting: Setting) -> str:
+    shown_default = f"`{setting.default}`" if setting.default is not None else setting.unset
+    return shown_default + (f"; empty: {setting.empty}" if setting.empty else "")
+
+
+def markdown_table() -> str:
+    """The README's table of settings, one row per variable."""
+    rows = ["| variable | type / allowed values | default | what it does |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        what = s.help + (" (internal: set by the project)" if s.internal else "")
+        rows.append(f"| `{s.name}` | {_cell(s.kind.label)} | {_cell(default_text(s))} | {_cell(what)} |")
+    return "\n".join(rows) + "\n"
+
+
+def env_example() -> str:
+    """``.env.example``: every setting a user may set, commented out, at its default."""
+    lines = ["# reference-arch settings: copy to .env and uncomment what you change. `reference-arch` reads .env from",
+             "# the current directory (as `dagster dev` does); a variable already set in the environment wins.",
+             "# Written by `python -m reference_arch.common.settings_model --write` from reference_arch/common/settings.py.",
+             ""]
+    for s in SETTINGS:
+        if s.internal:
+            continue
+        note = f"{s.help}. Allowed: {s.kind.label.replace('`', '')}."
+        if s.default is None:
+            note += f" Unset: {s.unset.replace('`', '')}."
+        if s.empty:
+            note += f" Empty: {s.empty}."
+        lines += [f"# {note}", f"# {s.name}={s.default or ''}", ""]
+    return "\n".join(lines)
+
+
+# -- the environment the project runs in ------------------------------------------------------------------------
+
+# Set before any hub-aware library loads. The first three are the offline switch (REFERENCE_ARCH_OFFLINE): nothing
+# may reach a hub at run time, and a hub name looked up without them hangs ~45 s before failing offline.
+HUB_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -33,17 +462,35 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TQDM_DISABLE": "1",
 }
+_SET_HERE: set[str] = set()  # the hub switches this module set (not the user): what turning offline off unsets
+
+
+def offline() -> bool:
+    """``REFERENCE_ARCH_OFFLINE``; a bad value reads as the default here (the CLI and the code locations refuse it
+    in one line before they start)."""
+    try:
+        return value("offline")
+    except SettingsError:
+        return True
 
 
 def apply_offline_env() -> None:
-    """Set the offline switches unless the user set them explicitly."""
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
+    """Set ``OFFLINE_ENV`` unless the user set them; the hub switches only while ``REFERENCE_ARCH_OFFLINE`` is on."""
+    on = offline()
+    for key, setting in OFFLINE_ENV.items():
+        if key in HUB_OFFLINE_ENV and not on:
+            if key in _SET_HERE and os.environ.get(key) == setting:  # still ours: the user has not set it since
+                del os.environ[key]
+            _SET_HERE.discard(key)
+        elif key not in os.environ:
+            os.environ[key] = setting
+            if key in HUB_OFFLINE_ENV:
+                _SET_HERE.add(key)
 
 
 def home() -> Path:
     """The project's home directory (created on first use)."""
-    root = Path(os.environ.get("REFERENCE_ARCH_HOME") or PROJECT_ROOT / ".reference_arch")
+    root = Path(value("home") or PROJECT_ROOT / ".reference_arch")
     root.mkdir(parents=True, exist_ok=True)
     return root.resolve()
 
@@ -114,7 +561,6 @@ def openai_configured() -> bool:
 
 # -- which sources the rag location ingests ---------------------------------------------------------------------
 SOURCES_ENV = "REFERENCE_ARCH_RAG_SOURCES"
-SOURCES = ("github", "slack", "docs", "packages")
 # The variables that point a source at the user's own data. Setting any of them turns the bundled samples off:
 # only the sources configured are ingested. GITHUB_TOKEN is not among them: it is often exported for other
 # tools, and the API needs REFERENCE_ARCH_GITHUB_REPOS anyway.
@@ -126,40 +572,19 @@ SOURCE_SETTINGS = {
 }
 
 
-def parse_name_list(raw: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
-                    all_word: str | None = None) -> frozenset[str]:
-    """The names ``raw`` holds: comma-separated names from ``choices``, ``none`` (no name), or ``all_word`` when
-    given (every choice); blank gives ``default``. ``ValueError`` names an unknown one and what is allowed."""
-    names = {n.strip().lower() for n in raw.split(",") if n.strip()}
-    if not names:
-        return default
-    if names == {"none"}:
-        return frozenset()
-    if all_word is not None and names == {all_word}:
-        return frozenset(choices)
-    unknown = sorted(names - set(choices))
-    if unknown:
-        words = ", ".join(w for w in (all_word, "none") if w)
-        raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}; use {words} or any of {', '.join(choices)}")
-    return frozenset(names)
-
-
-def name_list_setting(env: str, choices: tuple[str, ...], *, kind: str, default: frozenset[str],
-                      all_word: str | None = None, value: str | None = None) -> frozenset[str]:
-    """``parse_name_list`` of ``env`` (or ``value``); unset gives ``default``. ``ValueError`` names the variable."""
-    raw = (os.environ.get(env, "") if value is None else value).strip()
-    try:
-        return parse_name_list(raw, choices, kind=kind, default=default, all_word=all_word)
-    except ValueError as err:
-        raise ValueError(f"{env}={raw!r} names {err}") from None
+def _configured(name: str) -> bool:
+    return is_set(name[len(PREFIX):].lower()) if name.startswith(PREFIX) else bool(os.environ.get(name))
 
 
 def enabled_sources() -> frozenset[str]:
     """The sources to ingest: ``REFERENCE_ARCH_RAG_SOURCES`` (comma-separated names from ``SOURCES``, or
     ``none``) when set; else those the user configured (``SOURCE_SETTINGS``); else all of them, on the
-    bundled samples (the tidepool exports and docs, and the pandas API). ``ValueError`` names an unknown one."""
-    configured = {name for name, keys in SOURCE_SETTINGS.items() if any(os.environ.get(k) for k in keys)}
-    return name_list_setting(SOURCES_ENV, SOURCES, kind="source", default=frozenset(configured or SOURCES))
+    bundled samples (the tidepool exports and docs, and the pandas API). ``SettingsError`` names an unknown one."""
+    chosen = value("rag_sources")
+    if chosen is not None:
+        return chosen
+    configured = {name for name, keys in SOURCE_SETTINGS.items() if any(_configured(k) for k in keys)}
+    return frozenset(configured or SOURCES)
 
 
 def source_enabled(name: str) -> bool:

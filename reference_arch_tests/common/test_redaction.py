@@ -61,7 +61,7 @@ def test_the_types_masked_are_configurable(monkeypatch):
     monkeypatch.setenv("REFERENCE_ARCH_REDACT", "none")
     assert redact(SLACK_TEXT) == SLACK_TEXT
     assert Redactor(frozenset({"secret"})).fingerprint() != Redactor().fingerprint()
-    with pytest.raises(ValueError, match="REFERENCE_ARCH_REDACT='tokens' names unknown type"):
+    with pytest.raises(ValueError, match=r"^REFERENCE_ARCH_REDACT='tokens': unknown type\(s\) tokens; use all, none"):
         configured_types("tokens")
 
 

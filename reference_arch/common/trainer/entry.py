@@ -243,7 +243,9 @@ def die_with_parent(parent: Optional[int], poll_s: float = 1.0) -> None:
 def main(argv: list[str]) -> int:
     import reference_arch  # noqa: F401  (offline switches before transformers loads)
 
-    die_with_parent(int(os.environ[PARENT_PID_ENV]) if os.environ.get(PARENT_PID_ENV) else None)
+    from reference_arch.common.settings import value
+
+    die_with_parent(value("trainer_parent_pid"))
 
     if argv[:1] == ["--config"]:
         _run(json.loads(Path(argv[1]).read_text()), Reporter(echo=True))
