@@ -8,7 +8,7 @@ import time
 
 from reference_arch.cli.answers import ASK_TARGETS, ask, source_lines
 from reference_arch.cli.feedback import feedback_line, give_feedback
-from reference_arch.cli.runs import (QUIET, CliError, Step, check_summary, first_failure, load_defs,
+from reference_arch.cli.runs import (QUIET, CliError, Step, check_summary, execute_run, first_failure, load_defs,
                                      materialize_location, questions_answered, step_job)
 from reference_arch.common.llm.packaged import model_label
 from reference_arch.common.locations import LOCATIONS
@@ -196,8 +196,8 @@ def print_preference_round(inst) -> None:
 
     keys = [PAIRS_KEY, dg.AssetKey(["finetune", "preference_tuned_model"]), PUBLISHED_KEY]
     print("\n== preference tuning (DPO) with these verdicts")
-    result = step_job("finetune", Step(keys=keys, single_run=False), load_defs("finetune")).execute_in_process(
-        run_config=QUIET, instance=inst, raise_on_error=False)
+    result = execute_run(step_job("finetune", Step(keys=keys, single_run=False), load_defs("finetune")), inst,
+                         run_config=QUIET)
     pairs = next((m.materialization.metadata for m in result.get_asset_materialization_events()
                   if m.asset_key == PAIRS_KEY), None)
     if pairs is None:

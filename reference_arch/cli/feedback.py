@@ -3,7 +3,7 @@ recorded by the prompt location's ``feedback_job`` on the project's instance (so
 
 from __future__ import annotations
 
-from reference_arch.cli.runs import QUIET, CliError, first_failure, instance, load_defs
+from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs
 
 
 def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> dict:
@@ -29,7 +29,7 @@ def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> di
     except ValueError as err:  # FeedbackError; a REFERENCE_ARCH_REDACT that names no type
         raise CliError(str(err)) from None
     job = load_defs("prompt").resolve_job_def("feedback_job")
-    result = job.execute_in_process(run_config=config, instance=inst or instance(), raise_on_error=False)
+    result = execute_run(job, inst or instance(), run_config=config)
     if not result.success:
         raise CliError(first_failure(result).removeprefix("record_feedback: "))
     materialization = next(m for m in result.asset_materializations_for_node("record_feedback")

@@ -23,6 +23,10 @@ def test_an_approved_rag_answer_is_scored_by_the_retrieval_evaluation(rag_data):
         assert record["sources"] and record["answerer"] == "extractive"
         recorded = give_feedback(record["run_id"], "up", "", instance)
         assert (recorded["target"], recorded["up"], recorded["approval_rate"]) == ("rag", 1, 1.0)
+        # run as every CLI run is: a later command fails it if this process is killed outright
+        from reference_arch.common.pools import IN_PROCESS_TAG
+
+        assert instance.get_run_by_id(recorded["feedback_run_id"]).tags.get(IN_PROCESS_TAG) == "true"
         assert prompt_defs.resolve_job_def("feedback_eval_cases_job").execute_in_process(instance=instance).success
         (case,) = regression_cases("rag")
         cited = list(dict.fromkeys(s["document_id"] for s in record["sources"]))
