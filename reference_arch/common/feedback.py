@@ -56,11 +56,12 @@ def check_verdict(verdict: str) -> str:
 def check_comment(comment: str | None) -> str:
     """``comment`` stripped and made valid Unicode (``unicode_text.valid_text``, as questions are);
     ``FeedbackError`` in one line when it is longer than ``MAX_COMMENT_CHARS``."""
+    from reference_arch.common.redaction import counted_length
     from reference_arch.common.unicode_text import valid_text
 
     text = valid_text(comment or "").strip()
-    if len(text) > MAX_COMMENT_CHARS:
-        raise FeedbackError(f"the comment is {len(text)} characters long, over the limit of {MAX_COMMENT_CHARS}: "
+    if (length := counted_length(text)) > MAX_COMMENT_CHARS:  # masked once already: a placeholder counts as one
+        raise FeedbackError(f"the comment is {length} characters long, over the limit of {MAX_COMMENT_CHARS}: "
                             "say why in fewer words")
     return text
 

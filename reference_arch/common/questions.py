@@ -31,14 +31,15 @@ class QuestionConfig(dg.Config):
 def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> str:
     """The question stripped and made valid Unicode (undecodable bytes and lone surrogates become
     U+FFFD, ``unicode_text.repair_text``); ``QuestionError`` when it is empty or too long."""
+    from reference_arch.common.redaction import counted_length
     from reference_arch.common.unicode_text import valid_text
 
     text = valid_text(question or "").strip()
     if not text:
         raise QuestionError("the question is empty: ask something")
-    if len(text) > max_chars:
+    if (length := counted_length(text)) > max_chars:  # masked in the run config: a placeholder counts as one
         raise QuestionError(
-            f"the question is {len(text)} characters long, over the limit of {max_chars} "
+            f"the question is {length} characters long, over the limit of {max_chars} "
             "(raise max_chars in the question config to allow longer questions)"
         )
     return text

@@ -69,6 +69,12 @@ _TOKEN_LIKE = re.compile(r"[0-9]|^[A-Z]+$")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{16,}={0,2}")
 
 
+def counted_length(text: str) -> int:
+    """The length of ``text`` with each placeholder counted as one character: limits apply to what a person
+    wrote, and masking may lengthen it (``x1`` after ``password=`` becomes ``[SECRET:secret_keyword]``)."""
+    return len(PLACEHOLDER.sub("#", text))
+
+
 def configured_types(text: str | None = None) -> frozenset[str]:
     """The types to mask from ``REFERENCE_ARCH_REDACT`` (or ``text`` written as it would be): ``all`` (the
     default), ``none`` or names from ``TYPES``; ``SettingsError`` (a ``ValueError``) names an unknown one."""

@@ -150,6 +150,21 @@ def test_bad_questions_are_refused_before_any_model_call(tmp_home, question, pro
     assert problem in failure.step_failure_data.error.message
 
 
+def test_a_question_within_the_limit_stays_within_it_once_masked(tmp_home):
+    """The CLI masks a question into the run config; a placeholder longer than the secret it replaces must not
+    push it over the limit the asset checks again (the user typed 3,996 characters)."""
+    from reference_arch.common.feedback import check_comment
+    from reference_arch.common.questions import question_run_config, validate_question
+    from reference_arch.common.redaction import redact
+
+    raw = "x" * 3970 + ' password = "Tr0ub4dor&3x"'
+    masked = question_run_config("prompt", raw)["ops"]["prompt__question"]["config"]["question"]
+    assert len(raw) <= 4000 < len(masked)
+    assert validate_question(masked) == masked
+    comment = "y" * 1975 + ' password = "Tr0ub4dor&3x"'
+    assert check_comment(redact(comment)) == redact(comment)
+
+
 def test_template_versions_change_with_the_text():
     before = templates_version()
     source = (template_files.TEMPLATES_DIR / "pandas.yaml").read_text()
