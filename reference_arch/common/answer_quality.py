@@ -44,9 +44,10 @@ import json
 import re
 from typing import Callable, Optional
 
+from reference_arch.common.grounded_prompt import CITATION
+
 GROUNDED_SIMILARITY = 0.57  # cosine; see the module docstring for how it was chosen on dev
 INVENTED_PASS_RATE = 0.05  # the share of invented sentences the threshold may let pass (on dev)
-CITATION = re.compile(r"\[(\d+)\]")
 _MARKER = re.compile(r"\s*\[\d+\]")  # a marker and the space before it
 _LEADING_CITATIONS = re.compile(r"^((?:\s*\[\d+\])+)\s*")
 MIN_SOURCE_SENTENCE_CHARS = 12  # shorter pieces (a bare name, a marker) support anything they match

@@ -34,7 +34,10 @@ def build_messages(question: str, sources: list[dict]) -> list[tuple[str, str]]:
     return [("system", INSTRUCTIONS), ("human", f"{body}\n\nQuestion: {question}")]
 
 
+CITATION = re.compile(r"\[(\d+)\]")  # a citation marker, [n]: the instructions ask for them so
+
+
 def citations(answer: str, n_sources: int) -> tuple[list[int], list[int]]:
     """(valid, invalid) citation numbers found in the answer."""
-    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer)})
+    cited = sorted({int(n) for n in CITATION.findall(answer)})
     return [n for n in cited if 1 <= n <= n_sources], [n for n in cited if not 1 <= n <= n_sources]

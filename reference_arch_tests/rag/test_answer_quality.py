@@ -96,7 +96,8 @@ def test_offline_then_a_worse_judged_generative_run_warns(rag_data, instance, mo
     assert first.success
     meta = metadata(first, "answer_quality")
     assert meta["answerer"] == "extractive" and "by construction" in meta["grounded_by_construction"]
-    assert meta["judge"].startswith("off by default for packaged:smollm2-135m-instruct, a 135M model")
+    assert meta["judge"].startswith("off by default for packaged:smollm2-135m-instruct (SmolLM2-135M-Instruct, 135M "
+                                    "parameters, Q4_1 GGUF, Apache-2.0)")
     assert meta["threshold"] == GROUNDED_SIMILARITY
     splits = [s for s in ("dev", "test") if meta[f"{s}/questions"]]
     assert splits and meta["judged"] == meta["measured"] == sum(meta[f"{s}/questions"] for s in ("dev", "test"))
