@@ -13,15 +13,16 @@ import contextlib
 import os
 from typing import Any, Iterator
 
+from reference_arch.common import settings
 from reference_arch.common.settings import dlt_pipelines_dir
 from reference_arch.common.warehouse_lock import warehouse_lock
-from reference_arch.rag.config import DESTINATION_ENV, rag_dir
+from reference_arch.rag.config import rag_dir
 
 DATASETS = {"github": "rag_github", "slack": "rag_slack", "docs": "rag_docs"}
 
 
 def destination_name() -> str:
-    return os.environ.get(DESTINATION_ENV) or "duckdb"
+    return settings.value("rag_destination")
 
 
 def warehouse_path() -> str:

@@ -15,7 +15,6 @@ The fence's tag is derived from the sources' text (``untrusted_text.fence_tag``)
 close it early.
 """
 
-import os
 import re
 import time
 from typing import Optional
@@ -66,9 +65,14 @@ def resolve_answerer(configured: Optional[str], llm: LLMResource) -> str:
     """``configured``, else ``REFERENCE_ARCH_RAG_ANSWERER``, else generative with an OpenAI-compatible model,
     the packaged model's measured choice (``PackagedModel.rag_answerer``), or extractive for other local models."""
     from reference_arch.common.llm.packaged import defaults_for
+    from reference_arch.common.settings import SettingsError, value
 
+    try:
+        chosen = configured or value("rag_answerer")
+    except SettingsError as err:  # one line naming the variable, the value and the choices
+        raise dg.Failure(description=str(err)) from None
     packaged = defaults_for(llm.resolved_model()) if llm.resolved_provider() == "local" else None
-    choice = configured or os.environ.get(ANSWERER_ENV) or (
+    choice = chosen or (
         "generative" if llm.resolved_provider() == "openai" else packaged.rag_answerer if packaged else "extractive")
     if choice not in ANSWERERS:
         raise dg.Failure(description=f"unknown answerer {choice!r} (answerer config or {ANSWERER_ENV}): "
