@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from reference_arch.sources.docs.helpers import (BASE_URL_ENV, FORMATS, ROOT_FOLDER, docs_dir, iso, page_row,
-                                                 sha256)
+from reference_arch.common import settings
+from reference_arch.sources.docs.helpers import FORMATS, ROOT_FOLDER, docs_dir, iso, page_row, sha256
 from reference_arch.sources.export_files import SkipStats, UnusableFile, file_text, read_regular_file, shown_path
 
 # A documentation page is rarely over a few hundred KB; a 200 MB one took over 20 minutes and 5.4 GB.
@@ -83,7 +83,7 @@ def _title(text: str, fmt: str, fallback: str) -> str:
 
 
 def file_rows(root: Path, partition: str, stats: SkipStats) -> Iterator[dict]:
-    base_url = os.environ.get(BASE_URL_ENV, "")
+    base_url = settings.value("docs_base_url") or ""
     for path in doc_files(root):
         relative = relative_name(path, root)
         if file_partition(relative) != partition:

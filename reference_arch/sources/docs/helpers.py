@@ -1,25 +1,19 @@
-"""What the docs source's parts share: its settings (from the environment), the packages to read,
-and the shape of a ``pages`` row."""
+"""What the docs source's parts share: its settings (``REFERENCE_ARCH_DOCS_DIR`` and the other docs ones, declared
+in ``common/settings.py``), the packages to read, and the shape of a ``pages`` row."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reference_arch.common import settings
 from reference_arch.common.settings import SAMPLES_DIR, source_enabled
 from reference_arch.sources.export_files import existing_dir
 
-DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"
+DOCS_DIR_ENV = "REFERENCE_ARCH_DOCS_DIR"  # named in messages
 PACKAGES_ENV = "REFERENCE_ARCH_DOCS_PACKAGES"
-EXAMPLES_ENV = "REFERENCE_ARCH_DOCS_EXAMPLES"
-MAX_CHARS_ENV = "REFERENCE_ARCH_DOCS_MAX_CHARS"
-DEFAULT_MAX_CHARS = 800
-BASE_URL_ENV = "REFERENCE_ARCH_DOCS_BASE_URL"
-DEFAULT_PACKAGES = "pandas"
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text"}
 # Where a package's API reference lives online, by package: {name} is the dotted name.
 API_URLS = {"pandas": "https://pandas.pydata.org/docs/reference/api/{name}.html"}
@@ -54,16 +48,11 @@ class PackageSpec:
         return f"package:{self.name}"
 
 
-def parse_packages(value: str | None = None) -> list[PackageSpec]:
-    """``"pandas:Series,DataFrame;numpy"`` -> specs; default from ``REFERENCE_ARCH_DOCS_PACKAGES``."""
-    text = os.environ.get(PACKAGES_ENV, DEFAULT_PACKAGES) if value is None else value
-    specs = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        name, _, classes = part.partition(":")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name.strip()):
-            raise ValueError(f"invalid package name {name!r} in {PACKAGES_ENV}={text!r}")
-        specs.append(PackageSpec(name.strip(), tuple(c.strip() for c in classes.split(",") if c.strip())))
-    return specs
+def parse_packages(text: str | None = None) -> list[PackageSpec]:
+    """``"pandas:Series,DataFrame;numpy"`` -> specs; default ``REFERENCE_ARCH_DOCS_PACKAGES``. ``SettingsError``
+    (a ``ValueError``) names an invalid package name."""
+    parsed = settings.value("docs_packages") if text is None else settings.parse("docs_packages", text)
+    return [PackageSpec(name, classes) for name, classes in parsed]
 
 
 def configured_packages() -> list[PackageSpec]:
@@ -73,7 +62,7 @@ def configured_packages() -> list[PackageSpec]:
 
 
 def default_docs_dir() -> Path:
-    return Path(os.environ.get(DOCS_DIR_ENV) or SAMPLES_DIR / "docs")
+    return Path(settings.value("docs_dir") or SAMPLES_DIR / "docs")
 
 
 def docs_dir(path: str | Path | None = None) -> Path:
@@ -82,15 +71,12 @@ def docs_dir(path: str | Path | None = None) -> Path:
 
 
 def include_examples() -> bool:
-    return os.environ.get(EXAMPLES_ENV, "0").lower() in ("1", "true", "yes")
+    return settings.value("docs_examples")
 
 
 def max_chars() -> int:
-    value = os.environ.get(MAX_CHARS_ENV, str(DEFAULT_MAX_CHARS))
-    try:
-        return max(0, int(value))
-    except ValueError:
-        raise ValueError(f"{MAX_CHARS_ENV} must be a number of characters (0: no limit), not {value!r}") from None
+    """Characters kept of each docstring (0: no limit)."""
+    return settings.value("docs_max_chars")
 
 
 def sha256(text: str | bytes) -> str:

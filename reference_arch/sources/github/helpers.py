@@ -3,17 +3,17 @@ replaces an issue's comments."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from reference_arch.common import settings
 from reference_arch.common.settings import SAMPLES_DIR
 from reference_arch.sources.export_files import SkipStats, existing_dir, require, to_iso
 from reference_arch.sources.github.settings import EXPORT_ENV
 
 
 def default_export_path() -> Path:
-    return Path(os.environ.get(EXPORT_ENV) or SAMPLES_DIR / "github")
+    return Path(settings.value("github_export") or SAMPLES_DIR / "github")
 
 
 def github_export_path(export_path: str | Path | None = None) -> Path:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from reference_arch.common import settings
 from reference_arch.common.settings import SAMPLES_DIR
 from reference_arch.sources.export_files import SkipStats, existing_dir, require, to_datetime, to_iso
 from reference_arch.sources.slack.settings import DAY_MARKER, EXPORT_ENV, HOUSEKEEPING, TOMBSTONE
 
 
 def default_export_path() -> Path:
-    return Path(os.environ.get(EXPORT_ENV) or SAMPLES_DIR / "slack")
+    return Path(settings.value("slack_export") or SAMPLES_DIR / "slack")
 
 
 def slack_export_path(export_path: str | Path | None = None) -> Path:
