@@ -16,16 +16,13 @@ The prompt location owns all of it (an asset key lives in one location); the job
 question job, since it only reads the shared instance.
 """
 
-import os
-
 import dagster as dg
 
+from reference_arch.common import settings
 from reference_arch.common.locations import asset_defaults
 
 FEEDBACK = dg.AssetKey(["prompt", "feedback"])
-START_ENV = "REFERENCE_ARCH_FEEDBACK_START"
-DEFAULT_START = "2026-11-01"
-DAYS = dg.DailyPartitionsDefinition(start_date=os.environ.get(START_ENV) or DEFAULT_START, end_offset=1)
+DAYS = dg.DailyPartitionsDefinition(start_date=settings.value("feedback_start").isoformat(), end_offset=1)
 
 class FeedbackConfig(dg.Config):
     run_id: str  # the question run judged (prompt_question_job, rag_question_job, finetuned_question_job)

@@ -13,9 +13,9 @@ from it as stale.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
+from reference_arch.common import settings
 from reference_arch.prompt.templates.answer_format import check_format
 from reference_arch.prompt.templates.template import (
     PromptTemplate, TemplateError, TemplateInputError, chat_prompt, content_hash, load_template, parse_template,
@@ -54,8 +54,8 @@ def load_templates(*folders: Path) -> dict[str, PromptTemplate]:
 
 
 def _folders() -> list[Path]:
-    extra = os.environ.get(EXTRA_TEMPLATES_ENV, "").strip()
-    return [TEMPLATES_DIR, *([Path(extra).expanduser()] if extra else [])]
+    extra = settings.value("prompt_templates")
+    return [TEMPLATES_DIR, *([extra] if extra else [])]
 
 
 TEMPLATES: dict[str, PromptTemplate] = load_templates(*_folders())
