@@ -9,12 +9,12 @@ set them from the environment.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 
+from reference_arch.common import settings
 from reference_arch.common.settings import home_path
 from reference_arch.finetune.chat_format import OPENAI_MIN_EXAMPLES, SYSTEM_PROMPT
 
@@ -112,8 +112,8 @@ def sources_path() -> Path:
 
 
 def fine_tuning_resource() -> FineTuningResource:
-    return FineTuningResource(backend=os.environ.get("REFERENCE_ARCH_FINETUNE_BACKEND") or None,
-                              base_model=os.environ.get("REFERENCE_ARCH_FINETUNE_BASE_MODEL") or None)
+    return FineTuningResource(backend=settings.value("finetune_backend"),
+                              base_model=settings.value("finetune_base_model"))
 
 
 PREFERENCE_MODEL = "code-lm-preference"  # what preference tuning publishes

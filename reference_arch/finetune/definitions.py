@@ -3,8 +3,7 @@ processing (leak-free split -> grounded examples in OpenAI chat JSONL) -> traini
 instruct model, or an OpenAI fine-tuning job) -> evaluation (fine-tuned vs base; the published model) -> inference; and preference (DPO pairs from
 feedback, DPO through the shared trainer, gated on held-out preference accuracy)."""
 
-import os
-
+from reference_arch.common import settings
 from reference_arch.common.locations import location_definitions
 from reference_arch.common.resources import embeddings_resource, llm_resource, trainer_resource
 from reference_arch.finetune import defs as finetune_defs
@@ -19,7 +18,7 @@ def resources() -> dict:
         "trainer": trainer_resource(),
         "embeddings": embeddings_resource(),  # the finetuned answer's sources: the most similar training replies
         "openai": openai_client_resource(),
-        "llm": llm_resource(model=os.environ.get("REFERENCE_ARCH_FINETUNED_LLM_MODEL") or None),
+        "llm": llm_resource(model=settings.value("finetuned_llm_model")),
     }
 
 

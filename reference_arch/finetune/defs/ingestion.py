@@ -20,15 +20,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from reference_arch.common import settings
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.metadata import table
 from reference_arch.common.warehouse_lock import warehouse_lock
 from reference_arch.finetune.config import finetune_dir
 
-START_ENV = "REFERENCE_ARCH_FINETUNE_START"
-REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"
+REPOS_ENV = "REFERENCE_ARCH_GITHUB_REPOS"  # named in messages
 # Months by issue creation date; the current month is included (it fills up until it ends).
-MONTHLY = dg.MonthlyPartitionsDefinition(start_date=os.environ.get(START_ENV) or "2026-01-01", end_offset=1)
+MONTHLY = dg.MonthlyPartitionsDefinition(start_date=settings.value("finetune_start").isoformat(), end_offset=1)
 DATASET = "github"
 # Single-run backfills (one run loads a range of months) are beta in Dagster 1.13.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -48,7 +48,7 @@ def pairs_path(month: str) -> Path:
 
 
 def configured_repos() -> list[str]:
-    return [repo.strip() for repo in os.environ.get(REPOS_ENV, "").split(",") if repo.strip()]
+    return list(settings.value("github_repos") or ())
 
 
 def load_github(since: datetime, until: datetime, log) -> dict:
