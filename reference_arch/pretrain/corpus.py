@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reference_arch.common import settings
+
 if TYPE_CHECKING:
     import tarfile
 
@@ -33,7 +35,7 @@ class CorpusError(ValueError):
 
 def default_corpus_dir() -> str:
     """``REFERENCE_ARCH_CORPUS_DIR``, else the standard library of the running interpreter."""
-    return os.environ.get("REFERENCE_ARCH_CORPUS_DIR") or sysconfig.get_paths()["stdlib"]
+    return str(settings.value("corpus_dir") or sysconfig.get_paths()["stdlib"])
 
 
 def stable_hash(text: str, salt: str = "") -> int:

@@ -1,16 +1,16 @@
 """Pretrain step 2, processing: tokenizer -> token shards (static partitions, run concurrently) -> training dataset."""
 
-import os
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
+from reference_arch.common import settings
 from reference_arch.common.locations import asset_defaults
 from reference_arch.pretrain import store
 from reference_arch.pretrain.defs.ingestion import clean_corpus
 
-N_SHARDS = int(os.environ.get("REFERENCE_ARCH_PRETRAIN_SHARDS", "8"))
+N_SHARDS = settings.value("pretrain_shards")
 DEFAULT_BLOCK_SIZE = 256
 
 
@@ -116,13 +116,13 @@ def training_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     shards = {}
     for key in shard_keys(N_SHARDS):
         shards[key] = store.read_manifest(f"shards/{key}")
-    settings = {(s["block_size"], s["validation_fraction"]) for s in shards.values()}
+    shapes = {(s["block_size"], s["validation_fraction"]) for s in shards.values()}
     fingerprints = {s["tokenizer_fingerprint"] for s in shards.values()}
-    if len(settings) > 1 or len(fingerprints) > 1 or any("control_tokens" not in s for s in shards.values()):
-        raise dg.Failure(f"the shards disagree (block size and validation fraction {sorted(settings)}, "
+    if len(shapes) > 1 or len(fingerprints) > 1 or any("control_tokens" not in s for s in shards.values()):
+        raise dg.Failure(f"the shards disagree (block size and validation fraction {sorted(shapes)}, "
                          f"{len(fingerprints)} tokenizers, or an older format): re-materialize every shard of "
                          "pretrain/token_shards with one config")
-    block, fraction = settings.pop()
+    block, fraction = shapes.pop()
     paths, sequences = read_documents([s["path"] for s in shards.values()])
     lengths = [len(s) for s in sequences]
     tokens = sum(lengths)
