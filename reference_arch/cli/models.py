@@ -70,15 +70,14 @@ def registry_rows(root: Path) -> list[ModelRow]:
 
 def default_model() -> tuple[str, str]:
     """``(spec, how it was chosen)`` of the model ``ask prompt`` and ``ask rag`` answer with by default."""
-    import os
-
     from reference_arch.common.llm.errors import LLMError
     from reference_arch.common.resources import llm_resource
+    from reference_arch.common.settings import is_set
 
     llm = llm_resource()
     if llm.resolved_provider() == "openai":
         return llm.resolved_model(), "on an OpenAI-compatible server: OPENAI_API_KEY or OPENAI_BASE_URL is set"
-    chosen = "set by REFERENCE_ARCH_LLM_MODEL" if os.environ.get("REFERENCE_ARCH_LLM_MODEL") else "the packaged default"
+    chosen = "set by REFERENCE_ARCH_LLM_MODEL" if is_set("llm_model") else "the packaged default"
     try:
         return llm.resolved_model(), chosen
     except LLMError as err:  # REFERENCE_ARCH_LLM_MODEL names a registry model not published (yet)
