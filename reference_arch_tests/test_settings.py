@@ -4,6 +4,7 @@ the right one (issue 22 item 2, issue 26 item 4)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -128,3 +129,198 @@ def test_every_setting_the_code_reads_is_in_the_model():
     read = {m for path in PACKAGE_DIR.rglob("*.py")
             for m in re.findall(r"REFERENCE_ARCH_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8"))}
     assert read - set(known_names()) == set()
+
+
+# -- one settings module: every reader goes through common/settings.py (issue "The first hour") ----------------
+
+# A bad value of each kind, read where the code reads it: one line naming the variable, the value and what is
+# allowed (the old readers took -5 as "no limit", and said other things for the others).
+READS = [
+    ("REFERENCE_ARCH_DOCS_MAX_CHARS", "many", "reference_arch.sources.docs.helpers:max_chars",  # not a number
+     "REFERENCE_ARCH_DOCS_MAX_CHARS='many': not a whole number; use a whole number, 0 or more (0: no limit)"),
+    ("REFERENCE_ARCH_DOCS_MAX_CHARS", "-5", "reference_arch.sources.docs.helpers:max_chars",  # negative
+     "REFERENCE_ARCH_DOCS_MAX_CHARS='-5': less than 0; use a whole number, 0 or more (0: no limit)"),
+    ("REFERENCE_ARCH_EXECUTOR", "k9s", "reference_arch.common.executors:executor_from_env",  # an unknown choice
+     "REFERENCE_ARCH_EXECUTOR='k9s': not a choice; use 'k8s' or 'default'"),
+    ("REFERENCE_ARCH_RAG_SOURCES", "docs,confluence", "reference_arch.common.settings:enabled_sources",
+     "REFERENCE_ARCH_RAG_SOURCES='docs,confluence': unknown source(s) confluence; use none or any of github, "
+     "slack, docs, packages"),
+    ("REFERENCE_ARCH_RAG_START", "2026-02-30", "reference_arch.rag.config:start_date",
+     "REFERENCE_ARCH_RAG_START='2026-02-30': not a date; use YYYY-MM-DD"),
+]
+
+
+@pytest.mark.parametrize("name,value,reader,line", READS, ids=[f"{n}={v}" for n, v, _, _ in READS])
+def test_a_bad_value_read_by_the_code_is_one_line(name, value, reader, line, monkeypatch):
+    import importlib
+
+    module, function = reader.split(":")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        getattr(importlib.import_module(module), function)()
+    assert str(err.value) == line
+
+
+def test_the_code_reads_the_environment_at_call_time(monkeypatch):
+    from reference_arch.common.settings import value
+    from reference_arch.sources.docs.helpers import max_chars
+
+    monkeypatch.delenv("REFERENCE_ARCH_DOCS_MAX_CHARS", raising=False)
+    assert max_chars() == 800
+    monkeypatch.setenv("REFERENCE_ARCH_DOCS_MAX_CHARS", "120")
+    assert max_chars() == 120
+    monkeypatch.setenv("REFERENCE_ARCH_DOCS_MAX_CHARS", "")  # empty: the default
+    assert max_chars() == 800
+    monkeypatch.setenv("REFERENCE_ARCH_DOCS_PACKAGES", "")  # the one setting where empty means something: none
+    assert value("docs_packages") == ()
+
+
+def _table_in(readme: str) -> str:
+    from reference_arch.common.settings_model import TABLE_END, TABLE_START
+
+    assert readme.count(TABLE_START) == 1 and readme.count(TABLE_END) == 1, "the README's settings markers"
+    return readme.split(TABLE_START)[1].split(TABLE_END)[0].strip("\n") + "\n"
+
+
+def test_the_readme_table_and_env_example_are_the_settings_module():
+    """Regenerate both with `python -m reference_arch.common.settings_model --write`."""
+    from reference_arch.common.settings import SETTINGS, env_example, markdown_table
+
+    table = _table_in((PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
+    assert table == markdown_table(), "README.md's settings table is stale: run python -m " \
+                                      "reference_arch.common.settings_model --write"
+    assert all(f"| `{s.name}` |" in table for s in SETTINGS)
+    assert "| `REFERENCE_ARCH_OFFLINE` |" in table
+    example = (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8")
+    assert example == env_example(), ".env.example is stale: run python -m reference_arch.common.settings_model --write"
+    for s in SETTINGS:  # every setting a user may set, commented out, at its default
+        assert (f"# {s.name}={s.default or ''}\n" in example) != s.internal, s.name
+
+
+def test_the_table_is_printed_by_the_settings_module():
+    from reference_arch.common.settings import markdown_table
+
+    done = subprocess.run([sys.executable, "-m", "reference_arch.common.settings_model", "--markdown"],
+                          capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert (done.returncode, done.stdout, done.stderr) == (0, markdown_table(), "")
+
+
+# -- nothing but the settings module reads a REFERENCE_ARCH_* variable from the environment ----------------------
+
+def _is_environ(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
+        isinstance(node, ast.Name) and node.id == "environ")
+
+
+def _names_a_setting(key: ast.AST, constants: set[str]) -> bool:
+    """Whether ``key`` is a ``REFERENCE_ARCH_*`` name: a literal, a constant bound to one, or built from one."""
+    if isinstance(key, ast.Constant):
+        return isinstance(key.value, str) and key.value.startswith("REFERENCE_ARCH_")
+    if isinstance(key, ast.Name):
+        return key.id in constants
+    if isinstance(key, ast.Attribute):
+        return key.attr in constants
+    if isinstance(key, ast.BinOp):
+        return _names_a_setting(key.left, constants)
+    if isinstance(key, ast.JoinedStr) and key.values:
+        first = key.values[0]
+        return _names_a_setting(first.value if isinstance(first, ast.FormattedValue) else first, constants)
+    return False
+
+
+def setting_constants(trees: list[ast.AST]) -> set[str]:
+    """The names bound anywhere to a ``REFERENCE_ARCH_*`` string (``START_ENV = "REFERENCE_ARCH_RAG_START"``)."""
+    return {target.id for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            and node.value.value.startswith("REFERENCE_ARCH_")
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def environment_reads(tree: ast.AST, constants: set[str]) -> list[int]:
+    """The lines that read a ``REFERENCE_ARCH_*`` variable from the environment: ``os.environ.get(K)``,
+    ``os.environ[K]``, ``os.getenv(K)``, ``K in os.environ``. Writes (``os.environ[K] = v``, ``setdefault``,
+    ``pop``, an environment built for a child process) are no reads."""
+    lines = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if (isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value)) or (
+                    isinstance(func, ast.Attribute) and func.attr == "getenv") or (
+                    isinstance(func, ast.Name) and func.id == "getenv"):
+                key = node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+            key = node.slice
+        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
+            key = node.left
+        if key is not None and _names_a_setting(key, constants):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_reader_scan_sees_each_form_of_read():
+    source = ('import os\nfrom os import environ, getenv\nSTART_ENV = "REFERENCE_ARCH_RAG_START"\n'
+              'a = os.environ.get("REFERENCE_ARCH_HOME")\nb = os.environ[START_ENV]\nc = os.getenv(START_ENV, "x")\n'
+              'd = "REFERENCE_ARCH_DEVICE" in os.environ\ne = environ.get(f"{PREFIX}HOME")\nf = getenv(config.START_ENV)\n'
+              'os.environ["REFERENCE_ARCH_HOME"] = "/tmp"\nos.environ.setdefault("REFERENCE_ARCH_HOME", "/tmp")\n'
+              'env = {**os.environ, "REFERENCE_ARCH_HOME": "/tmp"}\ng = os.environ.get("OPENAI_API_KEY")\n')
+    tree = ast.parse(source)
+    assert environment_reads(tree, setting_constants([tree]) | {"PREFIX"}) == [4, 5, 6, 7, 8, 9]
+
+
+def test_only_the_settings_module_reads_project_settings_from_the_environment():
+    """Every ``REFERENCE_ARCH_*`` variable is read through ``common/settings.py`` (``settings.value``), where it is
+    typed, defaulted and validated; the testkit may set variables for tests, and any module may write them for a
+    child process."""
+    allowed = {PACKAGE_DIR / "common" / "settings.py"}
+    trees = {path: ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+             for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+    constants = setting_constants(list(trees.values())) | {"PREFIX"}
+    reads = [f"{path.relative_to(PROJECT_ROOT)}:{line}" for path, tree in trees.items() if path not in allowed
+             for line in environment_reads(tree, constants)]
+    assert not reads, f"read a REFERENCE_ARCH_* variable from os.environ; use common.settings.value: {reads}"
+
+
+# -- .env and the offline switch ---------------------------------------------------------------------------------
+
+def test_the_cli_reads_dot_env_in_the_current_directory_and_the_environment_wins(tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / ".env").write_text("# a user's settings\nREFERENCE_ARCH_RAG_START=yesterday\n"
+                                  "REFERENCE_ARCH_EXECUTOR=k8s\n")
+    env = clean_env(tmp_path, REFERENCE_ARCH_EXECUTOR="k9s")  # set in the environment: wins over .env's k8s
+    done = subprocess.run([str(CLI), "ask", "prompt", "x"], env=env, cwd=workdir, capture_output=True, text=True,
+                          timeout=300)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("error: REFERENCE_ARCH_EXECUTOR='k9s': not a choice; use 'k8s' or 'default'; "
+                           "REFERENCE_ARCH_RAG_START='yesterday': not a date; use YYYY-MM-DD\n")
+
+
+OFFLINE_PROBE = "import json, os, reference_arch; print(json.dumps({k: os.environ.get(k) for k in %r}))"
+
+
+@pytest.mark.parametrize("switch,expected", [(None, "1"), ("yes", "1"), ("0", None), ("no", None)])
+def test_the_offline_switch_is_a_setting(switch, expected, tmp_path):
+    from reference_arch.common.settings import HUB_OFFLINE_ENV
+
+    env = {k: v for k, v in clean_env(tmp_path).items() if k not in HUB_OFFLINE_ENV}
+    if switch is not None:
+        env["REFERENCE_ARCH_OFFLINE"] = switch
+    done = subprocess.run([sys.executable, "-c", OFFLINE_PROBE % (HUB_OFFLINE_ENV,)], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {k: expected for k in HUB_OFFLINE_ENV}
+
+
+def test_dot_env_can_turn_the_offline_switch_off_and_a_users_hub_switch_stays(tmp_path, monkeypatch):
+    from reference_arch.common.settings import HUB_OFFLINE_ENV, apply_offline_env, load_env_file
+
+    for name in (*HUB_OFFLINE_ENV, "REFERENCE_ARCH_OFFLINE"):
+        monkeypatch.setenv(name, "x")  # so that monkeypatch puts back the value before the test, or none
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")  # the user's own
+    apply_offline_env()  # as at import
+    assert [os.environ.get(k) for k in HUB_OFFLINE_ENV] == ["1", "1", "0"]
+    (tmp_path / ".env").write_text("REFERENCE_ARCH_OFFLINE=no\n")
+    assert load_env_file(tmp_path) == ["REFERENCE_ARCH_OFFLINE"]
+    assert [os.environ.get(k) for k in HUB_OFFLINE_ENV] == [None, None, "0"]
