@@ -92,6 +92,23 @@ def test_one_spec_on_both_sides_of_pipes():
         "device": "auto", "compile": False, "precision": "auto", "run_name": "r"}
 
 
+def test_report_to_is_the_resources_passed_to_the_trainer_and_a_bad_one_is_one_line():
+    from reference_arch.common.trainer.loop import training_arguments
+
+    spec = train_spec(model_dir="m", train_data="d", output_dir="o")
+    assert TrainerResource().extras(spec)["report_to"] == "none"
+    extras = TrainerResource(report_to="tensorboard").extras(spec)
+    assert extras["report_to"] == "tensorboard"
+    assert training_arguments(parse_spec(extras), "cpu", False, evaluate=False).report_to == ["tensorboard"]
+    assert training_arguments(spec, "cpu", False, evaluate=False).report_to == []  # "none": no integration
+    with pytest.raises(dg.Failure) as failure:
+        TrainerResource(report_to="comet").extras(spec)
+    assert failure.value.description == (
+        "unknown trainer report_to 'comet': use 'none', 'tensorboard', 'mlflow', 'wandb'")
+    with pytest.raises(dg.Failure, match=r"^bad training settings: report_to: .*\(got 'comet'\)$"):
+        train_spec(model_dir="m", train_data="d", output_dir="o", report_to="comet")
+
+
 def test_pretrain_run_config_is_the_trainers_schedule():
     from reference_arch.common.trainer.spec import TrainSchedule
     from reference_arch.pretrain.defs.training import TrainConfig

@@ -29,8 +29,9 @@ from reference_arch.common.trainer.throughput import mfu
 def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool, kind: type = TrainingArguments,
                        **extra: Any) -> TrainingArguments:
     """The Trainer's arguments for ``spec``: AdamW with beta2 0.95, warm-up then cosine decay to
-    ``min_lr_ratio``, the seedable sampler (each epoch's order drawn from (seed, epoch)). ``kind`` is
-    a ``TrainingArguments`` subclass (trl's ``DPOConfig``) taking ``extra`` too."""
+    ``min_lr_ratio``, the seedable sampler (each epoch's order drawn from (seed, epoch)), logs to
+    ``spec.report_to`` (Hugging Face's integrations; "none" by default). ``kind`` is a ``TrainingArguments``
+    subclass (trl's ``DPOConfig``) taking ``extra`` too."""
     return kind(
         output_dir=spec.output_dir, max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.batch_size, gradient_accumulation_steps=spec.grad_accum,
@@ -41,7 +42,7 @@ def training_arguments(spec: TrainSpec, device: str, bf16: bool, evaluate: bool,
         save_total_limit=spec.keep_checkpoints,
         eval_strategy="steps" if (spec.eval_every and evaluate) else "no",
         eval_steps=spec.eval_every or None, seed=spec.seed, data_seed=spec.seed, use_cpu=device == "cpu",
-        bf16=bf16, torch_compile=spec.compile, report_to="none", disable_tqdm=True, log_level="warning",
+        bf16=bf16, torch_compile=spec.compile, report_to=spec.report_to, disable_tqdm=True, log_level="warning",
         dataloader_drop_last=True, remove_unused_columns=False, **extra,
     )
 

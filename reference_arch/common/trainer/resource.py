@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import dagster as dg
 
 from reference_arch.common.metadata import table
-from reference_arch.common.trainer.spec import TrainSpec, TrainSpecError, parse_spec
+from reference_arch.common.trainer.spec import REPORT_TO, TrainSpec, TrainSpecError, parse_spec
 
 DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
 
@@ -108,7 +108,7 @@ class CheckpointRecorder:
 
 
 class TrainerResource(dg.ConfigurableResource):
-    """Where and how training runs: device, launcher, precision, compilation."""
+    """Where and how training runs: device, launcher, precision, compilation, and where the Trainer reports."""
 
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" (see device.pick_device)
     launcher: str = "subprocess"  # "subprocess" | "torchrun"
@@ -117,6 +117,10 @@ class TrainerResource(dg.ConfigurableResource):
     precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
     env: Optional[dict[str, str]] = None
     poll_interval_s: float = 0.2
+    # Hugging Face Trainer's reporting integration (TrainingArguments.report_to): "none" | "tensorboard" |
+    # "mlflow" | "wandb". The integration's package and its own settings (a tracking URI, a key) are the
+    # training process's: set them in ``env``.
+    report_to: str = "none"
 
     def command(self, entry_point: str = DEFAULT_ENTRY_POINT) -> list[str]:
         """The command line that runs ``entry_point`` (a module name)."""
@@ -130,14 +134,17 @@ class TrainerResource(dg.ConfigurableResource):
     def extras(self, spec: Union[TrainSpec, Mapping[str, Any]], entry_point: str = DEFAULT_ENTRY_POINT,
                device: Optional[str] = None) -> dict[str, Any]:
         """The Pipes extras for ``spec``: the ``TrainSpec`` as JSON, with this resource's device
-        (or ``device``), precision and compilation where the spec leaves them unset. Validated here:
-        ``dg.Failure`` in one line when a setting is wrong. Another entry point's settings (a mapping)
-        are passed as they are, after the same three."""
+        (or ``device``), precision, compilation and ``report_to`` where the spec leaves them unset.
+        Validated here: ``dg.Failure`` in one line when a setting is wrong. Another entry point's settings
+        (a mapping) are passed as they are, after the first three."""
+        if self.report_to not in REPORT_TO:
+            raise dg.Failure(f"unknown trainer report_to {self.report_to!r}: use "
+                             + ", ".join(repr(r) for r in REPORT_TO))
         defaults = {"device": device or self.device, "compile": self.compile, "precision": self.precision}
         if entry_point != DEFAULT_ENTRY_POINT and not isinstance(spec, TrainSpec):
             return {**defaults, **spec}
         given = spec.model_dump(exclude_unset=True) if isinstance(spec, TrainSpec) else dict(spec)
-        return json.loads(train_spec(**{**defaults, **given}).model_dump_json())
+        return json.loads(train_spec(**{"report_to": self.report_to, **defaults, **given}).model_dump_json())
 
     def run(self, context: dg.AssetExecutionContext, spec: Union[TrainSpec, Mapping[str, Any]], *,
             on_message: Optional[Callable[[dict[str, Any]], None]] = None,

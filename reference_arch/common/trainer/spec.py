@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 # Settings that change what a run writes down and how often, not the weights it ends with.
 BOOKKEEPING = ("checkpoint_every", "keep_checkpoints", "log_every")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Hugging Face Trainer's reporting integrations (TrainingArguments.report_to) a run may send its logs to.
+ReportTo = Literal["none", "tensorboard", "mlflow", "wandb"]
+REPORT_TO: tuple[str, ...] = get_args(ReportTo)
 
 
 class TrainSchedule(BaseModel):
@@ -110,6 +113,7 @@ class TrainSpec(TrainSchedule):
     compile: bool = False
     peak_flops: Optional[float] = None  # measured with a large matmul when unset
     log_batches: bool = False  # append each step's block hashes to batches.jsonl (audits the data order)
+    report_to: ReportTo = "none"  # the Trainer's reporting integration (TrainerResource.report_to fills it in)
 
     @field_validator("train_data", "eval_data", mode="before")
     @classmethod
