@@ -21,13 +21,13 @@ Light on purpose (the standard library only at import): ``import reference_arch`
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional
+
+if TYPE_CHECKING:
+    from datetime import date
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -41,8 +41,7 @@ class SettingsError(ValueError):
 
 # -- kinds of value: how a value is read, and what is allowed --------------------------------------------------
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(NamedTuple):
     """``parse`` turns the variable's text into the value, or raises ``ValueError`` saying what is wrong (the
     line adds ``; use <allowed>``); ``label`` is what the README's table shows."""
 
@@ -62,6 +61,8 @@ def _text(text: str) -> str:
 
 def _iso_date(text: str) -> date:
     # Dagster's partitions take YYYY-MM-DD
+    from datetime import date
+
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             raise ValueError
@@ -188,8 +189,7 @@ MODEL = Kind("model: `packaged:NAME`, `registry:NAME@VERSION` or a folder", "a m
 PROVIDER = choice("local", "openai")
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One ``REFERENCE_ARCH_*`` variable: ``default`` is written as the variable would be (None: unset, which
     ``unset`` explains); ``empty``, when given, is what an empty value means instead of the default."""
 
@@ -375,6 +375,8 @@ def known_names() -> list[str]:
 
 def unknown_name_lines(environ: Optional[Mapping[str, str]] = None) -> list[str]:
     """One line per ``REFERENCE_ARCH_*`` name in the environment that is no setting, with the closest known one."""
+    import difflib
+
     environ = os.environ if environ is None else environ
     known = known_names()
     lines = []
