@@ -261,7 +261,8 @@ def environment_reads(tree: ast.AST, constants: set[str]) -> list[int]:
 def test_the_reader_scan_sees_each_form_of_read():
     source = ('import os\nfrom os import environ, getenv\nSTART_ENV = "REFERENCE_ARCH_RAG_START"\n'
               'a = os.environ.get("REFERENCE_ARCH_HOME")\nb = os.environ[START_ENV]\nc = os.getenv(START_ENV, "x")\n'
-              'd = "REFERENCE_ARCH_DEVICE" in os.environ\ne = environ.get(f"{PREFIX}HOME")\nf = getenv(config.START_ENV)\n'
+              'd = "REFERENCE_ARCH_DEVICE" in os.environ\ne = environ.get(f"{PREFIX}HOME")\n'
+              'f = getenv(config.START_ENV)\n'
               'os.environ["REFERENCE_ARCH_HOME"] = "/tmp"\nos.environ.setdefault("REFERENCE_ARCH_HOME", "/tmp")\n'
               'env = {**os.environ, "REFERENCE_ARCH_HOME": "/tmp"}\ng = os.environ.get("OPENAI_API_KEY")\n')
     tree = ast.parse(source)

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from reference_arch.common.settings import load_env_file
     from reference_arch.common.settings_model import SettingsError, load_settings
 
-    load_env_file()  # ./.env, as `dagster dev` reads it: a variable already set in the environment wins
+    load_env_file()  # ./.env, as `dagster dev` reads it, but a variable already set in the environment wins
     args = parser().parse_args(argv)
     try:
         load_settings()  # every REFERENCE_ARCH_* setting, before any command reads one

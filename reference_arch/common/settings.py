@@ -1,4 +1,4 @@
-"""The project's settings: every ``REFERENCE_ARCH_*`` variable, where the project writes, and the environment it runs in.
+"""The project's settings: every ``REFERENCE_ARCH_*`` variable, where the project writes, the environment it runs in.
 
 **Settings.** ``SETTINGS`` declares each variable once: its type (how a value is read and what is allowed), its
 default and what it does. Code reads a setting with ``value("rag_start")`` (the variable without its prefix,
@@ -244,7 +244,8 @@ SETTINGS: tuple[Setting, ...] = (
                                                 "comma-separated", _paths), None,
             "evaluation question sets, replacing the shipped ones", unset="`rag/eval_sets/*.yaml`"),
     Setting("REFERENCE_ARCH_RAG_ANSWERER", choice("extractive", "generative"), None, "how rag answers",
-            unset="`generative` with an OpenAI-compatible LLM, else `extractive` (the packaged model's measured choice)"),
+            unset="`generative` with an OpenAI-compatible LLM, else `extractive` (the packaged model's measured "
+                  "choice)"),
     Setting("REFERENCE_ARCH_GITHUB_REPOS", Kind("`owner/name`, comma-separated", "owner/name[,owner/name]", _repos),
             None, "the repos ingested (required with `GITHUB_TOKEN`)", unset="every repo in the export"),
     Setting("REFERENCE_ARCH_GITHUB_EXPORT", FOLDER, None, "a GitHub export folder", unset="the bundled sample"),
@@ -392,7 +393,7 @@ def unknown_name_lines(environ: Optional[Mapping[str, str]] = None) -> list[str]
 
 def load_env_file(folder: Optional[Path] = None) -> list[str]:
     """Set the variables of ``folder``'s ``.env`` file (default the current directory), as ``dagster dev`` reads
-    one, except those already set: the environment wins. Returns the names set."""
+    one, except those already set: the environment wins (``dagster dev`` lets the file win). Returns the names set."""
     path = Path(folder or Path.cwd()) / ".env"
     if not path.is_file():
         return []
@@ -427,8 +428,10 @@ def markdown_table() -> str:
 def env_example() -> str:
     """``.env.example``: every setting a user may set, commented out, at its default."""
     lines = ["# reference-arch settings: copy to .env and uncomment what you change. `reference-arch` reads .env from",
-             "# the current directory (as `dagster dev` does); a variable already set in the environment wins.",
-             "# Written by `python -m reference_arch.common.settings_model --write` from reference_arch/common/settings.py.",
+             "# the current directory, as `dagster dev` does, but a variable already set in the environment wins",
+             "# (under `dagster dev`, .env wins).",
+             "# Written from reference_arch/common/settings.py by `python -m reference_arch.common.settings_model "
+             "--write`.",
              ""]
     for s in SETTINGS:
         if s.internal:
