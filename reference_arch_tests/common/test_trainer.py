@@ -109,6 +109,40 @@ def test_report_to_is_the_resources_passed_to_the_trainer_and_a_bad_one_is_one_l
         train_spec(model_dir="m", train_data="d", output_dir="o", report_to="comet")
 
 
+def _png_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height, after checking its signature, its chunks' checksums and its image data."""
+    import struct
+    import zlib
+
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    at, chunks = 8, {}
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        body = data[at + 8:at + 8 + length]
+        assert struct.unpack(">I", data[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + body), kind
+        chunks[kind] = chunks.get(kind, b"") + body
+        at += 12 + length
+    width, height = struct.unpack(">II", chunks[b"IHDR"][:8])
+    assert b"IEND" in chunks and zlib.decompress(chunks[b"IDAT"])
+    return width, height
+
+
+def test_the_loss_curve_as_a_png_with_or_without_matplotlib():
+    import base64
+
+    from reference_arch.common.trainer.plot import loss_plot_markdown, plain_png
+
+    assert _png_size(plain_png([10, 20, 30], [4.0, 3.1, 3.3])) == (640, 280)
+    assert _png_size(plain_png([5], [2.0])) == (640, 280)  # one report: a dot, no division by zero
+    curve = [{"step": 10, "loss": 4.0}, {"step": 20, "loss": float("nan")}, {"step": 30, "loss": 2.5}]
+    markdown = loss_plot_markdown(curve)  # matplotlib's figure when it is installed, else plain_png's
+    image, caption = markdown.split("\n\n")
+    assert image.startswith("![training loss](data:image/png;base64,") and image.endswith(")")
+    assert _png_size(base64.b64decode(image.split(",", 1)[1][:-1]))
+    assert caption == "Training loss 4 at step 10 -> 2.5 at step 30 (lowest 2.5, 2 reports)"  # the nan left out
+    assert loss_plot_markdown([]) is None and loss_plot_markdown([{"step": 1, "loss": float("inf")}]) is None
+
+
 def test_pretrain_run_config_is_the_trainers_schedule():
     from reference_arch.common.trainer.spec import TrainSchedule
     from reference_arch.pretrain.defs.training import TrainConfig

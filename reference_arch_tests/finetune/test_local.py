@@ -40,6 +40,7 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
     assert tuned["backend"] == "local" and tuned["base_model"] == "registry:code-lm@1"
     assert 0 < tuned["trainable_fraction"] < 0.5 and tuned["train/trainable_params"] < tuned["train/total_params"]
     assert tuned["train/global_step"] >= 1 and tuned["train/loss_curve"].records
+    assert tuned["train/loss_plot"].startswith("![training loss](data:image/png;base64,iVBORw0KGgo")  # a PNG
     record = json.loads((registry_with_base.root.parent / "finetune" / "fine_tuned.json").read_text())
     assert json.loads((Path(record["adapter_path"]) / "adapter_config.json").read_text())["r"] == 16
 

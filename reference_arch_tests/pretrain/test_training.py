@@ -3,7 +3,9 @@ publishing and loading through LLMResource; and a training process killed mid-ru
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import signal
 import threading
 import time
@@ -26,6 +28,11 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
     assert meta["train/tokens_seen"].value == 6 * 4 * 32
     assert meta["train/tokens_per_s"].value > 0 and 0 < meta["train/mfu"].value
     assert len(meta["train/loss_curve"].value.records) == 3  # one row per log step
+    # The same curve as a picture the UI shows: a PNG in Markdown.
+    plot = re.fullmatch(r"!\[training loss\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)\n\n(.+)",
+                        meta["train/loss_plot"].value)
+    assert plot and base64.b64decode(plot[1]).startswith(b"\x89PNG\r\n\x1a\n"), meta["train/loss_plot"].value[:80]
+    assert "at step 2 ->" in plot[2] and "at step 6 " in plot[2] and "3 reports" in plot[2]
     # Each checkpoint became a partition of pretrain/checkpoints, materialized with its metrics.
     keys = instance.get_dynamic_partitions("pretrain_checkpoints")
     assert [k.rsplit("-", 1)[1] for k in keys] == ["step000003", "step000006"]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import dagster as dg
 
 from reference_arch.common.metadata import table
+from reference_arch.common.trainer.plot import loss_plot_markdown
 from reference_arch.common.trainer.spec import REPORT_TO, TrainSpec, TrainSpecError, parse_spec
 
 DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
@@ -52,7 +53,8 @@ class TrainingRun:
     checkpoints: list[dict[str, Any]]  # one "checkpoint" message per checkpoint saved in this run
 
     def metadata(self) -> dict[str, Any]:
-        """Numeric metadata for the asset (the UI plots it across materializations)."""
+        """Numeric metadata for the asset (the UI plots it across materializations), and this run's loss curve
+        as a table (``train/loss_curve``) and a plot (``train/loss_plot``)."""
         s = self.summary
         numbers = {k: s.get(k) for k in ("global_step", "steps_this_run", "resumed_from_step", "tokens_seen",
                                          "train_loss", "last_loss", "eval_loss", "tokens_per_s", "mfu",
@@ -64,6 +66,9 @@ class TrainingRun:
                 [{"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
                   "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])} for m in self.curve],
                 [("step", "int"), ("loss", "float"), ("lr", "float"), ("tokens_per_s", "float"), ("mfu", "float")])
+            plot = loss_plot_markdown(self.curve)
+            if plot is not None:  # the same curve as a picture (a PNG in Markdown), shown in the UI
+                meta["train/loss_plot"] = dg.MetadataValue.md(plot)
         meta["train/device"] = str(self.started.get("device", ""))
         return meta
 
