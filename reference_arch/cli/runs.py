@@ -1,5 +1,6 @@
 """Running a location's jobs in this process: the project's instance, the order of a location's
-materialization runs (``plan``), and a failed run as one line (``first_failure``)."""
+materialization runs (``plan``), and a failed run as one line (``first_failure``). What a run prints while it
+executes (its progress, the heartbeat) is ``progress.py``'s."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference_arch.cli.progress import heartbeat
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
-HEARTBEAT_SECONDS = 60.0  # a run still going after this long says which step it is in, and again each period
 
 
 class CliError(Exception):
@@ -201,41 +202,6 @@ def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, 
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return result
-
-
-def running_step(inst, run_id: str) -> str | None:
-    """The step a run started last (``pretrain/trained_model``), from the instance's event log; None before
-    its first step."""
-    from dagster import DagsterEventType
-
-    records = inst.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START, limit=1, ascending=False).records
-    step = records[0].event_log_entry.step_key if records else None
-    return step.replace("__", "/") if step else None
-
-
-@contextmanager
-def heartbeat(inst, run_id: str, echo=print, every: float = HEARTBEAT_SECONDS):
-    """While run ``run_id`` executes: every ``every`` seconds, a line naming the step it is in and the minutes
-    it has run (pretraining is one step of several minutes; silence reads as a hang)."""
-    stop = threading.Event()
-    started = time.perf_counter()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                step = running_step(inst, run_id)
-            except Exception:  # noqa: BLE001 - a busy event log costs one line of progress, never the run
-                step = None
-            echo(f"\n    ... {step or 'starting'}, {(time.perf_counter() - started) / 60:.0f} min in", end="",
-                 flush=True)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def check_summary(results, expected: dict[str, str] | None = None) -> list[str]:

@@ -14,6 +14,7 @@ import dagster as dg
 import psutil
 import pytest
 
+from reference_arch.cli.progress import RunEvents
 from reference_arch.common.registry import ModelRegistry
 from reference_arch.pretrain import store
 from reference_arch_tests.pretrain.conftest import metadata, check_results, materialize, prepare_data, run_config
@@ -33,6 +34,12 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
                         meta["train/loss_plot"].value)
     assert plot and base64.b64decode(plot[1]).startswith(b"\x89PNG\r\n\x1a\n"), meta["train/loss_plot"].value[:80]
     assert "at step 2 ->" in plot[2] and "at step 6 " in plot[2] and "3 reports" in plot[2]
+    # What the trainer logs through Pipes is what the CLI's live progress reads from the run's event log.
+    reports = list(RunEvents(instance, trained.run_id).read())
+    assert [(r.step, r.kind, r.done, r.total) for r in reports] == [
+        ("pretrain/trained_model", "train", step, 6) for step in (2, 4, 6)]
+    assert [round(r.loss, 4) for r in reports] == [round(row.data["loss"], 4)
+                                                   for row in meta["train/loss_curve"].value.records]
     # Each checkpoint became a partition of pretrain/checkpoints, materialized with its metrics.
     keys = instance.get_dynamic_partitions("pretrain_checkpoints")
     assert [k.rsplit("-", 1)[1] for k in keys] == ["step000003", "step000006"]
