@@ -127,15 +127,15 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_the_loss_curve_as_a_png_with_or_without_matplotlib():
+def test_the_loss_curve_as_a_png():
     import base64
 
-    from reference_arch.common.trainer.plot import loss_plot_markdown, plain_png
+    from reference_arch.common.trainer.plot import loss_plot_markdown, loss_png
 
-    assert _png_size(plain_png([10, 20, 30], [4.0, 3.1, 3.3])) == (640, 280)
-    assert _png_size(plain_png([5], [2.0])) == (640, 280)  # one report: a dot, no division by zero
+    assert _png_size(loss_png([10, 20, 30], [4.0, 3.1, 3.3])) == (640, 280)
+    assert _png_size(loss_png([5], [2.0])) == (640, 280)  # one report: a dot
     curve = [{"step": 10, "loss": 4.0}, {"step": 20, "loss": float("nan")}, {"step": 30, "loss": 2.5}]
-    markdown = loss_plot_markdown(curve)  # matplotlib's figure when it is installed, else plain_png's
+    markdown = loss_plot_markdown(curve)
     image, caption = markdown.split("\n\n")
     assert image.startswith("![training loss](data:image/png;base64,") and image.endswith(")")
     assert _png_size(base64.b64decode(image.split(",", 1)[1][:-1]))
