@@ -37,6 +37,10 @@ BAD = [
      "REFERENCE_ARCH_DOCS_MAX_CHARS='-5': less than 0; use a whole number, 0 or more (0: no limit)"),
     ("REFERENCE_ARCH_PRETRAIN_SHARDS", "x",  # not a number
      "REFERENCE_ARCH_PRETRAIN_SHARDS='x': not a whole number; use a whole number above 0"),
+    ("REFERENCE_ARCH_DOCS_DIR", "~nosuchuser/docs",  # a home folder of no user: was a RuntimeError traceback
+     "REFERENCE_ARCH_DOCS_DIR='~nosuchuser/docs': ~nosuchuser is no user's home folder here; use an existing folder"),
+    ("REFERENCE_ARCH_LLM_MODEL", "~nosuchuser/m",
+     f"REFERENCE_ARCH_LLM_MODEL='~nosuchuser/m': ~nosuchuser is no user's home folder here; {MODELS} (config.json)"),
     ("REFERENCE_ARCH_RAG_STRAT", "2026-01-01",  # a misspelled name: silently ignored
      "REFERENCE_ARCH_RAG_STRAT is not a setting: did you mean REFERENCE_ARCH_RAG_START?"),
 ]

@@ -106,11 +106,14 @@ def _yes_no(text: str) -> bool:
 
 
 def _path(text: str) -> Path:
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name of no user on this machine
+        raise ValueError(f"{text.split('/')[0]} is no user's home folder here") from None
 
 
 def _paths(text: str) -> tuple[Path, ...]:
-    return tuple(Path(item).expanduser() for item in words(text))
+    return tuple(_path(item) for item in words(text))
 
 
 def _web_url(text: str) -> str:

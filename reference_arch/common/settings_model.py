@@ -54,7 +54,10 @@ def local_model_problem(spec: str) -> Optional[str]:
     if spec.startswith(REGISTRY):
         good = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(@(latest|\d+))?", spec[len(REGISTRY):])
         return None if good else f"not registry:NAME@VERSION (VERSION: latest or a number); {allowed}"
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # ~name of no user on this machine
+        return f"{spec.split('/')[0]} is no user's home folder here; {allowed}"
     if (path / "config.json").is_file():
         return None
     if path.is_dir():
@@ -90,9 +93,16 @@ def _base_model(spec: str, good: dict) -> Optional[str]:
     return None if good.get("finetune_backend") == "openai" else local_model_problem(spec)
 
 
+def _is_dir(name: str) -> bool:
+    try:
+        return Path(name).expanduser().is_dir()
+    except RuntimeError:  # ~name of no user on this machine
+        return False
+
+
 def _embeddings_model(name: str, good: dict) -> Optional[str]:
     hub_name = _hub_online() and re.fullmatch(r"[\w.-]+/[\w.-]+", name)
-    if good.get("embeddings_provider") != "openai" and not Path(name).expanduser().is_dir() and not hub_name:
+    if good.get("embeddings_provider") != "openai" and not _is_dir(name) and not hub_name:
         return ("no such folder; use a folder holding a sentence-transformers model (or an OpenAI model name with "
                 "REFERENCE_ARCH_EMBEDDINGS_PROVIDER=openai)")
     return None
