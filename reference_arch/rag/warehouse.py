@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Any, Iterator
 
 from reference_arch.common import settings
@@ -108,6 +109,11 @@ def damaged(cause: str):
         f"ingest every source again: `{move} && reference-arch materialize rag`"))
 
 
+# DuckDB's words for a file another process holds ("Could not set lock on file ...: Conflicting lock is
+# held"); not any "lock": its checksum error names a "block", and a path may hold the word.
+_HELD = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+
+
 def check_readable() -> None:
     """The DuckDB warehouse opens, lists its tables and is as long as its blocks, or a ``dg.Failure``
     naming the file and the way out (``damaged``). A truncated file may still open (its catalog sits at
@@ -123,7 +129,7 @@ def check_readable() -> None:
             block_size, blocks, free = con.execute(
                 "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size()").fetchone()
     except duckdb.Error as err:
-        if "lock" in str(err).lower():  # held by another process's writer: not damage
+        if _HELD.search(str(err)):  # held by another process's writer: not damage
             return
         raise damaged((str(err).strip().splitlines() or [type(err).__name__])[0]) from None
     size = os.path.getsize(path)

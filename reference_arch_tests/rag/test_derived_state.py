@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from reference_arch.testkit.tiny_model import TINY_LLM
 from reference_arch_tests.rag.conftest import checks_passed, metadata, run_ingestion, run_processing
@@ -189,3 +190,27 @@ def test_unreadable_pretrain_manifest_names_the_asset(tmp_home):
     truncate(manifest_path("tokenizer"), 0.5)
     with pytest.raises(dg.Failure, match=r"tokenizer.json cannot be read .*re-materialize pretrain/tokenizer"):
         read_manifest("tokenizer")
+
+
+@pytest.mark.parametrize("message, damaged", [
+    ('IO Error: Could not set lock on file "w.duckdb": Conflicting lock is held in python (PID 7)', False),
+    ("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location "
+     "12288", True),  # "block" holds "lock": it was taken for a lock, and the damage check skipped
+])
+def test_only_duckdbs_lock_error_is_taken_for_a_lock(message, damaged, tmp_home, monkeypatch):
+    import duckdb
+
+    from reference_arch.rag import warehouse
+
+    Path(warehouse.warehouse_path()).parent.mkdir(parents=True, exist_ok=True)
+    Path(warehouse.warehouse_path()).write_bytes(b"")
+
+    def refuse(*args, **kwargs):
+        raise duckdb.IOException(message)
+
+    monkeypatch.setattr(duckdb, "connect", refuse)
+    if damaged:
+        with pytest.raises(dg.Failure, match=r"is damaged \(IO Error: Corrupt database file"):
+            warehouse.check_readable()
+    else:
+        assert warehouse.check_readable() is None
