@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timezone
 
 import dagster as dg
+import pytest
 import yaml
 
 from reference_arch.cli import main
@@ -118,7 +119,10 @@ def test_feedback_from_the_cli_and_graphql_becomes_a_partition_and_eval_cases(re
     assert [(c["question"], c["reference"]) for c in regression["questions"]] == [(good["question"], good["answer"])]
 
     # the refusals, each one line, nothing stored changed
-    assert refused(["feedback", good["run_id"], "sideways"], capsys) == "error: verdict 'sideways' is not one of up, down"
+    with pytest.raises(SystemExit) as exited:  # a verdict is one of argparse's choices: refused before any run
+        main(["feedback", good["run_id"], "sideways"])
+    assert exited.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == (
+        "reference-arch feedback: error: argument verdict: invalid choice: 'sideways' (choose from 'up', 'down')")
     assert refused(["feedback", "no-such-run", "up"], capsys).startswith(
         "error: feedback refused: no run 'no-such-run' on this Dagster instance")
     assert refused(["feedback", good["run_id"], "down"], capsys).startswith(
