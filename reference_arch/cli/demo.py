@@ -219,6 +219,11 @@ def print_preference_round(inst) -> None:
     print(f"  held-out pairs {outcome['heldout_pairs']}: the base prefers the chosen answer in "
           f"{outcome['base_accuracy']:.0%} (mean margin {outcome['base_margin']:.2f} nats/token), the tuned model "
           f"in {outcome['tuned_accuracy']:.0%} ({outcome['tuned_margin']:.2f}); {verdict}")
+    if "answers_example_answer" in outcome:  # the third side of the fine-tuning comparison above
+        print(f"  preference-tuned, on the held-out issue above: {outcome['answers_example_answer'] or '(empty answer)'}")
+        print(f"  preference-tuned, on {outcome['answers_format_examples']} held-out examples: format "
+              f"{outcome['answers_format_compliance']:.0%}, citation validity {outcome['answers_citation_validity']:.0%}, "
+              f"groundedness {outcome['answers_groundedness']:.2f}")
 
 
 def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], list[str], dict[str, set[str]]]:

@@ -122,12 +122,20 @@ def test_dpo_settings_are_checked_before_training(tmp_path):
 def test_dpo_on_the_packaged_model_widens_the_margin_for_the_chosen_answers(github_export, tmp_home, instance):
     """The real model: DPO on SmolLM2-135M-Instruct over a few pairs (the maintainers' answers chosen over its
     own); its held-out margin for the chosen answer widens. Small data: 8 pairs of short answers, 4 steps."""
-    settings = {"fine_tuning": FineTuningResource(backend="local"), "trainer": TrainerResource(device="cpu"),
+    settings = {"fine_tuning": FineTuningResource(backend="local", format_examples=1),
+                "trainer": TrainerResource(device="cpu"),
                 "preference_tuning": PreferenceTuningResource(base_model="packaged:smollm2-135m-instruct", max_pairs=8,
                                                               max_new_tokens=16, max_seq_len=160, steps=4,
                                                               batch_size=2)}
-    result = dg.materialize(ASSETS, resources=settings, instance=instance, tags=RANGE, raise_on_error=False)
+    # with the grounded prompts the fine-tuned model is measured on, so the tuned model's answers are measured too
+    result = dg.materialize([*ASSETS, processing.prompts], resources=settings, instance=instance, tags=RANGE,
+                            raise_on_error=False)
     tuned = metadata(result, "preference_tuned_model")
     assert tuned["base_model"] == "packaged:smollm2-135m-instruct" and tuned["train/global_step"] == 4
     _, scores = check_of(result)
     assert scores["tuned_margin"] > scores["base_margin"]
+    # its answer to a held-out grounded prompt, measured as the base's and the fine-tuned model's are
+    assert scores["answers_format_examples"] == 1 and scores["answers_example_answer"].strip()
+    assert 0 <= scores["answers_groundedness"] <= 1 and 0 <= scores["answers_format_compliance"] <= 1
+    outcome = preference.preference_result()
+    assert outcome["answers_example_answer"] == scores["answers_example_answer"]

@@ -31,24 +31,36 @@ def _validation_examples() -> list[dict]:
     return read_jsonl(prompts_path(VALIDATION))
 
 
+def held_out_answer_scores(model_path: str, base_spec: str, fine_tuning: FineTuningResource) -> dict | None:
+    """The model's generated answers to the first ``format_examples`` validation examples, measured for the
+    grounded format, citation validity and groundedness (``metrics.generated_answer_scores``), decoded as the
+    packaged model ``base_spec`` is or was tuned from; None when the prompts hold no sources to measure against."""
+    from reference_arch.common.llm.packaged import decoding
+    from reference_arch.finetune.jsonl import read_jsonl
+    from reference_arch.finetune.metrics import generated_answer_scores
+
+    if not (prompts_path(VALIDATION).exists() and sources_path().exists()):  # DPO run without the SFT prompts
+        return None
+    examples, sources = _validation_examples(), read_jsonl(sources_path())
+    if not examples or len(sources) != len(examples):
+        return None
+    n = fine_tuning.format_examples
+    return generated_answer_scores(model_path, examples[:n], sources[:n], decoding(base_spec))
+
+
 def evaluate_local(record: dict, fine_tuning: FineTuningResource) -> dict:
     """Validation loss of base and fine-tuned (the gate), and both models' generated answers to the first
     ``format_examples`` validation examples measured for the grounded format, citation validity and
     groundedness (reported beside it, with the first example's two answers)."""
-    from reference_arch.common.llm.packaged import decoding
-    from reference_arch.finetune.jsonl import read_jsonl
-    from reference_arch.finetune.metrics import answer_loss, generated_answer_scores
+    from reference_arch.finetune.metrics import answer_loss
 
     examples = _validation_examples()
     base = answer_loss(record["base_path"], examples, fine_tuning.max_seq_len)
     tuned = answer_loss(record["model"], examples, fine_tuning.max_seq_len)
-    sources = read_jsonl(sources_path()) if sources_path().exists() else []
     measured = {}
-    if len(sources) == len(examples):
-        settings = decoding(record["base_model"])  # the fine-tuned model decodes as its base does
-        for side, path in (("base", record["base_path"]), ("finetuned", record["model"])):
-            measured[side] = generated_answer_scores(path, examples[:fine_tuning.format_examples],
-                                                     sources[:fine_tuning.format_examples], settings)
+    for side, path in (("base", record["base_path"]), ("finetuned", record["model"])):
+        if (scores := held_out_answer_scores(path, record["base_model"], fine_tuning)) is not None:
+            measured[side] = scores
     return {
         "metric": "validation loss (answer tokens)",
         "passed": tuned["loss"] < base["loss"],

@@ -22,7 +22,7 @@ from reference_arch.common.trainer.resource import TrainerResource
 from reference_arch.finetune.config import (PREFERENCE_MODEL, FineTuningResource, PreferenceTuningResource,
                                             preference_dir)
 from reference_arch.finetune.defs.processing import read_split, train_validation_split
-from reference_arch.finetune.defs.evaluation import published_model
+from reference_arch.finetune.defs.evaluation import held_out_answer_scores, published_model
 
 PAIRS_KEY = dg.AssetKey(["finetune", "preference_pairs"])
 PUBLISHED_KEY = dg.AssetKey(["finetune", "preference_published_model"])
@@ -228,10 +228,14 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
                            for p in heldout) if e]
     scores = preference_accuracy(record["base_path"], record["model"], encoded)
     passed = beats_base(scores)
-    write_json(verdict_path(), {**scores, "passed": passed, "run_id": record["run_id"], "model": record["model"]})
+    # Reported beside the gate, as for the fine-tuned model: its answers to the same held-out grounded prompts
+    answers = held_out_answer_scores(record["model"], record["base_model"], fine_tuning) or {}
+    answers = {f"answers_{k}": v for k, v in answers.items()}
+    write_json(verdict_path(), {**scores, **answers, "passed": passed, "run_id": record["run_id"],
+                                "model": record["model"]})
     return dg.AssetCheckResult(
         passed=passed,
-        metadata={**{k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()},
+        metadata={**{k: round(v, 6) if isinstance(v, float) else v for k, v in {**scores, **answers}.items()},
                   "base_model": record["base_model"]},
         description=None if passed else (
             f"the tuned model prefers the chosen answer on {scores['tuned_accuracy']:.0%} of {len(encoded)} held-out "
@@ -276,7 +280,8 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
 
 def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
     """What the demo prints: ``{"heldout_pairs", "base_accuracy", "tuned_accuracy", "base_margin", "tuned_margin",
-    "passed", "published", "run_id"}`` of the last ``prefers_chosen`` check (accuracies are shares in [0, 1],
+    "passed", "published", "run_id"}`` and, when measured, ``answers_*`` (the tuned model's held-out answers, as
+    ``metrics.generated_answer_scores`` names them) of the last ``prefers_chosen`` check (accuracies are shares in [0, 1],
     margins nats per token, ``run_id`` the run that trained the model it judged; ``published`` is the registry spec
     of the newest version of ``output_name``, or None); ``dg.Failure`` when the check has not run."""
     from reference_arch.common.registry import ModelNotFoundError, ModelRegistry
@@ -289,4 +294,4 @@ def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
     return {"heldout_pairs": verdict["pairs"], "base_accuracy": verdict["base_accuracy"],
             "tuned_accuracy": verdict["tuned_accuracy"], "base_margin": verdict["base_margin"],
             "tuned_margin": verdict["tuned_margin"], "passed": verdict["passed"], "published": published,
-            "run_id": verdict["run_id"]}
+            "run_id": verdict["run_id"], **{k: v for k, v in verdict.items() if k.startswith("answers_")}}
