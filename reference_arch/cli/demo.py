@@ -5,9 +5,11 @@ models and the time each stage took."""
 from __future__ import annotations
 
 import time
+import uuid
 
 from reference_arch.cli.answers import ASK_TARGETS, ask, source_lines
 from reference_arch.cli.feedback import feedback_line, give_feedback
+from reference_arch.cli.progress import heartbeat
 from reference_arch.cli.runs import (QUIET, CliError, Step, check_summary, execute_run, first_failure, load_defs,
                                      materialize_location, questions_answered, step_job)
 from reference_arch.common.llm.packaged import model_label
@@ -196,8 +198,10 @@ def print_preference_round(inst) -> None:
 
     keys = [PAIRS_KEY, dg.AssetKey(["finetune", "preference_tuned_model"]), PUBLISHED_KEY]
     print("\n== preference tuning (DPO) with these verdicts")
-    result = execute_run(step_job("finetune", Step(keys=keys, single_run=False), load_defs("finetune")), inst,
-                         run_config=QUIET)
+    run_id = str(uuid.uuid4())
+    with heartbeat(inst, run_id, end_line=True):  # DPO takes minutes: its steps and loss, as materialize shows them
+        result = execute_run(step_job("finetune", Step(keys=keys, single_run=False), load_defs("finetune")), inst,
+                             run_config=QUIET, run_id=run_id)
     pairs = next((m.materialization.metadata for m in result.get_asset_materialization_events()
                   if m.asset_key == PAIRS_KEY), None)
     if pairs is None:

@@ -84,6 +84,9 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
                      r"(published registry:code-lm-preference@1|not published)", out), out
     if "published registry" in out:
         assert ModelRegistry().get("code-lm-preference").card["base_model"] == "registry:code-lm-github@1"
+    # the third side of the comparison: the tuned model's answers to the held-out grounded prompts
+    assert re.search(r"preference-tuned, on \d+ held-out examples: format \d+%, citation validity \d+%, "
+                     r"groundedness [\d.]+", out), out
 
 
 def test_a_worse_model_is_not_published(github_export, registry_with_base, instance):
