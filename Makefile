@@ -8,7 +8,7 @@ LOCK := requirements.lock
 # the torch this project is tested with (the CPU build on this machine)
 TORCH_VERSION := 2.13.0
 # Where torch comes from: PyTorch's CPU wheels by default (plain PyPI's Linux torch is the CUDA build, several GB of
-# nvidia-* packages). A GPU: TORCH_INDEX=https://download.pytorch.org/whl/cu126. An index pip cannot reach costs a
+# nvidia-* packages). A GPU: TORCH_INDEX=https://download.pytorch.org/whl/cu128. An index pip cannot reach costs a
 # few retries, then pip takes torch from its other indexes (as on a machine with a local wheel of the CPU build).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
