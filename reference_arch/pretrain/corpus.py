@@ -3,8 +3,9 @@
 Files are taken in the order of a stable hash of their relative path until the byte budget is
 spent, so a small budget samples the whole tree evenly (not just its first directories) and
 the same budget always picks the same files. Junk is skipped and counted, never fatal:
-symlinks (so symlink loops cannot trap the walk), other extensions, empty, binary (a NUL byte),
-non-UTF-8, unreadable and over-large files.
+symlinks (so symlink loops cannot trap the walk), other extensions, names that are not UTF-8, what is not a
+regular file (a FIFO, socket or device: never opened to wait on), empty, binary (a NUL byte), non-UTF-8,
+unreadable and over-large files.
 """
 
 from __future__ import annotations
@@ -65,18 +66,24 @@ class Scan:
 
 
 def _read_source(path: Path, max_file_bytes: int, budget_left: int) -> tuple[str | None, bytes, str]:
-    """``(skip reason or None, bytes, text)`` of one candidate file, read only when it fits the budget."""
+    """``(skip reason or None, bytes, text)`` of one candidate file, read only when it fits the budget: through
+    the sources' reader (``read_regular_file``), so a FIFO, socket or device named like a source file is skipped,
+    never waited on."""
+    from reference_arch.sources.export_files import UnusableFile, read_regular_file
+
     try:
         size = path.stat().st_size
-        if size == 0:
-            return "empty", b"", ""
         if size > max_file_bytes:
             return "too_large", b"", ""
         if size > budget_left:
             return "over_budget", b"", ""
-        data = path.read_bytes()
+        data = read_regular_file(path, max_file_bytes)
+    except UnusableFile as err:
+        return err.reason, b"", ""
     except OSError:
         return "unreadable", b"", ""
+    if not data:
+        return "empty", b"", ""
     if b"\0" in data:
         return "binary", data, ""
     try:
@@ -112,8 +119,9 @@ def scan_directory(root: str | Path, *, extensions: tuple[str, ...] = (".py",), 
                 scan.skipped["symlink"] += 1
             elif extensions and path.suffix not in extensions:
                 scan.skipped["other_extension"] += 1
+            elif (rel := path.relative_to(root).as_posix()) != os.fsencode(rel).decode("utf-8", "replace"):
+                scan.skipped["not_utf8_name"] += 1  # its path is its id in Parquet, which takes only UTF-8
             else:
-                rel = path.relative_to(root).as_posix()
                 candidates.append((stable_hash(rel), rel, path))
     candidates.sort()
     total = 0

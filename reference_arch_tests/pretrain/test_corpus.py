@@ -26,6 +26,29 @@ def test_scan_skips_and_counts_junk(tmp_path):
     assert not any(p.startswith("junk/loop") for p in paths)
 
 
+def test_a_fifo_a_socket_and_a_non_utf8_name_are_skipped_and_counted(tmp_path):
+    """A FIFO named like a source file is not opened to wait on (it was safe only because its size reads 0);
+    a socket likewise; a name that is not UTF-8 could not be the file's id in Parquet."""
+    import os
+    import socket
+
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "ok.py").write_text("x = 1\n")
+    os.mkfifo(root / "pipe.py")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind("sock.py")
+    finally:
+        os.chdir(here)
+    (root / os.fsdecode(b"caf\xe9.py")).write_text("y = 2\n")
+    scan = scan_directory(root)
+    assert [f["path"] for f in scan.files] == ["ok.py"]
+    assert scan.skipped["not_a_regular_file"] == 2 and scan.skipped["not_utf8_name"] == 1
+
+
 def test_budget_samples_by_stable_hash(tmp_path):
     write_corpus(tmp_path / "c")
     small = scan_directory(tmp_path / "c", max_bytes=10_000, max_file_bytes=50_000)
