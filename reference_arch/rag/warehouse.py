@@ -10,12 +10,14 @@ failing or losing writes.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
+import shlex
 from typing import Any, Iterator
 
 from reference_arch.common import settings
 from reference_arch.common.settings import dlt_pipelines_dir
+from reference_arch.common.warehouse_damage import check_readable as warehouse_check_readable
+from reference_arch.common.warehouse_damage import damaged as damage_failure
+from reference_arch.common.warehouse_damage import guarded
 from reference_arch.common.warehouse_lock import warehouse_lock
 from reference_arch.rag.config import rag_dir
 
@@ -53,16 +55,13 @@ def pipeline(source_name: str):
 def locked() -> Iterator[None]:
     """Serialise loads and reads of the warehouse across processes; a DuckDB warehouse that cannot
     be opened, is shorter than its own header says, or turns out damaged while it is read or loaded
-    (a block's checksum, a block past its end) fails in one line (see ``check_readable``)."""
+    (a block's checksum, a block past its end) fails in one line (``common/warehouse_damage``)."""
     with warehouse_lock(rag_dir()):
-        check_readable()
-        try:
+        if destination_name() != "duckdb":
             yield
-        except Exception as err:  # dlt wraps DuckDB's errors: the damage is somewhere in the chain
-            found = damage(err)
-            if found is None:
-                raise
-            raise damaged(found) from None
+            return
+        with guarded(warehouse_path(), damaged):
+            yield
 
 
 @contextlib.contextmanager
@@ -72,74 +71,15 @@ def locked_pipeline(source_name: str):
         yield pipeline(source_name)
 
 
-# What DuckDB says of a damaged file, as opposed to a query's or a lock's error.
-DAMAGE_MESSAGES = ("corrupt database file", "could not read enough bytes", "not a valid duckdb database file")
-
-
-def damage(err: BaseException) -> str | None:
-    """DuckDB's first line about a damaged file, found in ``err`` or what caused it; None for other errors."""
-    import duckdb
-
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        first = (str(err).strip().splitlines() or [""])[0]
-        if isinstance(err, duckdb.Error) and any(m in first.lower() for m in DAMAGE_MESSAGES):
-            return first
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def damaged(cause: str):
-    """The one line for a damaged DuckDB warehouse: the file, DuckDB's words, and the two ways out with their
-    commands. It is the source of truth for everything ingested (incremental loads do not re-read what they
-    loaded before), so it is never replaced or rebuilt behind the user's back."""
-    import shlex
-
-    import dagster as dg
-
-    from reference_arch.common.settings import home
-
-    path, aside = warehouse_path(), home() / "damaged-warehouse"
-    move = (f"mkdir -p {shlex.quote(str(aside))} && mv {shlex.quote(path)} {shlex.quote(dlt_pipelines_dir())}/rag_* "
-            f"{shlex.quote(str(aside))}/")
-    return dg.Failure(description=(
-        f"the warehouse {path} is damaged ({cause}); it holds every ingested record and is never replaced "
-        f"automatically: restore it from a backup, or set it and the rag pipelines' incremental state aside and "
-        f"ingest every source again: `{move} && reference-arch materialize rag`"))
-
-
-# DuckDB's words for a file another process holds ("Could not set lock on file ...: Conflicting lock is
-# held"); not any "lock": its checksum error names a "block", and a path may hold the word.
-_HELD = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+    """The one line for this location's damaged warehouse (``warehouse_damage.damaged``)."""
+    return damage_failure(warehouse_path(), cause, [f"{shlex.quote(dlt_pipelines_dir())}/rag_*"], "rag")
 
 
 def check_readable() -> None:
-    """The DuckDB warehouse opens, lists its tables and is as long as its blocks, or a ``dg.Failure``
-    naming the file and the way out (``damaged``). A truncated file may still open (its catalog sits at
-    the start): loads would then write into it and reads fail later, table by table."""
-    path = warehouse_path()
-    if destination_name() != "duckdb" or not os.path.exists(path):
-        return
-    import duckdb
-
-    try:
-        with duckdb.connect(path, read_only=True) as con:
-            con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
-            block_size, blocks, free = con.execute(
-                "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size()").fetchone()
-    except duckdb.Error as err:
-        if _HELD.search(str(err)):  # held by another process's writer: not damage
-            return
-        raise damaged((str(err).strip().splitlines() or [type(err).__name__])[0]) from None
-    size = os.path.getsize(path)
-    # Blocks still in the write-ahead log are not in the file yet: only a file without one is measured. Free
-    # blocks at its end may have been cut off by DuckDB itself (a user's sound warehouse was 2 free blocks
-    # short), so only the blocks in use are counted.
-    used = blocks - free
-    if not os.path.exists(path + ".wal") and size < used * block_size:
-        raise damaged(f"truncated: {size} bytes, shorter than the {used * block_size} bytes of its "
-                      f"{used} blocks in use") from None
+    """``warehouse_damage.check_readable`` on the DuckDB warehouse (nothing to check on another destination)."""
+    if destination_name() == "duckdb":
+        warehouse_check_readable(warehouse_path(), damaged)
 
 
 def read_table(source_name: str, table: str, columns: list[str] | None = None) -> list[dict[str, Any]]:

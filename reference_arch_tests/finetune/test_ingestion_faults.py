@@ -41,3 +41,31 @@ def test_a_lone_surrogate_and_a_stale_duplicate_do_not_spoil_the_month(tmp_path,
     questions = sorted(p["question"] for p in _pairs())
     assert questions[0].startswith("How to set the cache?") and questions[0].endswith("\ufffd")
     assert questions[1].startswith("NEW title")
+
+
+def test_a_truncated_warehouse_is_one_line_and_never_replaced(tmp_path, monkeypatch, tmp_home, instance):
+    """The rag location's damage check, for the finetune warehouse too: a truncated file failed the month with
+    DuckDB's checksum error from inside dlt; now the month fails in one line naming the file and the way out,
+    and the file is left as it was."""
+    from pathlib import Path
+
+    from reference_arch.cli.runs import first_failure
+
+    export = ExportWriter(tmp_path / "export")
+    for day in range(1, 21):
+        n = export.issue(f"Question {day} about the cache?", "Where does the cache live? " * 40, f"2026-01-{day:02d}T10:00:00Z")
+        export.reply(n, "In ~/.cache/widgets. " * 40, f"2026-01-{day:02d}T11:00:00Z")
+    monkeypatch.setenv("REFERENCE_ARCH_GITHUB_EXPORT", str(export.write()))
+    assert dg.materialize([ingestion.github_issues], instance=instance, partition_key=MONTH).success
+    path = ingestion.warehouse_path()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    damaged = Path(path).read_bytes()
+
+    for asset in (ingestion.github_issues, ingestion.qa_pairs):  # loading and reading alike
+        result = dg.materialize([asset], instance=instance, partition_key=MONTH, raise_on_error=False,
+                                selection=[asset.key])
+        line = first_failure(result)
+        assert not result.success and f"the warehouse {path} is damaged (" in line, line
+        assert "\n" not in line and line.endswith("&& reference-arch materialize finetune`"), line
+    assert Path(path).read_bytes() == damaged  # never silently replaced

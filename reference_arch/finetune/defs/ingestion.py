@@ -12,6 +12,7 @@ pipeline's working folder: the pipeline is built and run, and the file read, und
 """
 
 
+import contextlib
 import os
 import warnings
 from collections import Counter
@@ -38,9 +39,25 @@ def warehouse_path() -> Path:
     return finetune_dir() / "warehouse.duckdb"  # not "github.duckdb": a catalog named like the schema is ambiguous
 
 
+@contextlib.contextmanager
 def locked():
-    """Hold the warehouse's lock across processes: build and run the dlt pipeline, and read the file, under it."""
-    return warehouse_lock(finetune_dir())
+    """Hold the warehouse's lock across processes: build and run the dlt pipeline, and read the file, under it;
+    a damaged warehouse fails in one line, before a load writes into it (``common/warehouse_damage``)."""
+    from reference_arch.common.warehouse_damage import guarded
+
+    with warehouse_lock(finetune_dir()), guarded(str(warehouse_path()), damaged):
+        yield
+
+
+def damaged(cause: str):
+    """The one line for this location's damaged warehouse (``warehouse_damage.damaged``)."""
+    import shlex
+
+    from reference_arch.common.settings import dlt_pipelines_dir
+    from reference_arch.common.warehouse_damage import damaged as damage_failure
+
+    return damage_failure(str(warehouse_path()), cause, [f"{shlex.quote(dlt_pipelines_dir())}/finetune_github"],
+                          "finetune")
 
 
 def pairs_path(month: str) -> Path:
