@@ -72,5 +72,6 @@ def test_offline_the_packaged_model_runs_and_the_note_names_it(tmp_home, instanc
                             run_config={"ops": {"prompt__template_evaluation": {"config": {"limit": 1,
                                                                                            "max_tokens": 16}}}})
     meta = result.asset_materializations_for_node("prompt__template_evaluation")[0].metadata
-    assert meta["note"].value.startswith("local model: SmolLM2-135M-Instruct (135M parameters, Q4_1 GGUF, Apache-2.0)")
+    assert meta["note"].value.startswith(
+        "local model: packaged:smollm2-135m-instruct (SmolLM2-135M-Instruct, 135M parameters, Q4_1 GGUF, Apache-2.0)")
     assert meta["cost_usd"].value == 0.0 and meta["questions"].value == 1 and meta["max_tokens"].value == 16
