@@ -21,7 +21,7 @@ from typing import Optional
 
 import dagster as dg
 
-from reference_arch.common.grounded_prompt import INSTRUCTIONS, MAX_SOURCE_CHARS, build_messages, citations  # noqa: F401
+from reference_arch.common.grounded_prompt import build_messages, citations
 from reference_arch.common.vector_store.embeddings import EmbeddingsError, EmbeddingsResource
 from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
