@@ -35,8 +35,9 @@ def test_dg_check_defs_loads_every_location(tmp_path):
 
 
 def test_make_dev_runs_dg_dev_after_writing_the_instance_config():
-    """`dagster dev -w workspace.yaml` prints that it is superseded by `dg dev`: make dev runs dg dev."""
-    recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed", "dev"], capture_output=True, text=True,
+    """`dagster dev -w workspace.yaml` prints that it is superseded by `dg dev`: make dev runs dg dev.
+    (--no-print-directory: under `make test` this make is nested and would print 'Entering directory'.)"""
+    recipe = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "dev"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, timeout=60).stdout.splitlines()
     commands = [line.split("#")[0].strip() for line in recipe if line.split("#")[0].strip()]
     assert commands == [".venv/bin/python -m reference_arch.common.pools", ".venv/bin/dg dev"], recipe
