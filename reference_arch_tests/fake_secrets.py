@@ -3,6 +3,7 @@ repository holds a literal credential (scanners and push protection would flag o
 
 GITHUB_TOKEN = "ghp_" + "Zq7" * 12  # 'ghp_' and 36 characters: GitHub's personal access token shape
 AWS_KEY = "AKIA" + "QX7Z" * 4  # AWS's access key id shape
+OPENAI_KEY = "sk-proj-" + "Vw2_kR9-" * 20  # an OpenAI project key's shape: 'sk-proj-' and - and _ inside
 SLACK_TOKEN = "-".join(["xoxb", "1234567890", "9876543210", "fakeslacktokenvalue0"])
 URL_PASSWORD = "s3cretPassw0rd"
 URL_WITH_PASSWORD = f"https://deploy:{URL_PASSWORD}@git.example.com/acme/widgets.git"

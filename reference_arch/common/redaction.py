@@ -46,13 +46,18 @@ _PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 # Formats detect-secrets' plugins miss, or match only in part: any PEM private key (the plugin lists eight
 # headers, not "ENCRYPTED PRIVATE KEY"); a URL password holding characters RFC 3986 reserves (people write
-# them raw) or with no user (redis://:pw@host); an HTTP Authorization header's credentials (a digit in them:
+# them raw) or with no user (redis://:pw@host); OpenAI and Anthropic keys of today's forms; an HTTP Authorization header's credentials (a digit in them:
 # "Bearer authentication" is prose).
 EXTRA_PATTERNS = (
     ("private_key", re.compile(r"BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY")),
     # The password runs to the last @ that a host follows: raw / ? # @ $ stay inside it.
     ("basic_auth_credentials", re.compile(r"://[^\s:/?#@]*:(?!\[SECRET:[a-z0-9_]+\]@)(\S+?)@(?![^\s@]*@[^\s@]*(?:[/?#:\s]|$))"
                                           r"(?=[A-Za-z0-9.\-_\[\]]+(?:[/?#:\s]|$))")),
+    # OpenAI's project, service-account and admin keys (sk-proj-..., with - and _): the plugin knows only the
+    # legacy form holding "T3BlbkFJ". A digit in the run: "sk-learn-style-..." slugs are words.
+    ("openai_token", re.compile(r"(?<![A-Za-z0-9_\-])sk-(?!ant-)(?:(?:proj|svcacct|admin)-)?"
+                                r"(?=[A-Za-z0-9_\-]{32})(?=[A-Za-z_\-]*[0-9])[A-Za-z0-9_\-]+")),
+    ("anthropic_api_key", re.compile(r"(?<![A-Za-z0-9_\-])sk-ant-[a-z]+[0-9]*-(?=[A-Za-z0-9_\-]{32})[A-Za-z0-9_\-]+")),
     ("authorization_header", re.compile(r"(?i)\b(?:authorization:\s*(?:basic|bearer|token)|bearer)\s+"
                                         r"((?=[A-Za-z0-9._~+/\-]{8})[A-Za-z0-9._~+/\-]*[0-9][A-Za-z0-9._~+/\-]*=*)")),
 )

@@ -1,7 +1,7 @@
 """A corpus of secret formats, and the recall of the masker and of the secrets checks on it per format.
 
 Formats: one per detect-secrets plugin (its own list, the two entropy plugins included), JWTs, private key
-blocks, URLs with passwords, base64-encoded keys, keys split over lines, Authorization headers; plus text
+blocks, URLs with passwords, base64-encoded keys, keys split over lines, Authorization headers, OpenAI and Anthropic keys; plus text
 that is no secret, for false positives. Every value is drawn at run time from a seeded generator, so that no
 file of the repository holds a literal credential (as ``fake_secrets``).
 
@@ -163,6 +163,17 @@ def draw(rng: random.Random) -> list[Sample]:
         Sample("other", "random 24-char API key, no prefix", f"api key {(v := _r(rng, 24))} please", v),
         Sample("other", "random 40-char API key, no prefix", f"use {(v := _r(rng, 40))} to log in", v),
     ]
+    # From a generator of their own (seeded by this draw's token), so that the draws above stay as they were.
+    rng = random.Random(ghp)
+    samples += [
+        Sample("LLM provider keys", "OpenAI project key (sk-proj-, with - and _)",
+               f"OPENAI_API_KEY={(v := 'sk-proj-' + _r(rng, 124, B64URL))}", v),
+        Sample("LLM provider keys", "OpenAI service-account key", f"key {(v := 'sk-svcacct-' + _r(rng, 96, B64URL))} ok", v),
+        Sample("LLM provider keys", "OpenAI admin key", f"admin: {(v := 'sk-admin-' + _r(rng, 96, B64URL))}", v),
+        Sample("LLM provider keys", "OpenAI legacy key, 48 characters", f"use {(v := 'sk-' + _r(rng, 48))} here", v),
+        Sample("LLM provider keys", "Anthropic key", f"ANTHROPIC_API_KEY={(v := 'sk-ant-api03-' + _r(rng, 93, B64URL) + 'AA')}",
+               v),
+    ]
     return samples
 
 
@@ -180,6 +191,7 @@ NOT_SECRETS = [
     "DataFrame.groupby(by=None, axis=0, level=None, as_index=True, sort=True, group_keys=True, dropna=True)",
     "pandas 2.2.3 (2026-06-01 09:00:00, ts 1780304400.000100), numpy>=1.26.4,<2.0, torch==2.5.1+cu121.",
     "integrity sha512-Q8mZ6nqhfpiB8h0J5JDEr7S7Kq0mVwNlRq2vM7m0bqx1Qq0y9bYwV5RZvYfJ0w9K3R1Xq2T8lP0aZ1e4z7c6Ag==",
+    "Install sk-learn-compatible-estimators (sk-learn-style fit/predict), unlike risk-adjusted-returns-model.",
     "Reach the maintainers on the tracker; the configuration\ndocumentation explains the\nAuthenticationManager.",
 ]
 

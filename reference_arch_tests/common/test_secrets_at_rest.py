@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from reference_arch.cli import main
-from reference_arch_tests.fake_secrets import EMAIL, GITHUB_TOKEN, SLACK_TOKEN
+from reference_arch_tests.fake_secrets import EMAIL, GITHUB_TOKEN, OPENAI_KEY, SLACK_TOKEN
 
 
 def files_holding(value: str, *roots: Path) -> list[str]:
@@ -27,17 +27,17 @@ def homes(tmp_home: Path) -> tuple[Path, Path]:
 def test_a_question_and_a_comment_are_masked_in_the_run_config(tmp_home, capsys):
     """Through the CLI, as a user asks and judges (answered by the local model, or failed without one: the
     run and its config are kept either way), then every file of both homes read back."""
-    main(["ask", "prompt", f"Why is {GITHUB_TOKEN} refused? Mail {EMAIL}"])
+    main(["ask", "prompt", f"Why is {GITHUB_TOKEN} refused, and {OPENAI_KEY}? Mail {EMAIL}"])
     (run,) = dg.DagsterInstance.get().get_runs()
     config = run.run_config["ops"]["prompt__question"]["config"]["question"]
-    assert config == "Why is [SECRET:github_token] refused? Mail [EMAIL]"
+    assert config == "Why is [SECRET:github_token] refused, and [SECRET:openai_token]? Mail [EMAIL]"
 
     main(["feedback", run.run_id, "down", "--comment", f"it echoed {SLACK_TOKEN}"])
     feedback_run = next(r for r in dg.DagsterInstance.get().get_runs() if r.job_name == "feedback_job")
     assert feedback_run.run_config["ops"]["record_feedback"]["config"]["comment"] == "it echoed [SECRET:slack_token]"
     capsys.readouterr()
     assert files_holding(GITHUB_TOKEN, *homes(tmp_home)) == [] and files_holding(EMAIL, *homes(tmp_home)) == []
-    assert files_holding(SLACK_TOKEN, *homes(tmp_home)) == []
+    assert files_holding(SLACK_TOKEN, *homes(tmp_home)) == [] and files_holding(OPENAI_KEY[:24], *homes(tmp_home)) == []
 
 
 def test_an_answers_secret_is_not_kept_in_the_response_cache(tmp_home):
