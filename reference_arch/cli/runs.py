@@ -54,7 +54,7 @@ def _innermost(error):
 
 
 def first_failure(result) -> str:
-    """The first failed blocking check or step failure, as one line without the traceback wall."""
+    """The first failed blocking check, step failure or run failure, as one line without the traceback wall."""
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
@@ -79,6 +79,16 @@ def first_failure(result) -> str:
                 # Wrappers (dlt's PipelineStepFailed: "... with exception:") put the cause on later lines.
                 message = f"{message.rstrip(':').rstrip()}: {_first_line(cause)}"  # that line names its class
             return f"{event.step_key}: {message}"
+    for event in result.all_events:  # no step failed: the run itself (interrupted between steps, or its setup)
+        if event.is_run_failure:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            if (error is not None and error.cls_name == "DagsterExecutionInterruptedError") or \
+                    getattr(getattr(data, "failure_reason", None), "value", None) == "UNEXPECTED_TERMINATION":
+                return "interrupted (Ctrl-C or SIGTERM) between steps"
+            if error is not None:
+                return _first_line(_innermost(error))
+            return (event.message or "the run failed").splitlines()[0]
     return "the run failed"
 
 
