@@ -67,14 +67,17 @@ def test_ask_prompt_with_a_template(registry_with_tiny_model, capsys):
     assert err == f"error: unknown template 'pandsa': choose one of {', '.join(TEMPLATES)}"
 
 
-def test_ask_prompt_refuses_what_the_template_rules_refuse_with_one_line(tmp_home, capsys):
+def test_ask_prompt_refuses_what_the_template_rules_refuse_with_one_line(tmp_home, capsys, monkeypatch):
     """The chosen template's variable rules are checked before any run starts."""
-    assert main(["ask", "prompt", "What is {question}?"]) == 1
+    from reference_arch_tests.prompt.test_prompt import strict_template
+
+    monkeypatch.setitem(TEMPLATES, "strict", strict_template())
+    assert main(["ask", "prompt", "What is {question}?", "--template", "strict"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "error: template 'pandas' refuses the question: it holds '{question}', a template placeholder")
-    assert main(["ask", "prompt", "Why does f'{' fail?", "--template", "pandas_few_shot"]) == 1
+        "error: template 'strict' refuses the question: it holds '{question}', a template placeholder")
+    assert main(["ask", "prompt", "Why does f'{' fail?", "--template", "strict"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "error: template 'pandas_few_shot' refuses the question: 1 '{' never closed (unbalanced braces)")
+        "error: template 'strict' refuses the question: 1 '{' never closed (unbalanced braces)")
     assert dg.DagsterInstance.get().get_runs() == []
 
 

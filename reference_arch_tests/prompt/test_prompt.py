@@ -175,18 +175,39 @@ def test_template_versions_change_with_the_text():
         dg.AssetKey(["prompt", "prompt"])] == before
 
 
+def strict_template():
+    """The pandas template with ``no_template_syntax`` on its question (the shipped ones leave it off)."""
+    return parse_template("strict", (template_files.TEMPLATES_DIR / "pandas.yaml").read_text().replace(
+        "    max_length: 4000\n", "    max_length: 4000\n    no_template_syntax: true\n"))
+
+
 @pytest.mark.parametrize("question, problem", [
-    ("What is {question}?", "template 'pandas' refuses the question: it holds '{question}', a template placeholder"),
-    ("Why does } fail?", "template 'pandas' refuses the question: the '}' at character 10 closes no '{' "
+    ("What is {question}?", "template 'strict' refuses the question: it holds '{question}', a template placeholder"),
+    ("Why does } fail?", "template 'strict' refuses the question: the '}' at character 10 closes no '{' "
                          "(unbalanced braces)"),
 ])
-def test_the_template_rules_refuse_a_question_before_rendering_and_any_model_call(tmp_home, question, problem):
+def test_the_template_rules_refuse_a_question_before_rendering_and_any_model_call(tmp_home, question, problem,
+                                                                                  monkeypatch):
+    monkeypatch.setitem(TEMPLATES, "strict", strict_template())
     with FakeOpenAI() as server:
-        result = run(question, LLMResource(provider="openai", base_url=server.base_url, api_key="k"))
+        result = run(question, LLMResource(provider="openai", base_url=server.base_url, api_key="k"), "strict")
     assert not result.success and server.requests == []
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "prompt__prompt"
     assert failure.step_failure_data.error.message.strip().splitlines() == [f"dagster._core.definitions.events.Failure: {problem}"]
+
+
+@pytest.mark.parametrize("question", ['Why does "{name}".format(x=1) raise KeyError?', "Why does f'{' fail?",
+                                      "What does {{ df.shape }} print in a Jinja template?"])
+def test_a_python_question_with_braces_is_rendered_verbatim_by_the_shipped_templates(question):
+    """The shipped templates refused these legitimate questions (no_template_syntax); LangChain inserts the
+    value as text, so the prompt holds the question unchanged."""
+    ops = {"prompt__question": {"config": {"question": question}}}
+    for name in TEMPLATES:
+        result = dg.materialize_to_memory([prompt.question, prompt.prompt], run_config={
+            "ops": {**ops, "prompt__prompt": {"config": {"template": name}}}})
+        content = result.asset_value(dg.AssetKey(["prompt", "prompt"]))["messages"][-1]["content"]
+        assert content.endswith(f"Question: {question}"), (name, content)
 
 
 def test_run_config_fills_a_template_variable_beyond_the_question(tmp_home, monkeypatch):
