@@ -191,14 +191,17 @@ MARGIN_TOLERANCE = 0.01
 
 def beats_base(scores: dict) -> bool:
     """The publication gate on ``preference_accuracy``'s scores: the tuned model prefers the chosen answer on
-    more held-out pairs than its base, or on as many with a mean margin wider by ``MARGIN_TOLERANCE``. The
-    tie-break matters when the base already ranks every held-out pair right (an SFT model trained on the
-    maintainers' answers often does): accuracy cannot rise above 100%, the margin DPO widens still can."""
+    more held-out pairs than its base, or on all of them, as its base, with a mean margin wider by
+    ``MARGIN_TOLERANCE``. The tie-break is for a base already ranking every held-out pair right (an SFT model
+    trained on the maintainers' answers often does): accuracy cannot rise above 100%, the margin DPO widens
+    still can."""
     if not scores.get("pairs"):
         return False
     if scores["tuned_accuracy"] != scores["base_accuracy"]:
         return scores["tuned_accuracy"] > scores["base_accuracy"]
-    return scores["tuned_margin"] > scores["base_margin"] + MARGIN_TOLERANCE
+    # At the ceiling only: below it, a wider margin at the same rate is not a better ranking (a model preferring
+    # the rejected answer on every pair, less surely than its base, was published at 0%).
+    return scores["base_accuracy"] == 1.0 and scores["tuned_margin"] > scores["base_margin"] + MARGIN_TOLERANCE
 
 
 def preference_accuracy(base_dir: str, tuned_dir: str, encoded: list[dict]) -> dict:

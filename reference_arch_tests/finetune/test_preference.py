@@ -32,6 +32,9 @@ def test_the_gate_needs_more_preferred_pairs_or_a_wider_margin_at_the_same_rate(
     assert beats_base({**scores, "base_accuracy": 0.6, "tuned_accuracy": 0.7, "tuned_margin": 0.0})
     assert not beats_base({**scores, "tuned_accuracy": 0.9})  # fewer pairs preferred, whatever the margin
     assert not beats_base({**scores, "pairs": 0})
+    # below the ceiling a wider margin is no better ranking (a trial saw 0% published as better than 0%)
+    assert not beats_base({**scores, "base_accuracy": 0.0, "tuned_accuracy": 0.0})
+    assert not beats_base({**scores, "base_accuracy": 0.5, "tuned_accuracy": 0.5})
 
 
 def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
