@@ -165,18 +165,20 @@ def test_demo_names_every_local_model_and_aligns_its_stage_times(registry_with_t
     from reference_arch.cli import demo
 
     registry_with_tiny_model.publish("code-lm", tiny_model_dir, {"parameters": 1_900_000})
-    registry_with_tiny_model.publish("code-lm-github", tiny_model_dir, {})
+    registry_with_tiny_model.publish("code-lm-github", tiny_model_dir, {"base_model": "packaged:smollm2-135m-instruct"})
     registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
-    registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {})
+    registry_with_tiny_model.publish("code-lm-preference", tiny_model_dir, {"base_model": "registry:code-lm-github@1"})
     from reference_arch.common.llm.resource import LLMResource
 
     line = demo.local_model_line(LLMResource(), 310.0)
     assert line.startswith("Chat model: packaged:smollm2-135m-instruct: SmolLM2-135M-Instruct (135M parameters, "
                            "Q4_1 GGUF, Apache-2.0), shipped in a Python package.")
-    assert ("registry:tiny-lm@1; registry:code-lm@1, pretrained from scratch here in 310s; registry:code-lm-github@1, "
-            "that model fine-tuned on the issues; registry:code-lm-preference@2, the fine-tuned one preference-tuned "
-            "(DPO).") in line
-    assert "1.9M-parameter" in line and "REFERENCE_ARCH_LLM_MODEL=registry:code-lm@latest" in line
+    # each its own size or base: the fine-tuned model was called 1.9M, "that model fine-tuned", though tuned from SmolLM2
+    assert ("registry:tiny-lm@1; registry:code-lm@1 (1.9M parameters, pretrained from scratch here in 310s); "
+            "registry:code-lm-github@1 (LoRA-fine-tuned on the issues' grounded answers, from "
+            "packaged:smollm2-135m-instruct (SmolLM2-135M-Instruct, 135M parameters, Q4_1 GGUF, Apache-2.0)); "
+            "registry:code-lm-preference@2 (preference-tuned (DPO) on the feedback, from registry:code-lm-github@1") in line
+    assert "REFERENCE_ARCH_LLM_MODEL=<spec>" in line
 
     demo.print_summary([], {"pretrain": 310.0, "preference round": 23.5})
     rows = capsys.readouterr().out.split("== time per stage\n")[1].splitlines()

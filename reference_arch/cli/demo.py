@@ -52,7 +52,7 @@ def print_rag_answer(record: dict, spent: str) -> None:
 def local_model_line(llm, stage_seconds: float | None) -> str:
     """The local chat model the answers below come from (each answer names its own), with its size and licence,
     and the models trained here, with their role."""
-    from reference_arch.common.llm.packaged import PREFIX, packaged_model
+    from reference_arch.common.llm.packaged import PREFIX, model_label, packaged_model
     from reference_arch.common.registry import ModelRegistry
     from reference_arch.finetune.config import FINETUNED_MODEL, PREFERENCE_MODEL
     from reference_arch.pretrain.defs.evaluation import MODEL_NAME
@@ -62,16 +62,21 @@ def local_model_line(llm, stage_seconds: float | None) -> str:
             else spec)
     newest = {m.name: m for m in ModelRegistry().list()}  # oldest first: the last version of each name wins
     took = f" in {stage_seconds:.0f}s" if stage_seconds else ""
-    roles = {MODEL_NAME: f"pretrained from scratch here{took}", FINETUNED_MODEL: "that model fine-tuned on the issues",
-             PREFERENCE_MODEL: "the fine-tuned one preference-tuned (DPO)"}
-    trained = "; ".join(f"{m.spec}, {roles[name]}" if name in roles else m.spec for name, m in newest.items())
-    params = (newest.get(MODEL_NAME) or next(iter(newest.values()))).card.get("parameters") if newest else None
-    size = f"{params / 1e6:.1f}M-parameter " if params else ""
+
+    def what(model) -> str:  # each with its own size or base: the tuned ones start from the chat model, not code-lm
+        if model.name == MODEL_NAME:
+            params = model.card.get("parameters")
+            return f"{params / 1e6:.1f}M parameters, pretrained from scratch here{took}" if params else "pretrained here"
+        base = model.card.get("base_model")
+        how = {FINETUNED_MODEL: "LoRA-fine-tuned on the issues' grounded answers",
+               PREFERENCE_MODEL: "preference-tuned (DPO) on the feedback"}.get(model.name)
+        return f"{how or 'tuned'}, from {model_label(base)}" if base else how or ""
+
+    trained = "; ".join(f"{m.spec} ({what(m)})" if what(m) else m.spec for m in newest.values())
     return (f"Chat model: {chat}. Readable but weak answers; set OPENAI_API_KEY (and OPENAI_BASE_URL for any "
             "OpenAI-compatible server) for stronger ones."
-            + (f"\nTrained here ({size}code models, the pretrain and fine-tuning patterns' products; "
-               f"REFERENCE_ARCH_LLM_MODEL=registry:{MODEL_NAME}@latest answers with the first): {trained}."
-               if newest else ""))
+            + (f"\nTrained here, the pretrain and fine-tuning patterns' products "
+               f"(REFERENCE_ARCH_LLM_MODEL=<spec> answers with one): {trained}." if newest else ""))
 
 
 def usage_line(record: dict, asked_above: bool, location: str) -> str:
