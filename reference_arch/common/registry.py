@@ -46,10 +46,19 @@ class ModelRegistry:
         self.root = Path(root) if root else home_path("models")
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def publish(self, name: str, source_dir: str | Path, card: dict | None = None) -> RegisteredModel:
-        """Copy a saved model directory into the registry as the next version of ``name``."""
+    def publish(self, name: str, source_dir: str | Path, card: dict | None = None, *,
+                unless_same: str | None = None) -> RegisteredModel:
+        """Copy a saved model directory into the registry as the next version of ``name``. With ``unless_same``
+        (a card field, as ``trained_at``), the latest version is returned instead when its card holds the same
+        value: re-materializing a publish asset over the same training adds no identical version."""
         if not _NAME.match(name):
             raise ValueError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+        if unless_same and (card or {}).get(unless_same) is not None and self._versions(name):
+            latest = self.get(name)
+            if latest.card.get(unless_same) == card[unless_same]:
+                log.info("%s is already published from the same training (%s %s)", latest.spec, unless_same,
+                         card[unless_same])
+                return latest
         source_dir = Path(source_dir)
         if not (source_dir / "config.json").exists():
             raise ValueError(f"{source_dir} is not a saved Hugging Face model (no config.json)")

@@ -72,6 +72,10 @@ def test_train_evaluate_publish_and_ask(tmp_home, instance, corpus_dir):
     assert card["tokenizer"]["vocab_size"] == 400 and card["metrics"]["perplexity"] > 1
     assert card["config"]["n_layer"] == 2 and card["trained_at"] and card["published_at"]
     assert (model.path / "config.json").exists() and (model.path / "tokenizer.json").exists()
+    # Re-materializing publishes no identical version (a trial saw code-lm@2 equal to @1 after a re-run).
+    again = materialize(instance, ["published_model"], config)
+    assert metadata(again, "published_model")["model"].value == "registry:code-lm@1"
+    assert [m.spec for m in ModelRegistry().list()] == ["registry:code-lm@1"]
 
     from reference_arch.common.llm.resource import LLMResource
 

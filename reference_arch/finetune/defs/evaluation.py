@@ -160,7 +160,7 @@ def published_model(context: dg.AssetExecutionContext, fine_tuning: FineTuningRe
         "trained_at": record["trained_at"],
         "dagster_run_id": context.run_id,
     }
-    model = ModelRegistry().publish(fine_tuning.output_name, record["model"], card)
+    model = ModelRegistry().publish(fine_tuning.output_name, record["model"], card, unless_same="trained_at")
     context.log.info(f"published {model.spec} from {record['model']}")
     return dg.MaterializeResult(metadata={"model": model.spec, "version": model.version,
                                           "path": dg.MetadataValue.path(str(model.path)), **metrics})

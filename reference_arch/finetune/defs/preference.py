@@ -272,7 +272,7 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
             "lora": record["lora"], "schedule": record["schedule"], "train_pairs": record["train_pairs"],
             "metrics": metrics, "system_prompt": fine_tuning.system_prompt, "trained_at": record["trained_at"],
             "dagster_run_id": context.run_id}
-    model = ModelRegistry().publish(preference_tuning.output_name, record["model"], card)
+    model = ModelRegistry().publish(preference_tuning.output_name, record["model"], card, unless_same="trained_at")
     context.log.info(f"published {model.spec} from {record['model']}")
     return dg.MaterializeResult(metadata={"model": model.spec, "version": model.version,
                                           "path": dg.MetadataValue.path(str(model.path)), **metrics})

@@ -119,7 +119,7 @@ def published_model(context: dg.AssetExecutionContext, config: PublishConfig) ->
         | {"train_loss": trained["train_loss"], "tokens_per_s": trained["tokens_per_s"], "mfu": trained["mfu"]},
         "trained_at": trained["trained_at"], "evaluated_at": result["evaluated_at"], "run_id": trained["run_id"],
     }
-    model = ModelRegistry().publish(config.model_name, trained["path"], card)
+    model = ModelRegistry().publish(config.model_name, trained["path"], card, unless_same="trained_at")
     store.write_manifest("published_model", {"spec": model.spec, "path": str(model.path)})
     return dg.MaterializeResult(metadata={
         "model": model.spec, "version": model.version, "path": dg.MetadataValue.path(str(model.path)),
