@@ -13,8 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 220
-START_WITHIN = 60  # lines: how to set up, test and open the UI
-MUST_START_WITH = ("make demo", "make test", "http://localhost:3000")
+START_WITHIN = 60  # lines: how to set up, test and open the UI, and the settings that switch backends
+MUST_START_WITH = ("make demo", "make test", "http://localhost:3000", "| LLM |", "OPENAI_API_KEY", "(#settings)")
 MIN_PARAGRAPH = 80
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+\1")
