@@ -31,19 +31,6 @@ def chat_example(question: str, answer: str, system_prompt: str = SYSTEM_PROMPT)
     ]}
 
 
-def fit_to_limit(example: dict, counter: "TokenCounter", limit: int, min_question_chars: int = 80) -> dict | None:
-    """The example, its question shortened from the end until it fits ``limit`` tokens; None when even
-    a short question leaves no room for the answer. Small models have short contexts: a long issue
-    still teaches its answer's tone."""
-    system, user, assistant = example["messages"]
-    question = user["content"]
-    while counter.count([system, {**user, "content": question}, assistant]) > limit:
-        if len(question) <= min_question_chars:
-            return None
-        question = question[: int(len(question) * 0.85)].rstrip() + " …"
-    return example if question == user["content"] else {"messages": [system, {**user, "content": question}, assistant]}
-
-
 def openai_token_limit(model: str) -> int:
     matches = [prefix for prefix in OPENAI_TOKEN_LIMITS if model.startswith(prefix)]
     return OPENAI_TOKEN_LIMITS[max(matches, key=len)] if matches else DEFAULT_OPENAI_TOKEN_LIMIT

@@ -140,19 +140,6 @@ def test_format_rules():
     assert check_examples(good[:3], counter, 65_536).errors == {"too_few_examples": 1}
 
 
-def test_long_questions_are_shortened_to_fit():
-    from reference_arch.finetune.chat_format import TokenCounter, chat_example, fit_to_limit
-
-    chars = TokenCounter("characters", lambda messages: sum(len(m["content"]) for m in messages))
-    short = chat_example("short question", "an answer", system_prompt="sys")
-    assert fit_to_limit(short, chars, 1000) is short
-    long = chat_example("word " * 200, "an answer", system_prompt="sys")
-    fitted = fit_to_limit(long, chars, 300)
-    assert chars.count(fitted["messages"]) <= 300 and fitted["messages"][1]["content"].endswith(" …")
-    assert fitted["messages"][2] == long["messages"][2]  # the answer is never cut
-    assert fit_to_limit(chat_example("q", "a" * 400, system_prompt="sys"), chars, 300) is None
-
-
 def test_secrets_and_personal_data_are_masked_in_pairs_and_prompt_files(github_export, registry_with_base, instance):
     """A GitHub issue and its maintainer's answer carrying fake tokens, an e-mail address and a phone number:
     masked in the month's pairs and in the prompt files, kept in the warehouse; the blocking check fails on
