@@ -105,7 +105,8 @@ def _yes_no(text: str) -> bool:
     return _YES_NO[text.strip().lower()]
 
 
-def _path(text: str) -> Path:
+def expand_path(text: str) -> Path:
+    """``text`` as a path, ``~`` expanded; ``ValueError`` names a ``~name`` of no user on this machine."""
     try:
         return Path(text).expanduser()
     except RuntimeError:  # ~name of no user on this machine
@@ -113,7 +114,7 @@ def _path(text: str) -> Path:
 
 
 def _paths(text: str) -> tuple[Path, ...]:
-    return tuple(_path(item) for item in words(text))
+    return tuple(expand_path(item) for item in words(text))
 
 
 def _web_url(text: str) -> str:
@@ -186,7 +187,7 @@ REDACT_TYPES = ("secret", "email", "phone")
 TEXT = Kind("text", "any text", _text)
 DATE = Kind("date `YYYY-MM-DD`", "YYYY-MM-DD", _iso_date)
 YES_NO = Kind("yes or no (`1`, `true`, `yes` / `0`, `false`, `no`)", "1, true or yes; 0, false or no", _yes_no)
-FOLDER = Kind("folder", "an existing folder", _path)
+FOLDER = Kind("folder", "an existing folder", expand_path)
 WEB_URL = Kind("`http(s)://` address", "http(s)://HOST/...", _web_url)
 MODEL = Kind("model: `packaged:NAME`, `registry:NAME@VERSION` or a folder", "a model", _text)
 PROVIDER = choice("local", "openai")

@@ -25,8 +25,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
-from reference_arch.common.settings import BY_FIELD, PROJECT_ROOT, SettingsError, env_example, error_line, \
-    markdown_table, raw, unknown_name_lines, values
+from reference_arch.common.settings import (BY_FIELD, PROJECT_ROOT, SettingsError, env_example, error_line,
+                                            expand_path, markdown_table, raw, unknown_name_lines, values)
 
 __all__ = ["SettingsError", "load_settings", "local_model_problem", "readme_with_table"]
 
@@ -55,9 +55,9 @@ def local_model_problem(spec: str) -> Optional[str]:
         good = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(@(latest|\d+))?", spec[len(REGISTRY):])
         return None if good else f"not registry:NAME@VERSION (VERSION: latest or a number); {allowed}"
     try:
-        path = Path(spec).expanduser()
-    except RuntimeError:  # ~name of no user on this machine
-        return f"{spec.split('/')[0]} is no user's home folder here; {allowed}"
+        path = expand_path(spec)
+    except ValueError as err:
+        return f"{err}; {allowed}"
     if (path / "config.json").is_file():
         return None
     if path.is_dir():
@@ -95,8 +95,8 @@ def _base_model(spec: str, good: dict) -> Optional[str]:
 
 def _is_dir(name: str) -> bool:
     try:
-        return Path(name).expanduser().is_dir()
-    except RuntimeError:  # ~name of no user on this machine
+        return expand_path(name).is_dir()
+    except ValueError:
         return False
 
 
