@@ -178,7 +178,11 @@ def materialize_location(location: str, inst, echo=print) -> list:
         for run in runs:
             run_id = str(uuid.uuid4())
             with heartbeat(inst, run_id, echo):
-                result = execute_run(job, inst, run_config=QUIET, run_id=run_id, **run)
+                try:
+                    result = execute_run(job, inst, run_config=QUIET, run_id=run_id, **run)
+                except CliError as err:  # interrupted: which location's run
+                    echo(" INTERRUPTED")
+                    raise CliError(f"{location}: {err}") from None
             results.append(result)
             if not result.success:
                 echo(" FAILED")
@@ -200,6 +204,9 @@ def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, 
     run_id = run_id or str(uuid.uuid4())
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    # Dagster raises an interrupt from its signal handler; raised inside a garbage-collection callback it is
+    # "ignored" by Python and the run goes on. The wakeup fd records every signal whatever its handler does.
+    seen, previous_fd = (_signal_log() if main_thread else (None, None))
     try:
         result = job.execute_in_process(instance=inst, run_id=run_id, raise_on_error=False,
                                         tags={**(tags or {}), **in_process_run_tags()}, **kwargs)
@@ -211,7 +218,40 @@ def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, 
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        interrupted = _interrupted(seen, previous_fd) if seen is not None else False
+    if interrupted and result.success:
+        raise CliError(f"interrupted (Ctrl-C or SIGTERM): run {run_id} finished first; nothing after it ran")
     return result
+
+
+def _signal_log():
+    """A socket the signals received from now on are written to (``signal.set_wakeup_fd``), and the fd it
+    replaces."""
+    import signal
+    import socket
+
+    read, write = socket.socketpair()
+    read.setblocking(False)
+    write.setblocking(False)
+    return (read, write), signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+
+
+def _interrupted(seen, previous_fd: int) -> bool:
+    """Whether SIGINT or SIGTERM reached the process since ``_signal_log``; restores the previous wakeup fd."""
+    import signal
+
+    read, write = seen
+    signal.set_wakeup_fd(previous_fd)
+    received = b""
+    try:
+        while chunk := read.recv(4096):
+            received += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        read.close()
+        write.close()
+    return bool({signal.SIGINT, signal.SIGTERM} & set(received))
 
 
 def check_summary(results, expected: dict[str, str] | None = None) -> list[str]:

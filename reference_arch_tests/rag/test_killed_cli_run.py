@@ -11,6 +11,7 @@ import sys
 import time
 
 import dagster as dg
+import pytest
 
 UNFINISHED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 
@@ -79,3 +80,28 @@ def test_a_run_interrupted_between_steps_is_named_interrupted():
                            event_specific_data=JobFailureData(error, RunFailureReason.UNEXPECTED_TERMINATION),
                            message="Execution was interrupted unexpectedly.")
     assert first_failure(SimpleNamespace(all_events=[failure])) == "interrupted (Ctrl-C or SIGTERM) between steps"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the ignored interrupt, on purpose
+def test_an_interrupt_lost_inside_a_garbage_collection_callback_still_stops_the_command(tmp_home):
+    """CI saw `materialize rag` exit 0 after SIGTERM: Dagster's handler raised inside a weakref callback,
+    where Python ignores exceptions ("Exception ignored in: <function _collection_gced ...>"), and the run
+    finished. The signal itself is recorded, so the command stops in one line after that run."""
+    from reference_arch.cli.runs import CliError, execute_run
+
+    class SignalledWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # bytecode to run the handler on, inside __del__
+
+    @dg.op
+    def collect_one():
+        SignalledWhenCollected()  # collected at once: the interrupt is raised, then ignored, in __del__
+
+    @dg.job
+    def interrupted_job():
+        collect_one()
+
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(CliError) as raised:
+        execute_run(interrupted_job, instance)
+    assert str(raised.value).startswith("interrupted (Ctrl-C or SIGTERM): run ") and "finished first" in str(raised.value)
