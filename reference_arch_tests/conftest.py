@@ -14,6 +14,17 @@ from reference_arch.testkit.environment import SECRETS_AND_SWITCHES
 from reference_arch.testkit.tiny_model import TINY_MODEL_NAME, build_tiny_model
 
 
+def pytest_configure(config):
+    """Homes of the session's own, for code a test runs without ``tmp_home``: CI found the suite had written
+    ``.reference_arch/cache/llm.sqlite`` into the checkout (the user's project home)."""
+    import tempfile
+
+    session = Path(tempfile.mkdtemp(prefix="reference-arch-tests-"))
+    os.environ["REFERENCE_ARCH_HOME"] = str(session / "home")  # never the user's, even when set
+    (session / "dagster_home").mkdir()
+    os.environ["DAGSTER_HOME"] = str(session / "dagster_home")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
