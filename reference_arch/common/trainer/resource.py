@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import dagster as dg
 
 from reference_arch.common.metadata import table
+from reference_arch.common.trainer.messages import WholeLineMessageReader
 from reference_arch.common.trainer.plot import loss_plot_markdown
 from reference_arch.common.trainer.spec import REPORT_TO, TrainSpec, TrainSpecError, parse_spec
 
@@ -174,7 +175,7 @@ class TrainerResource(dg.ConfigurableResource):
                     on_message(message)
 
         with dg.open_pipes_session(context=context, context_injector=dg.PipesTempFileContextInjector(),
-                                   message_reader=dg.PipesTempFileMessageReader(), extras=extras) as session:
+                                   message_reader=WholeLineMessageReader(), extras=extras) as session:
             process = subprocess.Popen(self.command(entry_point),
                                        env={**env, **session.get_bootstrap_env_vars()})
             try:
