@@ -209,3 +209,16 @@ def test_demo_rag_answer_keeps_each_citation_on_its_sentence_line(capsys):
     assert capsys.readouterr().out.splitlines()[1:4] == lines[lines.index("  Sources:"):][:3]
     print_answer({**record, "sources": [], "run_id": "r1"}, as_json=False)
     assert capsys.readouterr().out.splitlines()[1].startswith("-- model")  # no heading, no blank line
+
+
+def test_materialize_leaves_out_the_keys_it_is_told_to(tmp_home):
+    """The demo materializes finetune without its preference step, which it runs once, after the feedback round
+    (it ran DPO twice: before the verdicts and with them, 8 minutes each)."""
+    from reference_arch.cli import runs
+    from reference_arch.prompt.definitions import defs
+
+    keep = dg.AssetKey(["prompt", "template"])
+    others = frozenset(defs.resolve_asset_graph().get_all_asset_keys()) - {keep}
+    with dg.DagsterInstance.get() as instance:
+        results = runs.materialize_location("prompt", instance, echo=lambda *a, **k: None, exclude=others)
+    assert {e.asset_key for r in results for e in r.get_asset_materialization_events()} == {keep}

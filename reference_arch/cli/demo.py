@@ -199,9 +199,9 @@ def print_preference_round(inst) -> None:
     ``preference_tuned_model`` (DPO) -> ``preference_published_model``, behind the ``prefers_chosen`` gate."""
     import dagster as dg
 
-    from reference_arch.finetune.defs.preference import PAIRS_KEY, PUBLISHED_KEY, preference_result
+    from reference_arch.finetune.defs.preference import PAIRS_KEY, PREFERENCE_KEYS, preference_result
 
-    keys = [PAIRS_KEY, dg.AssetKey(["finetune", "preference_tuned_model"]), PUBLISHED_KEY]
+    keys = list(PREFERENCE_KEYS)
     print("\n== preference tuning (DPO) with these verdicts")
     run_id = str(uuid.uuid4())
     with heartbeat(inst, run_id, end_line=True):  # DPO takes minutes: its steps and loss, as materialize shows them
@@ -225,9 +225,11 @@ def print_preference_round(inst) -> None:
         return
     verdict = (f"published {outcome['published']}" if result.success and outcome["passed"] else
                "not published: the tuned model did not beat its base (the prefers_chosen gate held it back)")
-    print(f"  held-out pairs {outcome['heldout_pairs']}: the base prefers the chosen answer in "
-          f"{outcome['base_accuracy']:.0%} (mean margin {outcome['base_margin']:.2f} nats/token), the tuned model "
-          f"in {outcome['tuned_accuracy']:.0%} ({outcome['tuned_margin']:.2f}); {verdict}")
+    print(f"  held-out pairs {outcome['heldout_pairs']}: the tuned model's margin for the chosen answer rose over its "
+          f"base's on {outcome['reward_accuracy']:.0%} (DPO's implicit reward; mean {outcome['base_margin']:.2f} -> "
+          f"{outcome['tuned_margin']:.2f} nats/token); it rates the chosen answer likelier on "
+          f"{outcome['tuned_accuracy']:.0%}, its base on {outcome['base_accuracy']:.0%} (a generated pair's rejected "
+          f"answer is the base's own); {verdict}")
     if "answers_example_answer" in outcome:  # the third side of the fine-tuning comparison above
         print(f"  preference-tuned, on the held-out issue above: {outcome['answers_example_answer'] or '(empty answer)'}")
         print(f"  preference-tuned, on {outcome['answers_format_examples']} held-out examples: format "
@@ -241,10 +243,13 @@ def materialize_all(inst, expected: dict[str, str]) -> tuple[dict[str, float], l
     timings: dict[str, float] = {}
     checks: list[str] = []
     answered: dict[str, set[str]] = {}
+    from reference_arch.finetune.defs.preference import PREFERENCE_KEYS
+
     for location in LOCATIONS:
         print(f"== materialize {location}")
         started = time.perf_counter()
-        results = materialize_location(location, inst)
+        # preference tuning runs once, after the feedback round it learns from (print_preference_round)
+        results = materialize_location(location, inst, exclude=PREFERENCE_KEYS if location == "finetune" else frozenset())
         checks += check_summary(results, expected)
         for prefix, questions in questions_answered(results).items():
             answered.setdefault(prefix, set()).update(questions)

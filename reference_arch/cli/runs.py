@@ -153,11 +153,15 @@ def step_job(location: str, step: Step, defs):
                           jobs=[job]).resolve_job_def(name)
 
 
-def materialize_location(location: str, inst, echo=print) -> list:
-    """Materialize every asset and partition of a location; returns the run results."""
+def materialize_location(location: str, inst, echo=print, exclude: frozenset = frozenset()) -> list:
+    """Materialize every asset and partition of a location but the asset keys in ``exclude`` (with their
+    checks); returns the run results."""
     defs = load_defs(location)
     results = []
     for step in plan(defs):
+        step.keys = [key for key in step.keys if key not in exclude]
+        if not step.keys:
+            continue
         names = ", ".join(k.to_user_string() for k in step.keys)
         runs: list[dict] = [{}]
         if step.partitions_def is not None:

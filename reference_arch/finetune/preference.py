@@ -184,24 +184,24 @@ def margins(model_dir: str, encoded: list[dict]) -> list[float]:
             for (c, r), e in zip(answer_logprobs(model_dir, encoded), encoded)]
 
 
-# A tuned model that ranks the held-out pairs as often as its base must widen the mean margin by at least this
-# much (nats per token) to count as better; below it the difference is noise (a vanishing learning rate).
+# The mean margin must widen by at least this much (nats per token) to count; below it the difference is noise
+# (a vanishing learning rate).
 MARGIN_TOLERANCE = 0.01
 
 
 def beats_base(scores: dict) -> bool:
-    """The publication gate on ``preference_accuracy``'s scores: the tuned model prefers the chosen answer on
-    more held-out pairs than its base, or on all of them, as its base, with a mean margin wider by
-    ``MARGIN_TOLERANCE``. The tie-break is for a base already ranking every held-out pair right (an SFT model
-    trained on the maintainers' answers often does): accuracy cannot rise above 100%, the margin DPO widens
-    still can."""
+    """The publication gate on ``preference_accuracy``'s scores, on the held-out pairs: DPO's implicit reward
+    (the tuned model's margin over its base's) ranks the chosen answer above the rejected one on more than
+    half of them (TRL's ``rewards/accuracies``), the mean margin widens by ``MARGIN_TOLERANCE``, and the tuned
+    model prefers the chosen answer on no fewer pairs than its base.
+
+    Absolute preference accuracy alone cannot be the gate: a generated pair's rejected answer is the base
+    model's own greedy answer, which the base, and a model tuned from it, rate likelier than any other (a demo:
+    0% for both, while the mean margin rose from -3.23 to -1.46 nats per token)."""
     if not scores.get("pairs"):
         return False
-    if scores["tuned_accuracy"] != scores["base_accuracy"]:
-        return scores["tuned_accuracy"] > scores["base_accuracy"]
-    # At the ceiling only: below it, a wider margin at the same rate is not a better ranking (a model preferring
-    # the rejected answer on every pair, less surely than its base, was published at 0%).
-    return scores["base_accuracy"] == 1.0 and scores["tuned_margin"] > scores["base_margin"] + MARGIN_TOLERANCE
+    return (scores["reward_accuracy"] > 0.5 and scores["tuned_margin"] > scores["base_margin"] + MARGIN_TOLERANCE
+            and scores["tuned_accuracy"] >= scores["base_accuracy"])
 
 
 def preference_accuracy(base_dir: str, tuned_dir: str, encoded: list[dict]) -> dict:

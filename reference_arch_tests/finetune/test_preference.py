@@ -23,18 +23,18 @@ def resources(**settings):
             "preference_tuning": PreferenceTuningResource(base_model="registry:code-lm@latest", **settings)}
 
 
-def test_the_gate_needs_more_preferred_pairs_or_a_wider_margin_at_the_same_rate():
+def test_the_gate_is_the_implicit_reward_on_held_out_pairs():
     from reference_arch.finetune.preference import beats_base
 
-    scores = {"pairs": 10, "base_accuracy": 1.0, "tuned_accuracy": 1.0, "base_margin": 0.18, "tuned_margin": 7.55}
-    assert beats_base(scores)  # an SFT base already right on every pair: the margin decides (a demo's figures)
-    assert not beats_base({**scores, "tuned_margin": 0.185})  # within the tolerance: noise, not better
-    assert beats_base({**scores, "base_accuracy": 0.6, "tuned_accuracy": 0.7, "tuned_margin": 0.0})
-    assert not beats_base({**scores, "tuned_accuracy": 0.9})  # fewer pairs preferred, whatever the margin
+    # a demo's figures: the rejected answers are the base's own, so both rank 0% right, yet DPO moved every pair
+    scores = {"pairs": 9, "base_accuracy": 0.0, "tuned_accuracy": 0.0, "base_margin": -3.234, "tuned_margin": -1.462,
+              "reward_accuracy": 1.0}
+    assert beats_base(scores)
+    assert not beats_base({**scores, "reward_accuracy": 0.5})  # a coin: half the pairs moved the wrong way
+    assert not beats_base({**scores, "tuned_margin": -3.23})  # within the tolerance: noise, not better
+    assert not beats_base({**scores, "base_accuracy": 1.0, "tuned_accuracy": 0.9})  # fewer pairs ranked right
+    assert beats_base({**scores, "base_accuracy": 1.0, "tuned_accuracy": 1.0})  # at the ceiling the margin decides
     assert not beats_base({**scores, "pairs": 0})
-    # below the ceiling a wider margin is no better ranking (a trial saw 0% published as better than 0%)
-    assert not beats_base({**scores, "base_accuracy": 0.0, "tuned_accuracy": 0.0})
-    assert not beats_base({**scores, "base_accuracy": 0.5, "tuned_accuracy": 0.5})
 
 
 def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
@@ -106,7 +106,8 @@ def test_the_gate_blocks_a_model_no_better_than_its_base_and_publishes_a_better_
     assert preference.preference_result() == {
         "heldout_pairs": scores["pairs"], "base_accuracy": scores["base_accuracy"],
         "tuned_accuracy": scores["tuned_accuracy"], "base_margin": pytest.approx(scores["base_margin"], abs=1e-5),
-        "tuned_margin": pytest.approx(scores["tuned_margin"], abs=1e-5), "passed": True,
+        "tuned_margin": pytest.approx(scores["tuned_margin"], abs=1e-5),
+        "reward_accuracy": pytest.approx(scores["reward_accuracy"], abs=1e-5), "passed": True,
         "published": "registry:code-lm-preference@1", "run_id": result.run_id}
 
 

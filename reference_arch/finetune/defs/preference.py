@@ -26,6 +26,8 @@ from reference_arch.finetune.defs.evaluation import held_out_answer_scores, publ
 
 PAIRS_KEY = dg.AssetKey(["finetune", "preference_pairs"])
 PUBLISHED_KEY = dg.AssetKey(["finetune", "preference_published_model"])
+# The preference-tuning step, in order: pairs -> DPO -> the published model.
+PREFERENCE_KEYS = (PAIRS_KEY, dg.AssetKey(["finetune", "preference_tuned_model"]), PUBLISHED_KEY)
 
 
 def pairs_path() -> Path:
@@ -213,9 +215,10 @@ def preference_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineT
 @dg.asset_check(
     asset=preference_tuned_model,
     blocking=True,
-    description="On the held-out pairs, the tuned model prefers the chosen answer (log p(chosen) > "
-                "log p(rejected), per token) more often than its base does, or as often with a mean margin wider "
-                "by 0.01 nats per token (when the base already ranks every pair right). Else it is not published.",
+    description="On the held-out pairs, DPO's implicit reward (the tuned model's margin log p(chosen) - "
+                "log p(rejected), per token, over its base's) ranks the chosen answer first on more than half, the "
+                "mean margin widens by 0.01 nats per token, and the tuned model prefers the chosen answer on no fewer "
+                "pairs than its base. Else it is not published.",
 )
 def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: PreferenceTuningResource) -> dg.AssetCheckResult:
     from reference_arch.finetune.local_backend import load_chat_tokenizer
@@ -238,9 +241,10 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
         metadata={**{k: round(v, 6) if isinstance(v, float) else v for k, v in {**scores, **answers}.items()},
                   "base_model": record["base_model"]},
         description=None if passed else (
-            f"the tuned model prefers the chosen answer on {scores['tuned_accuracy']:.0%} of {len(encoded)} held-out "
-            f"pairs (mean margin {scores['tuned_margin']:.3f} nats/token), its base on {scores['base_accuracy']:.0%} "
-            f"({scores['base_margin']:.3f}): it will not be published"),
+            f"on {len(encoded)} held-out pairs the tuned model's margin rose over its base's on "
+            f"{scores['reward_accuracy']:.0%} (mean {scores['base_margin']:.3f} -> {scores['tuned_margin']:.3f} "
+            f"nats/token); it prefers the chosen answer on {scores['tuned_accuracy']:.0%}, its base on "
+            f"{scores['base_accuracy']:.0%}: it will not be published"),
     )
 
 
@@ -280,7 +284,7 @@ def preference_published_model(context: dg.AssetExecutionContext, fine_tuning: F
 
 def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
     """What the demo prints: ``{"heldout_pairs", "base_accuracy", "tuned_accuracy", "base_margin", "tuned_margin",
-    "passed", "published", "run_id"}`` and, when measured, ``answers_*`` (the tuned model's held-out answers, as
+    "reward_accuracy", "passed", "published", "run_id"}`` and, when measured, ``answers_*`` (the tuned model's held-out answers, as
     ``metrics.generated_answer_scores`` names them) of the last ``prefers_chosen`` check (accuracies are shares in [0, 1],
     margins nats per token, ``run_id`` the run that trained the model it judged; ``published`` is the registry spec
     of the newest version of ``output_name``, or None); ``dg.Failure`` when the check has not run."""
@@ -293,5 +297,6 @@ def preference_result(output_name: str = PREFERENCE_MODEL) -> dict:
         published = None
     return {"heldout_pairs": verdict["pairs"], "base_accuracy": verdict["base_accuracy"],
             "tuned_accuracy": verdict["tuned_accuracy"], "base_margin": verdict["base_margin"],
-            "tuned_margin": verdict["tuned_margin"], "passed": verdict["passed"], "published": published,
+            "tuned_margin": verdict["tuned_margin"], "reward_accuracy": verdict["reward_accuracy"],
+            "passed": verdict["passed"], "published": published,
             "run_id": verdict["run_id"], **{k: v for k, v in verdict.items() if k.startswith("answers_")}}
