@@ -79,9 +79,10 @@ def test_lora_is_trained_evaluated_published_and_answers(github_export, registry
     print_preference_round(instance)
     out = capsys.readouterr().out
     assert re.search(r"pairs: 1 from feedback, \d+ from generated", out), out
-    assert re.search(r"held-out pairs \d+: the base prefers the chosen answer in \d+% \(mean margin -?[\d.]+ "
-                     r"nats/token\), the tuned model in \d+% \(-?[\d.]+\); "
-                     r"(published registry:code-lm-preference@1|not published)", out), out
+    assert re.search(r"held-out pairs \d+: the tuned model's margin for the chosen answer rose over its base's on "
+                     r"\d+% \(DPO's implicit reward; mean -?[\d.]+ -> -?[\d.]+ nats/token\); it rates the chosen "
+                     r"answer likelier on \d+%, its base on \d+% \(a generated pair's rejected answer is the base's "
+                     r"own\); (published registry:code-lm-preference@1|not published)", out), out
     if "published registry" in out:
         assert ModelRegistry().get("code-lm-preference").card["base_model"] == "registry:code-lm-github@1"
     # the third side of the comparison: the tuned model's answers to the held-out grounded prompts
