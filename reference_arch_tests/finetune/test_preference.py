@@ -37,6 +37,17 @@ def test_the_gate_is_the_implicit_reward_on_held_out_pairs():
     assert not beats_base({**scores, "pairs": 0})
 
 
+def test_answers_that_lose_the_format_fail_the_gate():
+    """A demo's DPO model: implicit reward up on every held-out pair, format 83% -> 0% of 6 answers (published)."""
+    from reference_arch.finetune.preference import answers_worse
+
+    base = {"format_examples": 6, "format_compliance": 5 / 6, "groundedness": 0.33}
+    assert answers_worse({**base, "format_compliance": 0.0, "groundedness": 0.28}, base) == "format 0.83 -> 0.00"
+    assert answers_worse({**base, "format_compliance": 4 / 6}, base) == ""  # one answer of six: noise
+    assert answers_worse({**base, "groundedness": 0.1}, base) == "groundedness 0.33 -> 0.10"
+    assert answers_worse({}, base) == answers_worse(base, {}) == ""  # nothing measured: the pairs decide
+
+
 def test_preference_tuning_follows_sft_unless_fine_tuning_is_remote():
     tuning = PreferenceTuningResource()
     assert tuning.resolved_base_model(FineTuningResource(backend="local")) == "registry:code-lm-github@latest"

@@ -218,11 +218,12 @@ def preference_tuned_model(context: dg.AssetExecutionContext, fine_tuning: FineT
     description="On the held-out pairs, DPO's implicit reward (the tuned model's margin log p(chosen) - "
                 "log p(rejected), per token, over its base's) ranks the chosen answer first on more than half, the "
                 "mean margin widens by 0.01 nats per token, and the tuned model prefers the chosen answer on no fewer "
-                "pairs than its base. Else it is not published.",
+                "pairs than its base; and its answers to the held-out grounded prompts keep its base's format and "
+                "groundedness (within one answer). Else it is not published.",
 )
 def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: PreferenceTuningResource) -> dg.AssetCheckResult:
     from reference_arch.finetune.local_backend import load_chat_tokenizer
-    from reference_arch.finetune.preference import HELDOUT, beats_base, encode_pair, preference_accuracy
+    from reference_arch.finetune.preference import HELDOUT, answers_worse, beats_base, encode_pair, preference_accuracy
 
     record = read_json(record_path(), "preference-tuned model")
     tokenizer = load_chat_tokenizer(record["base_path"])
@@ -230,10 +231,13 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
     encoded = [e for e in (encode_pair(tokenizer, p, fine_tuning.system_prompt, preference_tuning.max_seq_len)
                            for p in heldout) if e]
     scores = preference_accuracy(record["base_path"], record["model"], encoded)
-    passed = beats_base(scores)
-    # Reported beside the gate, as for the fine-tuned model: its answers to the same held-out grounded prompts
+    # Its answers to the held-out grounded prompts, and its base's: a wider margin must not cost the format
     answers = held_out_answer_scores(record["model"], record["base_model"], fine_tuning) or {}
-    answers = {f"answers_{k}": v for k, v in answers.items()}
+    base_answers = held_out_answer_scores(record["base_path"], record["base_model"], fine_tuning) if answers else {}
+    worse = answers_worse(answers, base_answers or {})
+    passed = beats_base(scores) and not worse
+    answers = {**{f"answers_{k}": v for k, v in answers.items()},
+               **{f"base_answers_{k}": v for k, v in (base_answers or {}).items() if k != "example_answer"}}
     write_json(verdict_path(), {**scores, **answers, "passed": passed, "run_id": record["run_id"],
                                 "model": record["model"]})
     return dg.AssetCheckResult(
@@ -244,7 +248,8 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
             f"on {len(encoded)} held-out pairs the tuned model's margin rose over its base's on "
             f"{scores['reward_accuracy']:.0%} (mean {scores['base_margin']:.3f} -> {scores['tuned_margin']:.3f} "
             f"nats/token); it prefers the chosen answer on {scores['tuned_accuracy']:.0%}, its base on "
-            f"{scores['base_accuracy']:.0%}: it will not be published"),
+            f"{scores['base_accuracy']:.0%}{'; its answers are worse: ' + worse if worse else ''}: it will not be "
+            "published"),
     )
 
 
