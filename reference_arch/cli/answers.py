@@ -28,7 +28,9 @@ def ask(target: str, question: str, inst=None, template: str | None = None, *, k
     refused(target, template=template, k=k, mode=mode, model=model)  # before any question or definitions
     repaired = repair_text(question)[1]
     if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are)
-        print(f"note: the question held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
+        held = ("1 byte that is not valid UTF-8; it was" if repaired == 1 else
+                f"{repaired} bytes that are not valid UTF-8; they were")
+        print(f"note: the question held {held} replaced with U+FFFD",
               file=sys.stderr)
     try:
         question = validate_question(question)

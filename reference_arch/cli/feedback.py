@@ -20,7 +20,9 @@ def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> di
 
     repaired = repair_text(comment or "")[1]
     if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are), as for a question
-        print(f"note: the comment held {repaired} bytes that are not valid UTF-8; they were replaced with U+FFFD",
+        held = ("1 byte that is not valid UTF-8; it was" if repaired == 1 else
+                f"{repaired} bytes that are not valid UTF-8; they were")
+        print(f"note: the comment held {held} replaced with U+FFFD",
               file=sys.stderr)
     try:
         check_verdict(verdict)  # before any run: a typo or an over-long comment makes no failed run

@@ -175,7 +175,7 @@ def materialize_location(location: str, inst, echo=print, exclude: frozenset = f
             else:
                 runs = [{"partition_key": k} for k in keys]
         label = f"{len(runs)} run(s)" if len(runs) > 1 else (
-            f"{len(keys)} partitions in one run" if step.partitions_def is not None else "1 run")
+            f"{len(keys)} partition{'s' if len(keys) != 1 else ''} in one run" if step.partitions_def is not None else "1 run")
         echo(f"  [{location}] {names} ({label})", end="", flush=True)
         started = time.perf_counter()
         job = step_job(location, step, defs)

@@ -26,6 +26,9 @@ def test_a_long_comment_is_refused_and_bytes_are_repaired_through_the_cli(regist
     assert err == ["note: the comment held 2 bytes that are not valid UTF-8; they were replaced with U+FFFD"]
     [record] = read_feedback()
     assert record["comment"] == "wrong, see caf\ufffd \ufffd" and record["verdict"] == "down"
+    assert main(["feedback", first["run_id"], "down", "--comment", UNDECODABLE.rsplit(" ", 1)[0]]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [  # one byte: it said "1 bytes that are"
+        "note: the comment held 1 byte that is not valid UTF-8; it was replaced with U+FFFD"]
 
 
 def test_feedback_job_bounds_and_repairs_the_comment_as_the_ui_launches_it(registry_with_tiny_model, capsys):
