@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_arch.cli.progress import heartbeat
+from reference_arch.cli.progress import INDENT, heartbeat
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
 
@@ -157,6 +157,7 @@ def materialize_location(location: str, inst, echo=print, exclude: frozenset = f
     """Materialize every asset and partition of a location but the asset keys in ``exclude`` (with their
     checks); returns the run results."""
     defs = load_defs(location)
+    exclude = exclude | switched_off(defs, echo, location)
     results = []
     for step in plan(defs):
         step.keys = [key for key in step.keys if key not in exclude]
@@ -179,21 +180,66 @@ def materialize_location(location: str, inst, echo=print, exclude: frozenset = f
         echo(f"  [{location}] {names} ({label})", end="", flush=True)
         started = time.perf_counter()
         job = step_job(location, step, defs)
+        progress_shown = False  # after a progress line, the step's end goes on a line of its own
         for run in runs:
             run_id = str(uuid.uuid4())
-            with heartbeat(inst, run_id, echo):
+            with heartbeat(inst, run_id, echo) as view:
                 try:
                     result = execute_run(job, inst, run_config=QUIET, run_id=run_id, **run)
                 except CliError as err:  # interrupted: which location's run
-                    echo(" INTERRUPTED")
+                    echo(_step_end("INTERRUPTED", view.printed))
                     raise CliError(f"{location}: {err}") from None
+            progress_shown = progress_shown or view.printed
             results.append(result)
             if not result.success:
-                echo(" FAILED")
+                echo(_step_end("FAILED", view.printed))
                 raise CliError(f"{location}: {first_failure(result)} (run {result.run_id})")
-            echo(".", end="", flush=True)
-        echo(f" ok ({time.perf_counter() - started:.1f}s)")
+            if not view.printed:
+                echo(".", end="", flush=True)
+        echo(_step_end(f"ok ({time.perf_counter() - started:.1f}s)", progress_shown))
     return results
+
+
+def note_input(what: str, text: str, sent: str) -> None:
+    """On stderr, what the command changed in the user's ``text`` before sending it as ``sent``: bytes that
+    were not UTF-8 (the shell passes them through as they are), and secrets masked (a trial saw its token
+    vanish from the answer, unexplained)."""
+    from reference_arch.common.redaction import placeholder_counts
+    from reference_arch.common.unicode_text import repair_text
+
+    repaired = repair_text(text or "")[1]
+    if repaired:
+        held = ("1 byte that is not valid UTF-8; it was" if repaired == 1 else
+                f"{repaired} bytes that are not valid UTF-8; they were")
+        print(f"note: the {what} held {held} replaced with U+FFFD", file=sys.stderr)
+    masked = placeholder_counts(sent) - placeholder_counts(text or "")
+    if masked:
+        kinds = ", ".join(f"{n} {'secret' if kind.startswith('secret:') else kind}{'s' if n != 1 else ''}"
+                          + (f" ({kind[7:]})" if kind.startswith("secret:") else "") for kind, n in sorted(masked.items()))
+        print(f"note: the {what} held {kinds}; masked before any model, log or the run database saw it "
+              "(REFERENCE_ARCH_REDACT)", file=sys.stderr)
+
+
+def switched_off(defs, echo, location: str) -> frozenset:
+    """The assets of a source switched off (``REFERENCE_ARCH_RAG_SOURCES``, or other sources configured: their
+    ``dlt_source`` metadata), named in one line: each would be a run per partition that loads nothing (a trial
+    with ``RAG_SOURCES=docs`` watched the GitHub and Slack steps run)."""
+    from reference_arch.common.settings import SOURCES_ENV, enabled_sources
+
+    enabled = enabled_sources()
+    off = {key: spec.metadata["dlt_source"] for key, spec in
+           ((key, defs.resolve_asset_graph().get(key)) for key in defs.resolve_asset_graph().get_all_asset_keys())
+           if spec.metadata.get("dlt_source") not in (None, *enabled)}
+    if off:
+        echo(f"  [{location}] {', '.join(sorted(set(off.values())))} switched off ({SOURCES_ENV}, or other sources "
+             f"configured): {len(off)} asset{'s' if len(off) != 1 else ''} skipped")
+    return frozenset(off)
+
+
+def _step_end(word: str, after_progress: bool) -> str:
+    """A step's last word: after its line (`` ok (3.1s)``), or on a line of its own under its progress lines
+    (a trial read ``step 300/300 (100%), loss 3.2000 ok (152.0s)``, the time as part of the loss)."""
+    return f"\n{INDENT}{word}" if after_progress else f" {word}"
 
 
 def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, **kwargs):
@@ -211,6 +257,8 @@ def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, 
     # Dagster raises an interrupt from its signal handler; raised inside a garbage-collection callback it is
     # "ignored" by Python and the run goes on. The wakeup fd records every signal whatever its handler does.
     seen, previous_fd = (_signal_log() if main_thread else (None, None))
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(previous_hook)
     try:
         result = job.execute_in_process(instance=inst, run_id=run_id, raise_on_error=False,
                                         tags={**(tags or {}), **in_process_run_tags()}, **kwargs)
@@ -220,12 +268,24 @@ def execute_run(job, inst, run_id: str | None = None, tags: dict | None = None, 
             inst.report_run_canceled(run, message="interrupted (Ctrl-C or SIGTERM) before it finished")
         raise CliError(f"interrupted (Ctrl-C or SIGTERM): run {run_id} canceled") from None
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         interrupted = _interrupted(seen, previous_fd) if seen is not None else False
     if interrupted and result.success:
         raise CliError(f"interrupted (Ctrl-C or SIGTERM): run {run_id} finished first; nothing after it ran")
     return result
+
+
+def _quiet_interrupts(previous_hook):
+    """An unraisable hook that drops an interrupt raised where Python cannot raise it (a garbage-collection
+    callback): Python would print its traceback (CI saw one from SQLAlchemy's weakref callback), and the wakeup
+    fd has recorded the signal already. Anything else goes to ``previous_hook``."""
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt) and \
+                type(unraisable.exc_value).__name__ != "DagsterExecutionInterruptedError":
+            previous_hook(unraisable)
+    return hook
 
 
 def _signal_log():
