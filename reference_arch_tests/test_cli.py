@@ -222,3 +222,29 @@ def test_materialize_leaves_out_the_keys_it_is_told_to(tmp_home):
     with dg.DagsterInstance.get() as instance:
         results = runs.materialize_location("prompt", instance, echo=lambda *a, **k: None, exclude=others)
     assert {e.asset_key for r in results for e in r.get_asset_materialization_events()} == {keep}
+
+
+@dg.asset(key=["rag", "docs_pages"], metadata={"dlt_source": "docs"})
+def docs_pages() -> None:
+    pass
+
+
+@dg.asset(key=["rag", "github_issues"], metadata={"dlt_source": "github"})
+def github_issues() -> None:
+    pass
+
+
+def test_materialize_leaves_out_the_sources_switched_off(monkeypatch):
+    """A trial with REFERENCE_ARCH_RAG_SOURCES=docs watched the GitHub and Slack steps run (a run per partition
+    each, loading nothing); they are now named once and left out."""
+    from reference_arch.cli import runs
+
+    monkeypatch.setenv("REFERENCE_ARCH_RAG_SOURCES", "docs")
+    monkeypatch.setattr(runs, "load_defs", lambda location: dg.Definitions(assets=[docs_pages, github_issues]))
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        results = runs.materialize_location("rag", instance, echo=lambda text="", end="\n", **_: lines.append(text + end))
+    printed = "".join(lines)
+    assert printed.startswith("  [rag] github switched off (REFERENCE_ARCH_RAG_SOURCES, or other sources configured): "
+                              "1 asset skipped\n"), printed
+    assert [e.asset_key for r in results for e in r.get_asset_materialization_events()] == [docs_pages.key]

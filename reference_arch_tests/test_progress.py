@@ -100,3 +100,25 @@ def test_a_runs_progress_is_read_from_its_event_log_while_it_runs():
     # The first report at once; the second within 30 s of it, so at the end.
     assert lines == ["\n    demo/training: step 1/2 (50%), loss 3.0000",
                      "\n    demo/training: step 2/2 (100%), loss 2.5000"]
+
+
+@dg.asset(key=["demo", "quiet"])
+def quiet_asset() -> None:
+    pass
+
+
+def test_a_steps_end_goes_under_its_progress_lines(monkeypatch):
+    """A trial read ``step 2/2 (100%), loss 2.5000 ok (1.0s)``: the time looked like part of the loss line."""
+    from reference_arch.cli import runs
+
+    printed = {}
+    for asset in (logging_asset, quiet_asset):
+        monkeypatch.setattr(runs, "load_defs", lambda location, asset=asset: dg.Definitions(assets=[asset]))
+        lines: list[str] = []
+        with dg.DagsterInstance.ephemeral() as inst:
+            runs.materialize_location("demo", inst, echo=_collect(lines))
+        printed[asset.key.path[-1]] = "".join(lines)
+    training = printed["training"]
+    assert training.startswith("  [demo] demo/training (1 run)\n    demo/training: step 1/2 (50%), loss 3.0000\n"), training
+    assert "loss 2.5000\n    ok (" in training and "loss 2.5000 ok" not in training, training
+    assert printed["quiet"].startswith("  [demo] demo/quiet (1 run). ok ("), printed["quiet"]  # no progress: one line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs
+from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs, note_input
 
 ASK_TARGETS = {  # ask target -> (location, job, answer asset's location prefix)
     "prompt": ("prompt", "prompt_question_job", "prompt"),
@@ -22,21 +22,16 @@ def ask(target: str, question: str, inst=None, template: str | None = None, *, k
     import dagster as dg
 
     from reference_arch.common.questions import question_run_config, validate_question
-    from reference_arch.common.unicode_text import repair_text
 
     location, job_name, prefix = ASK_TARGETS[target]
     refused(target, template=template, k=k, mode=mode, model=model)  # before any question or definitions
-    repaired = repair_text(question)[1]
-    if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are)
-        held = ("1 byte that is not valid UTF-8; it was" if repaired == 1 else
-                f"{repaired} bytes that are not valid UTF-8; they were")
-        print(f"note: the question held {held} replaced with U+FFFD",
-              file=sys.stderr)
     try:
-        question = validate_question(question)
-        run_config = {**question_run_config(prefix, question), **QUIET}  # the question masked: no secret in runs.db
+        validated = validate_question(question)
+        run_config = {**question_run_config(prefix, validated), **QUIET}  # the question masked: no secret in runs.db
     except ValueError as err:  # QuestionError, or a REFERENCE_ARCH_REDACT that names no type
         raise CliError(str(err)) from None
+    note_input("question", question, run_config["ops"][f"{prefix}__question"]["config"]["question"])
+    question = validated
     defs = load_defs(location)
     try:
         job = defs.resolve_job_def(job_name)

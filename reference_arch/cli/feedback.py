@@ -3,7 +3,7 @@ recorded by the prompt location's ``feedback_job`` on the project's instance (so
 
 from __future__ import annotations
 
-from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs
+from reference_arch.cli.runs import QUIET, CliError, execute_run, first_failure, instance, load_defs, note_input
 
 
 def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> dict:
@@ -11,25 +11,17 @@ def give_feedback(run_id: str, verdict: str, comment: str = "", inst=None) -> di
     values (``approval_rate``, ``up``, ``down``, ``total`` of the day, ``all_time_*``, ...) plus the
     feedback ``run_id``. ``CliError`` (one line) for a refused verdict: bad verdict, unknown run, not a
     question run, or a second verdict on the same run."""
-    import sys
-
     import dagster as dg
 
     from reference_arch.common.feedback import check_verdict, feedback_run_config
-    from reference_arch.common.unicode_text import repair_text
 
-    repaired = repair_text(comment or "")[1]
-    if repaired:  # bytes that are not UTF-8 (the shell passes them through as they are), as for a question
-        held = ("1 byte that is not valid UTF-8; it was" if repaired == 1 else
-                f"{repaired} bytes that are not valid UTF-8; they were")
-        print(f"note: the comment held {held} replaced with U+FFFD",
-              file=sys.stderr)
     try:
         check_verdict(verdict)  # before any run: a typo or an over-long comment makes no failed run
         # the comment repaired and masked: runs.db holds neither a secret nor undecodable bytes
         config = {**feedback_run_config(run_id, verdict, comment), **QUIET}
     except ValueError as err:  # FeedbackError; a REFERENCE_ARCH_REDACT that names no type
         raise CliError(str(err)) from None
+    note_input("comment", comment, config["ops"]["record_feedback"]["config"]["comment"])
     job = load_defs("prompt").resolve_job_def("feedback_job")
     result = execute_run(job, inst or instance(), run_config=config)
     if not result.success:

@@ -51,3 +51,21 @@ def test_feedback_job_bounds_and_repairs_the_comment_as_the_ui_launches_it(regis
     assert judge(first["run_id"], "up", "short and right").success
     assert judge(second["run_id"], "down", "half an emoji \ud83d").success  # JSON run config may hold "\ud83d"
     assert [r["comment"] for r in read_feedback()] == ["short and right", "half an emoji \ufffd"]
+
+
+def test_a_secret_masked_in_a_question_or_comment_is_said(registry_with_tiny_model, capsys):
+    """A trial pasted a token into a question and saw it vanish from the answer, unexplained."""
+    from reference_arch_tests.fake_secrets import GITHUB_TOKEN
+
+    answered = ask_json(f"Why does {GITHUB_TOKEN} fail for user a@example.com?", capsys)
+    assert GITHUB_TOKEN not in str(answered)
+    # ask_json read the output: ask again for stderr
+    assert main(["ask", "prompt", f"Why does {GITHUB_TOKEN} fail?"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "note: the question held 1 secret (github_token); masked before any model, log or the run database saw "
+        "it (REFERENCE_ARCH_REDACT)"]
+    assert main(["feedback", answered["run_id"], "down", "--comment", f"leaked {GITHUB_TOKEN} and a@example.com"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "note: the comment held 1 email, 1 secret (github_token); masked before any model, log or the run database "
+        "saw it (REFERENCE_ARCH_REDACT)"]
+    assert GITHUB_TOKEN not in read_feedback()[0]["comment"]
