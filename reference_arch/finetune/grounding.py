@@ -23,6 +23,11 @@ SOURCE_CHARS = 160
 QUESTION_CHARS = 240
 SOURCES = 3
 _FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+# A reply's opening thanks or greeting ("Thanks for the clear report, Hannah!"): 37 of the sample export's 94
+# comments open with one. Learned as the answer's first sentence, the tuned model answered every question
+# with thanks (a demo: "Thank you for the clear report, Hannah! [2]").
+_COURTESY = re.compile(r"(?i)^(thanks|thank you|many thanks|great (catch|question|suggestion|find|idea)|good (catch|find|"
+                       r"question)|nice (catch|find)|hi|hello|hey|sorry)\b")
 
 
 def _rank(*parts: object) -> int:
@@ -30,10 +35,14 @@ def _rank(*parts: object) -> int:
 
 
 def _sentences(answer: str) -> list[str]:
-    """The reply's sentences, fenced code left out."""
+    """The reply's sentences, fenced code and its opening thanks or greetings left out."""
     from sentencex import segment
 
-    return [s.strip() for s in segment("en", " ".join(_FENCE.sub(" ", answer).split())) if s.strip()]
+    sentences = [s.strip() for s in segment("en", " ".join(_FENCE.sub(" ", answer).split())) if s.strip()]
+    while sentences and _COURTESY.match(sentences[0]) and (sentences[0].endswith("!") or "`" not in sentences[0]):
+        # "Thanks, `x=1` fixes it." stays: thanks that hold code may hold the answer
+        sentences.pop(0)
+    return sentences
 
 
 def reply_text(answer: str) -> str:
@@ -44,7 +53,7 @@ def reply_text(answer: str) -> str:
         if len(" ".join([*kept, sentence])) > SOURCE_CHARS:
             break
         kept.append(sentence)
-    return " ".join(kept) if kept else " ".join(_FENCE.sub(" ", answer).split())[:SOURCE_CHARS]
+    return " ".join(kept) if kept else " ".join(_sentences(answer) or _FENCE.sub(" ", answer).split())[:SOURCE_CHARS]
 
 
 def reply_source(pair: dict) -> dict:

@@ -29,3 +29,15 @@ def test_code_is_not_shown_or_learned():
     reply = "Set `null_values` instead. ```python\nread(null_values=['NA'])\n``` That fixes it."
     assert reply_source({"question": "q", "answer": reply})["text"] == "Set `null_values` instead. That fixes it."
     assert grounded_target(reply, 1) == "Set `null_values` instead. [1] That fixes it. [1]"
+
+
+def test_opening_thanks_are_not_shown_or_learned():
+    """A demo's tuned model answered a CSV question "Thank you for the clear report, Hannah! [2]": 37 of the
+    sample's 94 replies open with thanks, and the target was the reply's first sentence."""
+    reply = "Thanks for the clear report, Hannah! Great catch. Pass `sep=';'` to `read_csv`. It then parses."
+    assert reply_source({"question": "q", "answer": reply})["text"] == "Pass `sep=';'` to `read_csv`. It then parses."
+    assert grounded_target(reply, 1) == "Pass `sep=';'` to `read_csv`. [1] It then parses. [1]"
+    assert grounded_target("Thanks, `sep=';'` fixes it.", 1) == "Thanks, `sep=';'` fixes it. [1]"  # an answer
+    replies = [c["body"] for c in json.loads(COMMENTS.read_text()) if c.get("body")]
+    openings = [grounded_target(r, 1) for r in replies]
+    assert not [t for t in openings if t and t.lower().startswith(("thank", "great", "good catch", "hi "))]
