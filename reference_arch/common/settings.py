@@ -228,6 +228,13 @@ SETTINGS: tuple[Setting, ...] = (
             unset="all-MiniLM-L6-v2 (`text-embedding-3-small` with `openai`)"),
     Setting("REFERENCE_ARCH_DEVICE", Kind("`auto`, `cpu`, `mps`, `cuda` or `cuda:N`", "auto, cpu, mps, cuda or cuda:N",
                                           _device), "auto", "where training runs"),
+    Setting("REFERENCE_ARCH_TRAINER_LAUNCHER", choice("subprocess", "torchrun", "k8s"), "subprocess",
+            "how training runs: a process here, `torchrun` across this node's GPUs, or a Kubernetes pod "
+            "(`PipesK8sClient`; needs `REFERENCE_ARCH_TRAINER_IMAGE`)"),
+    Setting("REFERENCE_ARCH_TRAINER_PROCESSES", whole_number(1, "a whole number above 0"), "1",
+            "training processes per node under `torchrun` (one per GPU); the GPUs of a `k8s` pod"),
+    Setting("REFERENCE_ARCH_TRAINER_IMAGE", TEXT, None,
+            "the image of the `k8s` training pod (the project's image built with CUDA torch)", unset="none"),
     Setting("REFERENCE_ARCH_EXECUTOR", choice("k8s", "default", fold_case=True), None,
             "the jobs' executor: a Kubernetes Job per step, or Dagster's default", unset="`default`"),
     Setting("REFERENCE_ARCH_REDACT", name_list(REDACT_TYPES, kind="type", all_word="all"), "all",

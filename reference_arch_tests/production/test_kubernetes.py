@@ -207,3 +207,55 @@ def test_remote_trainer_runs_the_entry_point_in_a_pod_and_reports_back(tmp_path,
     assert k8s.deleted == [created["metadata"]["name"]]
     logs = [e.message for e in instance.all_logs(result.run_id)]
     assert any("stub trainer on cuda" in message for message in logs)
+
+
+@pytest.mark.parametrize("launcher", ["subprocess", "torchrun", "k8s"])
+def test_the_launcher_setting_moves_training_with_no_asset_change(launcher, tmp_path, instance, monkeypatch):
+    """REFERENCE_ARCH_TRAINER_LAUNCHER picks where one unchanged asset's training runs: a process here,
+    torchrun here, or a pod (PipesK8sClient from ~/.kube/config, here the local Kubernetes stand-in); the
+    messages and the checkpoint come back the same way from each."""
+    from reference_arch.common.resources import trainer_resource
+    from reference_arch_tests.production.fake_kubernetes import FakeKubernetes
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("REFERENCE_ARCH_TRAINER_LAUNCHER", launcher)
+    monkeypatch.setenv("REFERENCE_ARCH_HOME", str(home))
+    if launcher == "k8s":
+        monkeypatch.setenv("REFERENCE_ARCH_TRAINER_IMAGE", "reference-arch:cuda")
+        monkeypatch.setenv("REFERENCE_ARCH_TRAINER_PROCESSES", "1")
+    received: list[dict] = []
+
+    @dg.asset
+    def trained_model(context, trainer: TrainerResource) -> dg.MaterializeResult:  # the same for every launcher
+        run = trainer.run(context, {"run_name": "r1"}, on_message=received.append,
+                          entry_point="reference_arch_tests.production.pipes_trainer_stub")
+        return dg.MaterializeResult(metadata={"device": run.summary["device"]})
+
+    with FakeKubernetes(tmp_path, mounts={HOME_MOUNT: str(home)}) as k8s:
+        # what $KUBECONFIG or ~/.kube/config would give (the client reads $KUBECONFIG once, on import)
+        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(k8s.kubeconfig))
+        result = dg.materialize([trained_model], instance=instance, resources={"trainer": trainer_resource()})
+    assert result.success
+    assert [m["event"] for m in received] == ["start", "metrics", "checkpoint", "done"]
+    assert (home / "runs" / "r1" / "checkpoint-1" / "checkpoint.json").is_file()
+    assert len(k8s.created) == (launcher == "k8s")
+    if launcher == "k8s":
+        container = k8s.created[0]["spec"]["containers"][0]
+        assert container["image"] == "reference-arch:cuda" and container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_the_k8s_launcher_without_an_image_fails_in_one_line(monkeypatch, instance):
+    monkeypatch.setenv("REFERENCE_ARCH_TRAINER_LAUNCHER", "k8s")
+    from reference_arch.common.resources import trainer_resource
+
+    @dg.asset
+    def trained_model(context, trainer: TrainerResource) -> None:
+        trainer.run(context, {"run_name": "r1"})
+
+    result = dg.materialize([trained_model], instance=instance, resources={"trainer": trainer_resource()},
+                            raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.error.message.strip().endswith(
+        "the k8s trainer launcher needs its pod's image: set REFERENCE_ARCH_TRAINER_IMAGE (or the trainer "
+        "resource's pod.image)")

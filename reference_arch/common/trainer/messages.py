@@ -10,17 +10,22 @@ parsed once its newline has arrived.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from contextlib import contextmanager
 
 import dagster as dg
 from dagster_pipes import PipesDefaultMessageWriter
+
+from reference_arch.common.metadata import table
+from reference_arch.common.trainer.plot import loss_plot_markdown
 
 POLL_S = 0.01  # as Dagster's own tail
 
@@ -74,3 +79,54 @@ class WholeLineMessageReader(dg.PipesMessageReader):
 
     def no_messages_debug_text(self) -> str:
         return "Attempted to read messages from a local temporary file."
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What one run of the entry point reported."""
+
+    summary: dict[str, Any]  # the entry point's final "done" message
+    started: dict[str, Any]  # its "start" message: device, resumed_from_step, parameters
+    curve: list[dict[str, Any]]  # one "metrics" message per log step
+    checkpoints: list[dict[str, Any]]  # one "checkpoint" message per checkpoint saved in this run
+
+    def metadata(self) -> dict[str, Any]:
+        """Numeric metadata for the asset (the UI plots it across materializations), and this run's loss curve
+        as a table (``train/loss_curve``) and a plot (``train/loss_plot``)."""
+        s = self.summary
+        numbers = {k: s.get(k) for k in ("global_step", "steps_this_run", "resumed_from_step", "tokens_seen",
+                                         "train_loss", "last_loss", "eval_loss", "tokens_per_s", "mfu",
+                                         "runtime_s", "total_params", "trainable_params")}
+        meta: dict[str, Any] = {f"train/{k}": float(v) if isinstance(v, float) else v
+                                for k, v in numbers.items() if v is not None}
+        if self.curve:
+            meta["train/loss_curve"] = table(
+                [{"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
+                  "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])} for m in self.curve],
+                [("step", "int"), ("loss", "float"), ("lr", "float"), ("tokens_per_s", "float"), ("mfu", "float")])
+            plot = loss_plot_markdown(self.curve)
+            if plot is not None:  # the same curve as a picture (a PNG in Markdown), shown in the UI
+                meta["train/loss_plot"] = dg.MetadataValue.md(plot)
+        meta["train/device"] = str(self.started.get("device", ""))
+        return meta
+
+
+def training_run(returncode: int, messages: Sequence[Any]) -> TrainingRun:
+    """What a run of the entry point reported (its Pipes custom messages), or ``dg.Failure`` naming why it
+    ended without its "done" message."""
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for m in messages:
+        if isinstance(m, dict):
+            by_event.setdefault(m.get("event", ""), []).append(m)
+    if returncode != 0 or not by_event.get("done"):
+        errors = [m["message"] for m in by_event.get("error", [])]
+        saved = by_event.get("checkpoint", [])
+        reason = errors[-1] if errors else (
+            f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}")
+        raise dg.Failure(
+            description=f"training failed: {reason}."
+            + (f" Checkpoints up to step {saved[-1]['step']} are saved; re-run to resume." if saved else ""),
+            metadata={"returncode": returncode, "checkpoints_saved": len(saved)},
+        )
+    return TrainingRun(summary=by_event["done"][-1], started=(by_event.get("start") or [{}])[-1],
+                       curve=by_event.get("metrics", []), checkpoints=by_event.get("checkpoint", []))

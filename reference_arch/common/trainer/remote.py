@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
 
 import dagster as dg
 
 from reference_arch.common.trainer.device import pick_device
-from reference_arch.common.trainer.resource import DEFAULT_ENTRY_POINT, TrainerResource, TrainingRun
+from reference_arch.common.trainer.messages import TrainingRun, training_run
 from reference_arch.common.trainer.spec import TrainSpec
 
+if TYPE_CHECKING:
+    from reference_arch.common.trainer.resource import TrainerResource
+
 HOME_MOUNT = "/data/reference_arch"
+DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
 
 
 class K8sTrainerPod(dg.Config):
@@ -43,7 +47,7 @@ class K8sTrainerPod(dg.Config):
 def pod_gpus(trainer: TrainerResource, pod: K8sTrainerPod) -> int:
     if pod.gpus is not None:
         return pod.gpus
-    return trainer.nproc_per_node if trainer.launcher == "torchrun" else 1
+    return trainer.nproc_per_node if trainer.launcher in ("torchrun", "k8s") else 1
 
 
 def pod_command(trainer: TrainerResource, entry_point: str) -> list[str]:
@@ -129,4 +133,4 @@ def run_on_kubernetes(context: dg.AssetExecutionContext, trainer: TrainerResourc
     for message in messages:
         if on_message is not None and isinstance(message, dict):
             on_message(message)
-    return TrainerResource._result(0, messages)  # a failed pod already raised; a missing "done" raises here
+    return training_run(0, messages)  # a failed pod already raised; a missing "done" raises here

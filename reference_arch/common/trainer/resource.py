@@ -15,7 +15,6 @@ asset that calls it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -23,16 +22,15 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import dagster as dg
 
-from reference_arch.common.metadata import table
-from reference_arch.common.trainer.messages import WholeLineMessageReader
-from reference_arch.common.trainer.plot import loss_plot_markdown
+from reference_arch.common.trainer.messages import TrainingRun, WholeLineMessageReader, training_run
+from reference_arch.common.trainer.remote import DEFAULT_ENTRY_POINT, K8sTrainerPod, run_on_kubernetes
 from reference_arch.common.trainer.spec import REPORT_TO, TrainSpec, TrainSpecError, parse_spec
 
-DEFAULT_ENTRY_POINT = "reference_arch.common.trainer.entry"
+LAUNCHERS = ("subprocess", "torchrun", "k8s")
 
 
 def train_spec(**settings: Any) -> TrainSpec:
@@ -42,36 +40,6 @@ def train_spec(**settings: Any) -> TrainSpec:
         return parse_spec(settings)
     except TrainSpecError as err:
         raise dg.Failure(str(err)) from None
-
-
-@dataclasses.dataclass
-class TrainingRun:
-    """What one run of the entry point reported."""
-
-    summary: dict[str, Any]  # the entry point's final "done" message
-    started: dict[str, Any]  # its "start" message: device, resumed_from_step, parameters
-    curve: list[dict[str, Any]]  # one "metrics" message per log step
-    checkpoints: list[dict[str, Any]]  # one "checkpoint" message per checkpoint saved in this run
-
-    def metadata(self) -> dict[str, Any]:
-        """Numeric metadata for the asset (the UI plots it across materializations), and this run's loss curve
-        as a table (``train/loss_curve``) and a plot (``train/loss_plot``)."""
-        s = self.summary
-        numbers = {k: s.get(k) for k in ("global_step", "steps_this_run", "resumed_from_step", "tokens_seen",
-                                         "train_loss", "last_loss", "eval_loss", "tokens_per_s", "mfu",
-                                         "runtime_s", "total_params", "trainable_params")}
-        meta: dict[str, Any] = {f"train/{k}": float(v) if isinstance(v, float) else v
-                                for k, v in numbers.items() if v is not None}
-        if self.curve:
-            meta["train/loss_curve"] = table(
-                [{"step": int(m["step"]), "loss": float(m["loss"]), "lr": float(m["lr"]),
-                  "tokens_per_s": float(m["tokens_per_s"]), "mfu": float(m["mfu"])} for m in self.curve],
-                [("step", "int"), ("loss", "float"), ("lr", "float"), ("tokens_per_s", "float"), ("mfu", "float")])
-            plot = loss_plot_markdown(self.curve)
-            if plot is not None:  # the same curve as a picture (a PNG in Markdown), shown in the UI
-                meta["train/loss_plot"] = dg.MetadataValue.md(plot)
-        meta["train/device"] = str(self.started.get("device", ""))
-        return meta
 
 
 class CheckpointRecorder:
@@ -117,8 +85,9 @@ class TrainerResource(dg.ConfigurableResource):
     """Where and how training runs: device, launcher, precision, compilation, and where the Trainer reports."""
 
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" (see device.pick_device)
-    launcher: str = "subprocess"  # "subprocess" | "torchrun"
-    nproc_per_node: int = 1
+    launcher: str = "subprocess"  # "subprocess" | "torchrun" | "k8s" (a pod: ``pod``, through remote.py)
+    nproc_per_node: int = 1  # torchrun's processes per node; under "k8s", the pod's GPUs (torchrun when > 1)
+    pod: Optional[K8sTrainerPod] = None  # the "k8s" launcher's pod
     compile: bool = False
     precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
     env: Optional[dict[str, str]] = None
@@ -130,11 +99,12 @@ class TrainerResource(dg.ConfigurableResource):
 
     def command(self, entry_point: str = DEFAULT_ENTRY_POINT) -> list[str]:
         """The command line that runs ``entry_point`` (a module name)."""
-        if self.launcher == "torchrun":
+        if self.launcher not in LAUNCHERS:
+            raise dg.Failure(f"unknown trainer launcher {self.launcher!r}: use "
+                             + ", ".join(repr(name) for name in LAUNCHERS))
+        if self.launcher == "torchrun" or (self.launcher == "k8s" and self.nproc_per_node > 1):
             torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
             return [*torchrun.split(), "--standalone", f"--nproc_per_node={self.nproc_per_node}", "-m", entry_point]
-        if self.launcher != "subprocess":
-            raise dg.Failure(f"unknown trainer launcher {self.launcher!r}: use 'subprocess' or 'torchrun'")
         return [sys.executable, "-m", entry_point]
 
     def extras(self, spec: Union[TrainSpec, Mapping[str, Any]], entry_point: str = DEFAULT_ENTRY_POINT,
@@ -161,6 +131,11 @@ class TrainerResource(dg.ConfigurableResource):
         from reference_arch.common.pools import record_step_worker
         from reference_arch.common.trainer.entry import PARENT_PID_ENV
 
+        if self.launcher == "k8s":
+            if self.pod is None:
+                raise dg.Failure("the k8s trainer launcher needs its pod's image: set REFERENCE_ARCH_TRAINER_IMAGE "
+                                 "(or the trainer resource's pod.image)")
+            return run_on_kubernetes(context, self, spec, self.pod, on_message=on_message, entry_point=entry_point)
         extras = self.extras(spec, entry_point)
         # The trainer dies with this process (the entry point watches PARENT_PID_ENV), and the run
         # records which process holds its pool slot, so a killed run's slot can be freed.
@@ -190,23 +165,4 @@ class TrainerResource(dg.ConfigurableResource):
                     process.kill()
                 raise
         drain(session)  # messages read while the session closed
-        return self._result(process.returncode, seen)
-
-    @staticmethod
-    def _result(returncode: int, messages: Sequence[Any]) -> TrainingRun:
-        by_event: dict[str, list[dict[str, Any]]] = {}
-        for m in messages:
-            if isinstance(m, dict):
-                by_event.setdefault(m.get("event", ""), []).append(m)
-        if returncode != 0 or not by_event.get("done"):
-            errors = [m["message"] for m in by_event.get("error", [])]
-            saved = by_event.get("checkpoint", [])
-            reason = errors[-1] if errors else (
-                f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}")
-            raise dg.Failure(
-                description=f"training failed: {reason}."
-                + (f" Checkpoints up to step {saved[-1]['step']} are saved; re-run to resume." if saved else ""),
-                metadata={"returncode": returncode, "checkpoints_saved": len(saved)},
-            )
-        return TrainingRun(summary=by_event["done"][-1], started=(by_event.get("start") or [{}])[-1],
-                           curve=by_event.get("metrics", []), checkpoints=by_event.get("checkpoint", []))
+        return training_run(process.returncode, seen)
