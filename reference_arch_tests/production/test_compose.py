@@ -123,8 +123,10 @@ def test_code_servers_receive_the_backend_switches_and_every_secret_the_project_
         service = compose["services"][service_name]
         missing = required - set(service["environment"])
         assert not missing, f"{service_name} does not pass {sorted(missing)} (add them to x-code-env)"
-        # Every other setting reaches the code servers through the optional .env file.
-        assert service["env_file"] == [{"path": ".env", "required": False}]
+    # Every setting, so that the run containers receive it too (compose fills them from .env)
+    from reference_arch.common.settings import SETTINGS
+
+    assert {s.name for s in SETTINGS if not s.internal} <= set(compose["x-code-env"])
     assert ".env" in (PROJECT_ROOT / ".dockerignore").read_text().split()  # never baked into the image
 
 
@@ -198,6 +200,46 @@ def test_optional_local_llm_and_gpu_variant(compose):
     gpu = load("docker/compose.gpu.yml")["services"]
     assert {"code-finetune", "code-pretrain"} <= set(gpu) <= set(compose["services"])
     for name, service in gpu.items():
-        devices = service["deploy"]["resources"]["reservations"]["devices"]
-        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
         assert "cu" in service["build"]["args"]["TORCH_INDEX_URL"].rsplit("/", 1)[-1]
+        assert service["environment"]["DAGSTER_CURRENT_IMAGE"] == service["image"]  # the runs' image: CUDA
+        base = compose["services"][name]["command"]
+        assert service["command"][:len(base)] == base and service["command"][len(base)] == "--container-context"
+
+
+def test_each_run_gets_a_container_of_its_own(compose, tmp_path):
+    """DockerRunLauncher: the run's container starts from its code server's image, joins the stack's network,
+    mounts the home and storage volumes where the code servers do, and receives every setting and secret;
+    under the GPU override, the training locations' runs also get the GPUs."""
+    import json
+
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_docker import DockerRunLauncher
+    from dagster_docker.container_context import DockerContainerContext
+
+    (tmp_path / "dagster.yaml").write_text((PROJECT_ROOT / "docker/dagster.yaml").read_text())
+    validated, _ = dagster_instance_config(str(tmp_path))  # dagster-docker's own schema accepts it
+    launcher = validated["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_docker", "DockerRunLauncher")
+    config = launcher["config"]
+    assert config["network"] == compose["networks"]["default"]["name"]
+    assert config["env_vars"] == [name for name in compose["x-code-env"] if name != "DAGSTER_HOME"]
+    volumes = {v["name"]: k for k, v in compose["volumes"].items() if v and "name" in v}
+    code = compose["services"]["code-pretrain"]
+    for mount in config["container_kwargs"]["volumes"]:
+        name, path = mount.split(":")
+        assert f"{volumes[name]}:{path}" in code["volumes"]  # where the code servers have it
+    for name in CODE_SERVICES:
+        assert compose["services"][name]["environment"]["DAGSTER_CURRENT_IMAGE"] == compose["x-image"]["image"]
+    daemon = compose["services"]["daemon"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in daemon["volumes"]
+    assert set(compose["x-code-env"]) <= set(daemon["environment"])  # the values it forwards
+    # The GPU override's container context, merged as DockerRunLauncher merges it for a run
+    gpu = load("docker/compose.gpu.yml")["services"]["code-pretrain"]["command"]
+    context = json.loads(gpu[gpu.index("--container-context") + 1])
+    built = DockerRunLauncher(**config)  # what the daemon builds from the config
+    run_context = DockerContainerContext(env_vars=built.env_vars, networks=built.networks,
+                                         container_kwargs=built.container_kwargs).merge(
+        DockerContainerContext.create_from_config(context))
+    assert run_context.container_kwargs["volumes"] == config["container_kwargs"]["volumes"]
+    assert run_context.container_kwargs["device_requests"][0]["Capabilities"] == [["gpu"]]
+    assert run_context.env_vars[-1] == "REFERENCE_ARCH_DEVICE=cuda"  # after the daemon's value: it wins

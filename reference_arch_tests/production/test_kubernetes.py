@@ -259,3 +259,13 @@ def test_the_k8s_launcher_without_an_image_fails_in_one_line(monkeypatch, instan
     assert failure.step_failure_data.error.message.strip().endswith(
         "the k8s trainer launcher needs its pod's image: set REFERENCE_ARCH_TRAINER_IMAGE (or the trainer "
         "resource's pod.image)")
+
+
+def test_the_helm_chart_version_is_pinned_to_the_dagster_the_image_installs():
+    """The chart's version is dagster's: an unpinned `helm install` takes the newest chart, whose webserver
+    and daemon would not match the code servers' dagster."""
+    import dagster
+
+    text = (PROJECT_ROOT / "deploy/k8s/values.yaml").read_text()
+    assert f"helm upgrade --install dagster dagster/dagster --version {dagster.__version__} " in text
+    assert f"version {dagster.__version__}:" in text
