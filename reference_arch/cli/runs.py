@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from reference_arch.cli.progress import INDENT, heartbeat
 
@@ -153,11 +153,11 @@ def step_job(location: str, step: Step, defs):
                           jobs=[job]).resolve_job_def(name)
 
 
-def materialize_location(location: str, inst, echo=print, exclude: frozenset = frozenset()) -> list:
+def materialize_location(location: str, inst, echo=print, exclude: Iterable = ()) -> list:
     """Materialize every asset and partition of a location but the asset keys in ``exclude`` (with their
     checks); returns the run results."""
     defs = load_defs(location)
-    exclude = exclude | switched_off(defs, echo, location)
+    exclude = frozenset(exclude) | switched_off(defs, echo, location)
     results = []
     for step in plan(defs):
         step.keys = [key for key in step.keys if key not in exclude]
