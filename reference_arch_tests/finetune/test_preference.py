@@ -154,3 +154,28 @@ def test_dpo_on_the_packaged_model_widens_the_margin_for_the_chosen_answers(gith
     assert 0 <= scores["answers_groundedness"] <= 1 and 0 <= scores["answers_format_compliance"] <= 1
     outcome = preference.preference_result()
     assert outcome["answers_example_answer"] == scores["answers_example_answer"]
+
+
+def test_dpo_reuses_the_answers_sft_measured_of_its_base(tmp_home, tmp_path, monkeypatch):
+    """DPO's base is the published SFT model, whose held-out answers better_than_base generated already (the
+    same examples, the same decoding): prefers_chosen reads them instead of generating them again."""
+    import json
+
+    from reference_arch.common.atomic import write_json
+    from reference_arch.finetune.defs import evaluation
+
+    monkeypatch.setattr(evaluation, "_validation_examples", lambda: [{}] * 9)
+    scores = {"format_compliance": 5 / 6, "citation_validity": 1.0, "groundedness": 0.4, "format_examples": 6,
+              "example_answer": "Set `sep=';'` [1]."}
+    write_json(evaluation.evaluation_path(), {**{f"finetuned_{k}": v for k, v in scores.items()},
+                                              "base_format_compliance": 0.5, "model": "/work/sft/output",
+                                              "trained_at": "2026-12-07T14:00:00+00:00"})
+    published = tmp_path / "registry" / "code-lm-github" / "1"
+    published.mkdir(parents=True)
+    (published / "card.json").write_text(json.dumps({"trained_at": "2026-12-07T14:00:00+00:00"}))
+    tuning = FineTuningResource(backend="local", format_examples=6)
+    assert evaluation.measured_answer_scores(str(published), tuning) == scores
+    assert evaluation.measured_answer_scores("/work/sft/output", tuning) == scores  # the unpublished path too
+    (published / "card.json").write_text(json.dumps({"trained_at": "2026-12-08T09:00:00+00:00"}))  # retrained
+    assert evaluation.measured_answer_scores(str(published), tuning) is None
+    assert evaluation.measured_answer_scores("/work/sft/output", FineTuningResource(format_examples=3)) is None

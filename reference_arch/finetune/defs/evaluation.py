@@ -48,6 +48,28 @@ def held_out_answer_scores(model_path: str, base_spec: str, fine_tuning: FineTun
     return generated_answer_scores(model_path, examples[:n], sources[:n], decoding(base_spec))
 
 
+ANSWER_SCORES = ("format_compliance", "citation_validity", "groundedness", "format_examples", "example_answer")
+
+
+def measured_answer_scores(model_path: str, fine_tuning: FineTuningResource) -> dict | None:
+    """``held_out_answer_scores`` of the fine-tuned model at ``model_path`` as ``better_than_base`` measured
+    them (same examples, same decoding), or None when its verdict is of another model or another count:
+    DPO's check compares against its base, which is that model, and need not generate its answers again."""
+    if not evaluation_path().exists():
+        return None
+    from reference_arch.common.registry import CARD
+
+    verdict = json.loads(evaluation_path().read_text())
+    scores = {name: verdict.get(f"finetuned_{name}") for name in ANSWER_SCORES}
+    card = Path(model_path) / CARD  # published: the registry's copy of the model the verdict is of
+    published_from = json.loads(card.read_text()).get("trained_at") if card.is_file() else None
+    same = verdict.get("model") == model_path or (published_from is not None and published_from == verdict.get("trained_at"))
+    if not same or None in scores.values() or \
+            scores["format_examples"] != min(fine_tuning.format_examples, len(_validation_examples())):
+        return None
+    return scores
+
+
 def evaluate_local(record: dict, fine_tuning: FineTuningResource) -> dict:
     """Validation loss of base and fine-tuned (the gate), and both models' generated answers to the first
     ``format_examples`` validation examples measured for the grounded format, citation validity and
@@ -106,7 +128,7 @@ def better_than_base(context: dg.AssetCheckExecutionContext, fine_tuning: FineTu
         verdict = evaluate_openai(context, record, fine_tuning, openai)
     else:
         verdict = evaluate_local(record, fine_tuning)
-    verdict = {**verdict, "model": record["model"], "run_id": record["run_id"]}
+    verdict = {**verdict, "model": record["model"], "run_id": record["run_id"], "trained_at": record.get("trained_at")}
     write_json(evaluation_path(), verdict)
     numbers = {k: round(v, 6) if isinstance(v, float) else v for k, v in verdict.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -22,7 +22,7 @@ from reference_arch.common.trainer.resource import TrainerResource
 from reference_arch.finetune.config import (PREFERENCE_MODEL, FineTuningResource, PreferenceTuningResource,
                                             preference_dir)
 from reference_arch.finetune.defs.processing import read_split, train_validation_split
-from reference_arch.finetune.defs.evaluation import held_out_answer_scores, published_model
+from reference_arch.finetune.defs.evaluation import held_out_answer_scores, measured_answer_scores, published_model
 
 PAIRS_KEY = dg.AssetKey(["finetune", "preference_pairs"])
 PUBLISHED_KEY = dg.AssetKey(["finetune", "preference_published_model"])
@@ -233,7 +233,8 @@ def prefers_chosen(fine_tuning: FineTuningResource, preference_tuning: Preferenc
     scores = preference_accuracy(record["base_path"], record["model"], encoded)
     # Its answers to the held-out grounded prompts, and its base's: a wider margin must not cost the format
     answers = held_out_answer_scores(record["model"], record["base_model"], fine_tuning) or {}
-    base_answers = held_out_answer_scores(record["base_path"], record["base_model"], fine_tuning) if answers else {}
+    base_answers = (measured_answer_scores(record["base_path"], fine_tuning)  # SFT's check measured them
+                    or held_out_answer_scores(record["base_path"], record["base_model"], fine_tuning)) if answers else {}
     worse = answers_worse(answers, base_answers or {})
     passed = beats_base(scores) and not worse
     answers = {**{f"answers_{k}": v for k, v in answers.items()},
