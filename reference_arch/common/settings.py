@@ -293,6 +293,9 @@ SETTINGS: tuple[Setting, ...] = (
     # -- pretrain
     Setting("REFERENCE_ARCH_CORPUS_DIR", FOLDER, None, "Python sources to pretrain on",
             unset="the running Python's standard library"),
+    Setting("REFERENCE_ARCH_PRETRAIN_ENGINE", choice("local", "ray"), "local",
+            "where the corpus is cleaned and tokenized: in the asset's process, or on Ray Data (`RAY_ADDRESS` "
+            "names the cluster; unset, one starts on this machine)"),
     Setting("REFERENCE_ARCH_PRETRAIN_SHARDS", whole_number(1, "a whole number above 0"), "8",
             "token shards (static partitions)"),
     # -- internal

@@ -76,9 +76,12 @@ def rule_violation(text: str, rules: Rules) -> Optional[str]:
     return None
 
 
-def minhash(text: str, rules: Rules):
+def minhash(text: str, rules: Rules, hashvalues=None):
+    """The MinHash of ``text``'s token shingles, or the one whose ``hashvalues`` were computed already."""
     from datasketch import MinHash
 
+    if hashvalues is not None:  # the scheme datasketch computes them with by default (2.x: affine32)
+        return MinHash(num_perm=rules.num_perm, seed=1, hashvalues=hashvalues, scheme=MinHash(1).scheme)
     tokens = _CODE_TOKENS.findall(text)
     k = rules.shingle_size
     shingles = {" ".join(tokens[i:i + k]).encode() for i in range(max(1, len(tokens) - k + 1))}
@@ -87,41 +90,62 @@ def minhash(text: str, rules: Rules):
     return m
 
 
-def near_duplicates(files: Iterable[dict], rules: Rules) -> tuple[list[dict], list[tuple[str, str, float]]]:
-    """(kept, [(removed path, kept path it duplicates, estimated Jaccard)]), first come first kept."""
+def file_verdict(f: dict, rules: Rules) -> dict:
+    """One file's own verdict, needing no other file (so it runs wherever the engine puts it):
+    ``{"path", "reason": a rule it breaks or "", "hashvalues": its MinHash signature when kept}``."""
+    reason = rule_violation(f["text"], rules)
+    return {"path": f["path"], "reason": reason or "",
+            "hashvalues": [] if reason else [int(v) for v in minhash(f["text"], rules).hashvalues]}
+
+
+def near_duplicates(files: Iterable[dict], rules: Rules,
+                    signatures: Optional[dict[str, list[int]]] = None) -> tuple[list[dict], list[tuple[str, str, float]]]:
+    """(kept, [(removed path, kept path it duplicates, estimated Jaccard)]), first come first kept; each
+    file's MinHash from ``signatures`` (path -> hash values) when given."""
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=rules.near_duplicate_threshold, num_perm=rules.num_perm)
-    signatures, kept, pairs = {}, [], []
+    kept_signatures, kept, pairs = {}, [], []
     for f in files:
-        m = minhash(f["text"], rules)
+        m = minhash(f["text"], rules, (signatures or {}).get(f["path"]))
         # LSH returns candidates; keep only those whose estimated similarity clears the threshold.
-        matches = sorted(((m.jaccard(signatures[c]), c) for c in lsh.query(m)), reverse=True)
+        matches = sorted(((m.jaccard(kept_signatures[c]), c) for c in lsh.query(m)), reverse=True)
         if matches and matches[0][0] >= rules.near_duplicate_threshold:
             pairs.append((f["path"], matches[0][1], matches[0][0]))
             continue
         lsh.insert(f["path"], m)
-        signatures[f["path"]] = m
+        kept_signatures[f["path"]] = m
         kept.append(f)
     return kept, pairs
 
 
-def clean(files: list[dict], rules: Rules) -> tuple[list[dict], list[dict], collections.Counter]:
-    """(kept files, removed [{"path", "reason", "detail"}], counts by reason)."""
+def clean(files: list[dict], rules: Rules, where: Optional[str] = None) -> tuple[list[dict], list[dict], collections.Counter]:
+    """(kept files, removed [{"path", "reason", "detail"}], counts by reason). Each file's verdict and
+    signature are computed where ``where`` says (``engine.map_rows``: here, or on Ray); which duplicate is kept
+    is decided here, in path order."""
+    from functools import partial
+
+    from reference_arch.pretrain.engine import map_rows
+
     removed: list[dict] = []
     seen: dict[str, str] = {}
-    survivors = []
+    unique = []
     for f in sorted(files, key=lambda f: f["path"]):
         if f["sha256"] in seen:
             removed.append({"path": f["path"], "reason": "exact_duplicate", "detail": seen[f["sha256"]]})
             continue
         seen[f["sha256"]] = f["path"]
-        reason = rule_violation(f["text"], rules)
-        if reason:
-            removed.append({"path": f["path"], "reason": reason, "detail": ""})
+        unique.append(f)
+    verdicts = map_rows(partial(file_verdict, rules=rules), [{"path": f["path"], "text": f["text"]} for f in unique],
+                        where)
+    survivors, signatures = [], {}
+    for f, verdict in zip(unique, verdicts):
+        if verdict["reason"]:
+            removed.append({"path": f["path"], "reason": verdict["reason"], "detail": ""})
         else:
             survivors.append(f)
-    kept, pairs = near_duplicates(survivors, rules)
+            signatures[f["path"]] = verdict["hashvalues"]
+    kept, pairs = near_duplicates(survivors, rules, signatures)
     removed += [{"path": a, "reason": "near_duplicate", "detail": f"{b} (Jaccard ~{j:.2f})"} for a, b, j in pairs]
     counts = collections.Counter(r["reason"] for r in removed)
     return kept, removed, counts

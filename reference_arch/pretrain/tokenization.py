@@ -10,9 +10,11 @@ blocks of ``block_size`` and the tail that does not fill a block is dropped (and
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 from reference_arch.pretrain.corpus import stable_hash
 
@@ -114,13 +116,34 @@ def pack(sequences: list[list[int]], block_size: int):
     return flat[: n * block_size].reshape(n, block_size), int(len(flat) - n * block_size)
 
 
-def tokenize_files(tokenizer, files: list[dict]):
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: str):
+    from reference_arch.common.trainer.causal_lm import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def encode_file(row: dict, tokenizer_path: str) -> dict:
+    """``{"input_ids"}`` of one file (``encode``), with the tokenizer saved at ``tokenizer_path``: the unit of
+    work ``engine.map_rows`` sends to a Ray worker, which loads the tokenizer once."""
+    return {"input_ids": encode(_tokenizer(tokenizer_path), [row["text"]])[0]}
+
+
+def tokenize_files(tokenizer, files: list[dict], tokenizer_path: Optional[str] = None, where: Optional[str] = None):
     """(an Arrow table of documents: ``path`` and ``input_ids``, each ending with end-of-text;
-    counts) for ``files`` of one shard. Splitting and packing wait for the training dataset, which
-    sees every shard: a small corpus still gets its validation block (``split_documents``)."""
+    counts) for ``files`` of one shard, encoded here (one multi-threaded ``encode_batch``) or on Ray
+    (``where``, default ``REFERENCE_ARCH_PRETRAIN_ENGINE``; the same ids, from ``tokenizer_path``). Splitting and
+    packing wait for the training dataset, which sees every shard: a small corpus still gets its validation
+    block (``split_documents``)."""
     import pyarrow as pa
 
-    sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
+    from reference_arch.pretrain.engine import engine, map_rows
+
+    if (where or engine()) == "local" or tokenizer_path is None:
+        sequences = encode(tokenizer, [f["text"] for f in files])  # one encode_batch call for the whole shard
+    else:
+        sequences = [r["input_ids"] for r in map_rows(partial(encode_file, tokenizer_path=tokenizer_path),
+                                                      [{"text": f["text"]} for f in files], where)]
     ids = pa.array(sequences, type=pa.large_list(pa.int32()))
     controls = control_token_counts(tokenizer, ids)
     table = pa.table({"path": pa.array([f["path"] for f in files], type=pa.string()), "input_ids": ids})

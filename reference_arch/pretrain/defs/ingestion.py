@@ -102,8 +102,10 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningConfig) -> d
     store.write_manifest("clean_corpus", {
         "files": len(kept), "bytes": sum(f["bytes"] for f in kept), "removed": dict(counts),
         "corpus_hash": corpus_hash, "raw_corpus_hash": raw["corpus_hash"], "rules": config.model_dump()})
+    from reference_arch.pretrain.engine import engine
+
     return dg.MaterializeResult(metadata={
-        "files_in": len(files), "files_kept": len(kept), "bytes_kept": sum(f["bytes"] for f in kept),
+        "engine": engine(), "files_in": len(files), "files_kept": len(kept), "bytes_kept": sum(f["bytes"] for f in kept),
         **{f"removed/{r}": counts.get(r, 0) for r in REASONS}, "corpus_hash": corpus_hash,
         "removed_sample": table(removed[:50], [("path", "string"), ("reason", "string"), ("detail", "string")]),
     })

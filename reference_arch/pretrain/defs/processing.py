@@ -94,13 +94,15 @@ def token_shards(context: dg.AssetExecutionContext, config: ShardConfig) -> dg.M
     tok_manifest = store.read_manifest("tokenizer")
     tok = load_tokenizer(tok_manifest["path"])
     files = [f for f in read_parquet(store.path("corpus") / "clean.parquet") if shard_of(f["path"], N_SHARDS) == index]
-    table, stats = tokenize_files(tok, files)
+    table, stats = tokenize_files(tok, files, tokenizer_path=tok_manifest["path"])  # here or on Ray (engine.py)
     target = save_documents(table, store.path("shards") / f"{key}.parquet")
     manifest = store.write_manifest(f"shards/{key}", {
         "path": str(target), **stats, "block_size": config.block_size,
         "validation_fraction": config.validation_fraction, "tokenizer_fingerprint": tok_manifest["fingerprint"]})
+    from reference_arch.pretrain.engine import engine
+
     return dg.MaterializeResult(metadata={
-        **{k: manifest[k] for k in ("files", "tokens", "control_tokens")},
+        "engine": engine(), **{k: manifest[k] for k in ("files", "tokens", "control_tokens")},
         "block_size": config.block_size, "path": dg.MetadataValue.path(str(target))})
 
 
