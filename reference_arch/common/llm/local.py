@@ -31,6 +31,14 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 _lock = threading.Lock()
 
 
+def answer_text(generated: str, stop: list[str] | None = None) -> str:
+    """The answer in what a local model generated: cut at a stop string, at "### " (a new chat turn) and at
+    "<source-" (a copy of the prompt's fenced sources: a tuned model's demo answer went on into one)."""
+    for marker in [*(stop or []), "\n### ", "<source-"]:
+        generated = generated.split(marker)[0]
+    return generated
+
+
 @functools.lru_cache(maxsize=4)
 def load_causal_lm(path: str, device: str = "auto"):
     """Load a model and its tokenizer once per process."""
@@ -80,7 +88,9 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         import torch
+        from transformers import LogitsProcessorList
 
+        from reference_arch.common.llm.citation_guard import CitationGuard, sources_in_prompt
         from reference_arch.common.trainer.causal_lm import encode_chat
 
         model, tokenizer = load_causal_lm(self.model_path, self.device)
@@ -93,6 +103,8 @@ class LocalChatModel(BaseChatModel):
                            f"the {context}-token window of {self.model_name}: shorten the question or give fewer sources")
         ids = ids.to(model.device)
         sampling = self.temperature > 0
+        n_sources = sources_in_prompt(messages[-1].content if messages else "")
+        guard = LogitsProcessorList([CitationGuard(tokenizer, n_sources)]) if n_sources else None
         with _lock, torch.no_grad():
             out = model.generate(
                 ids,
@@ -104,13 +116,12 @@ class LocalChatModel(BaseChatModel):
                 top_k=None,
                 repetition_penalty=self.repetition_penalty,
                 no_repeat_ngram_size=self.no_repeat_ngram_size,
+                logits_processor=guard,  # a grounded prompt: only its sources' numbers can be cited
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
         new_tokens = out[0, ids.shape[1]:]
-        answer = tokenizer.decode(new_tokens, skip_special_tokens=True)
-        for marker in [*(stop or []), "\n### "]:
-            answer = answer.split(marker)[0]
+        answer = answer_text(tokenizer.decode(new_tokens, skip_special_tokens=True), stop)
         usage = {"input_tokens": int(ids.shape[1]), "output_tokens": int(new_tokens.shape[0]),
                  "total_tokens": int(ids.shape[1] + new_tokens.shape[0])}
         message = AIMessage(content=answer.strip(), usage_metadata=usage,
