@@ -27,7 +27,8 @@ _FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 # comments open with one. Learned as the answer's first sentence, the tuned model answered every question
 # with thanks (a demo: "Thank you for the clear report, Hannah! [2]").
 _COURTESY = re.compile(r"(?i)^(thanks|thank you|many thanks|great (catch|question|suggestion|find|idea)|good (catch|find|"
-                       r"question)|nice (catch|find)|hi|hello|hey|sorry)\b")
+                       r"question)|nice (catch|find)|hi|hello|hey|sorry|happy to help|glad|love (this|the)|"
+                       r"absolutely|appreciated?)\b")
 
 
 def _rank(*parts: object) -> int:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import reference_arch
-from reference_arch.finetune.grounding import SOURCE_CHARS, grounded_target, reply_source
+from reference_arch.finetune.grounding import SOURCE_CHARS, _sentences, grounded_target, reply_source
 
 COMMENTS = Path(reference_arch.__file__).parent / "samples/github/tidepool-data/tidepool/comments.json"
 
@@ -16,13 +16,17 @@ def test_every_target_sentence_is_in_its_source():
         source = reply_source({"question": "q", "answer": reply})["text"]
         assert len(source) <= SOURCE_CHARS
         target = grounded_target(reply, 2)
-        if target is None:
+        if target is None:  # only a reply whose first sentence after its thanks does not fit the source
+            first = _sentences(reply)[:1]
+            assert not first or len(first[0]) > SOURCE_CHARS or len(first[0]) < 8, (reply, first)
             continue
         targets += 1
         sentences = [s.strip() for s in target.split(" [2]") if s.strip()]
         assert 1 <= len(sentences) <= 2 and target.endswith(" [2]")
         assert all(s in source for s in sentences), (source, target)
-    assert targets >= 0.9 * len(replies)
+    # 83 of the sample's 94: the 11 others' first sentence after the thanks is over SOURCE_CHARS (their thanks
+    # alone were learned before, the bug of test_opening_thanks_are_not_shown_or_learned)
+    assert targets >= 0.85 * len(replies)
 
 
 def test_code_is_not_shown_or_learned():
@@ -40,4 +44,5 @@ def test_opening_thanks_are_not_shown_or_learned():
     assert grounded_target("Thanks, `sep=';'` fixes it.", 1) == "Thanks, `sep=';'` fixes it. [1]"  # an answer
     replies = [c["body"] for c in json.loads(COMMENTS.read_text()) if c.get("body")]
     openings = [grounded_target(r, 1) for r in replies]
-    assert not [t for t in openings if t and t.lower().startswith(("thank", "great", "good catch", "hi "))]
+    assert not [t for t in openings if t and t.lower().startswith(("thank", "great", "good catch", "hi ", "happy",
+                                                                    "love", "absolutely", "nice"))]
