@@ -226,10 +226,9 @@ def switched_off(defs, echo, location: str) -> frozenset:
     with ``RAG_SOURCES=docs`` watched the GitHub and Slack steps run)."""
     from reference_arch.common.settings import SOURCES_ENV, enabled_sources
 
-    enabled = enabled_sources()
-    off = {key: spec.metadata["dlt_source"] for key, spec in
-           ((key, defs.resolve_asset_graph().get(key)) for key in defs.resolve_asset_graph().get_all_asset_keys())
-           if spec.metadata.get("dlt_source") not in (None, *enabled)}
+    enabled, graph = enabled_sources(), defs.resolve_asset_graph()
+    off = {key: graph.get(key).metadata["dlt_source"] for key in graph.get_all_asset_keys()
+           if graph.get(key).metadata.get("dlt_source") not in (None, *enabled)}
     if off:
         echo(f"  [{location}] {', '.join(sorted(set(off.values())))} switched off ({SOURCES_ENV}, or other sources "
              f"configured): {len(off)} asset{'s' if len(off) != 1 else ''} skipped")
