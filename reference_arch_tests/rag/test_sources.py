@@ -27,8 +27,12 @@ def user_data(tmp_home, tmp_path, monkeypatch):
 
 
 def consistent(result) -> bool:
-    """Every check passed, retrieval_quality included: it judges only the questions whose documents are indexed."""
-    return all(checks_passed(result).values())
+    """Every check passed, retrieval_quality included: it judges only the questions whose documents are indexed,
+    and with none indexed it warns that nothing was measured (a warning, not a pass)."""
+    import dagster as dg
+
+    return all(e.passed or (e.severity == dg.AssetCheckSeverity.WARN and (e.description or "").startswith("nothing to judge"))
+               for e in result.get_asset_check_evaluations())
 
 
 def indexed_documents() -> dict[str, str]:
