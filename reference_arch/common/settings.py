@@ -1,10 +1,11 @@
 """The project's settings: every ``REFERENCE_ARCH_*`` variable, where the project writes, the environment it runs in.
 
-**Settings.** ``SETTINGS`` declares each variable once: its type (how a value is read and what is allowed), its
-default and what it does. Code reads a setting with ``value("rag_start")`` (the variable without its prefix,
-lower case), never from ``os.environ``: the value is read from the environment at call time (a test's
-``monkeypatch.setenv`` is seen by the next read) and parsed once per distinct value. A bad value is a
-``SettingsError``, one line naming the variable, the value and what is allowed::
+**Settings.** ``Settings`` (pydantic-settings) declares each variable once, as a field: its type, its kind (how
+the text is read and what is allowed, the ``Setting`` marker), its default and what it does. Code reads a setting
+with ``value("rag_start")`` (the variable without its prefix, lower case), never from ``os.environ``: the
+environment is read at call time (a test's ``monkeypatch.setenv`` is seen by the next read) and validated once per
+distinct environment. A bad value is a ``SettingsError``, one line naming the variable, the value and what is
+allowed::
 
     REFERENCE_ARCH_DOCS_MAX_CHARS='-5': less than 0; use a whole number, 0 or more (0: no limit)
 
@@ -16,18 +17,20 @@ from ``SETTINGS`` (``python -m reference_arch.common.settings_model --write``).
 **Home.** Everything the project writes lives under one home, ``REFERENCE_ARCH_HOME`` (default
 ``.reference_arch/`` in the project root), so a user can delete it to start over.
 
-Light on purpose (the standard library only at import): ``import reference_arch`` reads the offline switch here.
+Light on purpose (the standard library and pydantic-settings, which Dagster's pydantic makes cheap, at import): ``import reference_arch`` reads the offline switch here.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, replace
+from datetime import date
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional
+from typing import Annotated, Any, Callable, Mapping, NamedTuple, Optional
 
-if TYPE_CHECKING:
-    from datetime import date
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -61,8 +64,6 @@ def _text(text: str) -> str:
 
 def _iso_date(text: str) -> date:
     # Dagster's partitions take YYYY-MM-DD
-    from datetime import date
-
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             raise ValueError
@@ -193,115 +194,156 @@ MODEL = Kind("model: `packaged:NAME`, `registry:NAME@VERSION` or a folder", "a m
 PROVIDER = choice("local", "openai")
 
 
-class Setting(NamedTuple):
-    """One ``REFERENCE_ARCH_*`` variable: ``default`` is written as the variable would be (None: unset, which
-    ``unset`` explains); ``empty``, when given, is what an empty value means instead of the default."""
+@dataclass(frozen=True)
+class Setting:
+    """One ``REFERENCE_ARCH_*`` variable, as the ``Annotated`` marker of its ``Settings`` field: ``kind`` parses
+    the variable's text (pydantic runs it before the field's type), ``help`` is what it does. The field's default
+    is written as the variable would be (None: unset, which ``unset`` explains); ``empty``, when given, is what an
+    empty value means instead of the default. ``name``, ``field`` and ``default`` are filled in from the field."""
 
-    name: str
     kind: Kind
-    default: Optional[str]
     help: str
     unset: str = ""
     empty: str = ""
     internal: bool = False  # set by the project for its own processes, not by a user
+    name: str = ""
+    field: str = ""
+    default: Optional[str] = None
 
-    @property
-    def field(self) -> str:
-        return self.name[len(PREFIX):].lower()
+    def _parse(self, text: Any) -> Any:
+        if not isinstance(text, str):  # a default already parsed, or None
+            return text
+        if not text.strip() and not self.empty:
+            return None if self.default is None else self.kind.parse(self.default)
+        return self.kind.parse(text)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self._parse, handler(source))
 
 
-SETTINGS: tuple[Setting, ...] = (
+class Settings(BaseSettings):
+    """Every ``REFERENCE_ARCH_*`` variable, read from the environment by pydantic-settings (``REFERENCE_ARCH_`` +
+    the field's name in capitals). Read one with ``value(field)``, all with ``values()``; they build this model."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, extra="ignore",
+                                      validate_default=True, enable_decoding=False)
+
     # -- everywhere
-    Setting("REFERENCE_ARCH_HOME", FOLDER, None, "where everything is written (created when missing)",
-            unset="`.reference_arch/` in the project root"),
-    Setting("REFERENCE_ARCH_OFFLINE", YES_NO, "yes",
-            "no network at run time: sets `HF_HUB_OFFLINE`, `TRANSFORMERS_OFFLINE` and `HF_DATASETS_OFFLINE` "
-            "(unless you set them) so nothing reaches the Hugging Face Hub; `no` lets hub model names be "
-            "downloaded"),
-    Setting("REFERENCE_ARCH_LLM_MODEL", MODEL, None,
-            "the chat LLM (with `OPENAI_API_KEY` or `OPENAI_BASE_URL`: any name the server knows)",
-            unset="the packaged instruct model"),
-    Setting("REFERENCE_ARCH_EMBEDDINGS_PROVIDER", PROVIDER, None, "embeddings: local MiniLM or OpenAI",
-            unset="`local`"),
-    Setting("REFERENCE_ARCH_EMBEDDINGS_MODEL", TEXT, None,
-            "the embeddings model: a sentence-transformers folder, or an OpenAI model name",
-            unset="all-MiniLM-L6-v2 (`text-embedding-3-small` with `openai`)"),
-    Setting("REFERENCE_ARCH_DEVICE", Kind("`auto`, `cpu`, `mps`, `cuda` or `cuda:N`", "auto, cpu, mps, cuda or cuda:N",
-                                          _device), "auto", "where training runs"),
-    Setting("REFERENCE_ARCH_TRAINER_LAUNCHER", choice("subprocess", "torchrun", "k8s"), "subprocess",
-            "how training runs: a process here, `torchrun` across this node's GPUs, or a Kubernetes pod "
-            "(`PipesK8sClient`; needs `REFERENCE_ARCH_TRAINER_IMAGE`)"),
-    Setting("REFERENCE_ARCH_TRAINER_PROCESSES", whole_number(1, "a whole number above 0"), "1",
-            "training processes per node under `torchrun` (one per GPU); the GPUs of a `k8s` pod"),
-    Setting("REFERENCE_ARCH_TRAINER_IMAGE", TEXT, None,
-            "the image of the `k8s` training pod (the project's image built with CUDA torch)", unset="none"),
-    Setting("REFERENCE_ARCH_EXECUTOR", choice("k8s", "default", fold_case=True), None,
-            "the jobs' executor: a Kubernetes Job per step, or Dagster's default", unset="`default`"),
-    Setting("REFERENCE_ARCH_REDACT", name_list(REDACT_TYPES, kind="type", all_word="all"), "all",
-            "what is masked in ingested text, questions and answers"),
-    Setting("REFERENCE_ARCH_REDACT_PHONE_REGIONS",
-            Kind("region codes, comma-separated", "region codes such as US, GB or DE, comma-separated",
-                 _phone_regions), "US", "regions whose national phone numbers are masked"),
-    Setting("REFERENCE_ARCH_GIT_URL", WEB_URL, None, "the git repo the UI's code links point to",
-            unset="local files"),
-    Setting("REFERENCE_ARCH_GIT_BRANCH", TEXT, "main", "the branch of `REFERENCE_ARCH_GIT_URL`"),
+    home: Annotated[Optional[Path], Setting(
+        FOLDER, "where everything is written (created when missing)",
+        unset="`.reference_arch/` in the project root")] = None
+    offline: Annotated[bool, Setting(
+        YES_NO, "no network at run time: sets `HF_HUB_OFFLINE`, `TRANSFORMERS_OFFLINE` and `HF_DATASETS_OFFLINE` "
+        "(unless you set them) so nothing reaches the Hugging Face Hub; `no` lets hub model names be downloaded")] = "yes"
+    llm_model: Annotated[Optional[str], Setting(
+        MODEL, "the chat LLM (with `OPENAI_API_KEY` or `OPENAI_BASE_URL`: any name the server knows)",
+        unset="the packaged instruct model")] = None
+    embeddings_provider: Annotated[Optional[str], Setting(
+        PROVIDER, "embeddings: local MiniLM or OpenAI", unset="`local`")] = None
+    embeddings_model: Annotated[Optional[str], Setting(
+        TEXT, "the embeddings model: a sentence-transformers folder, or an OpenAI model name",
+        unset="all-MiniLM-L6-v2 (`text-embedding-3-small` with `openai`)")] = None
+    device: Annotated[str, Setting(
+        Kind("`auto`, `cpu`, `mps`, `cuda` or `cuda:N`", "auto, cpu, mps, cuda or cuda:N", _device),
+        "where training runs")] = "auto"
+    trainer_launcher: Annotated[str, Setting(
+        choice("subprocess", "torchrun", "k8s"),
+        "how training runs: a process here, `torchrun` across this node's GPUs, or a Kubernetes pod "
+        "(`PipesK8sClient`; needs `REFERENCE_ARCH_TRAINER_IMAGE`)")] = "subprocess"
+    trainer_processes: Annotated[int, Setting(
+        whole_number(1, "a whole number above 0"),
+        "training processes per node under `torchrun` (one per GPU); the GPUs of a `k8s` pod")] = "1"
+    trainer_image: Annotated[Optional[str], Setting(
+        TEXT, "the image of the `k8s` training pod (the project's image built with CUDA torch)", unset="none")] = None
+    executor: Annotated[Optional[str], Setting(
+        choice("k8s", "default", fold_case=True), "the jobs' executor: a Kubernetes Job per step, or Dagster's "
+        "default", unset="`default`")] = None
+    redact: Annotated[frozenset[str], Setting(
+        name_list(REDACT_TYPES, kind="type", all_word="all"),
+        "what is masked in ingested text, questions and answers")] = "all"
+    redact_phone_regions: Annotated[tuple[str, ...], Setting(
+        Kind("region codes, comma-separated", "region codes such as US, GB or DE, comma-separated", _phone_regions),
+        "regions whose national phone numbers are masked")] = "US"
+    git_url: Annotated[Optional[str], Setting(
+        WEB_URL, "the git repo the UI's code links point to", unset="local files")] = None
+    git_branch: Annotated[str, Setting(TEXT, "the branch of `REFERENCE_ARCH_GIT_URL`")] = "main"
     # -- rag
-    Setting("REFERENCE_ARCH_RAG_START", DATE, "2026-05-01", "first day of the GitHub and Slack partitions"),
-    Setting("REFERENCE_ARCH_RAG_SOURCES", name_list(SOURCES, kind="source"), None, "the sources rag ingests",
-            unset="those configured (the variables below), else all four on the samples"),
-    Setting("REFERENCE_ARCH_RAG_DESTINATION", TEXT, "duckdb",
-            "the dlt destination the sources load into (any dlt destination, configured the dlt way)"),
-    Setting("REFERENCE_ARCH_RAG_EVAL_SET", Kind("YAML files, comma-separated", "YAML question-set files, "
-                                                "comma-separated", _paths), None,
-            "evaluation question sets, replacing the shipped ones", unset="`rag/eval_sets/*.yaml`"),
-    Setting("REFERENCE_ARCH_RAG_ANSWERER", choice("extractive", "generative"), None, "how rag answers",
-            unset="`generative` with an OpenAI-compatible LLM, else `extractive` (the packaged model's measured "
-                  "choice)"),
-    Setting("REFERENCE_ARCH_GITHUB_REPOS", Kind("`owner/name`, comma-separated", "owner/name[,owner/name]", _repos),
-            None, "the repos ingested (required with `GITHUB_TOKEN`)", unset="every repo in the export"),
-    Setting("REFERENCE_ARCH_GITHUB_EXPORT", FOLDER, None, "a GitHub export folder", unset="the bundled sample"),
-    Setting("REFERENCE_ARCH_GITHUB_API_URL", WEB_URL, "https://api.github.com",
-            "the GitHub API (Enterprise: `https://HOST/api/v3`)"),
-    Setting("REFERENCE_ARCH_SLACK_CHANNELS", Kind("channel names or ids, comma-separated", "channel names or ids, "
-                                                  "comma-separated", words), None, "the Slack channels ingested",
-            unset="every channel"),
-    Setting("REFERENCE_ARCH_SLACK_EXPORT", FOLDER, None, "a Slack export folder", unset="the bundled sample"),
-    Setting("REFERENCE_ARCH_SLACK_API_URL", WEB_URL, "https://slack.com/api", "the Slack Web API"),
-    Setting("REFERENCE_ARCH_DOCS_DIR", FOLDER, None, "a folder of Markdown, reST and text docs",
-            unset="the bundled sample"),
-    Setting("REFERENCE_ARCH_DOCS_PACKAGES",
-            Kind("`NAME[:Class,Class][;NAME...]`", "NAME[:Class,Class][;NAME...], e.g. pandas:Series;numpy",
-                 _packages), "pandas", "packages whose docstrings are documents", empty="no package"),
-    Setting("REFERENCE_ARCH_DOCS_EXAMPLES", YES_NO, "no", "keep numpydoc Examples sections of docstrings"),
-    Setting("REFERENCE_ARCH_DOCS_MAX_CHARS", whole_number(0, "a whole number, 0 or more (0: no limit)"), "800",
-            "characters kept of each docstring (0: no limit)"),
-    Setting("REFERENCE_ARCH_DOCS_BASE_URL", WEB_URL, None, "where the docs folder is published, for source links",
-            unset="no links"),
+    rag_start: Annotated[date, Setting(DATE, "first day of the GitHub and Slack partitions")] = "2026-05-01"
+    rag_sources: Annotated[Optional[frozenset[str]], Setting(
+        name_list(SOURCES, kind="source"), "the sources rag ingests",
+        unset="those configured (the variables below), else all four on the samples")] = None
+    rag_destination: Annotated[str, Setting(
+        TEXT, "the dlt destination the sources load into (any dlt destination, configured the dlt way)")] = "duckdb"
+    rag_eval_set: Annotated[Optional[tuple[Path, ...]], Setting(
+        Kind("YAML files, comma-separated", "YAML question-set files, comma-separated", _paths),
+        "evaluation question sets, replacing the shipped ones", unset="`rag/eval_sets/*.yaml`")] = None
+    rag_answerer: Annotated[Optional[str], Setting(
+        choice("extractive", "generative"), "how rag answers",
+        unset="`generative` with an OpenAI-compatible LLM, else `extractive` (the packaged model's measured "
+              "choice)")] = None
+    github_repos: Annotated[Optional[tuple[str, ...]], Setting(
+        Kind("`owner/name`, comma-separated", "owner/name[,owner/name]", _repos),
+        "the repos ingested (required with `GITHUB_TOKEN`)", unset="every repo in the export")] = None
+    github_export: Annotated[Optional[Path], Setting(
+        FOLDER, "a GitHub export folder", unset="the bundled sample")] = None
+    github_api_url: Annotated[str, Setting(
+        WEB_URL, "the GitHub API (Enterprise: `https://HOST/api/v3`)")] = "https://api.github.com"
+    slack_channels: Annotated[Optional[tuple[str, ...]], Setting(
+        Kind("channel names or ids, comma-separated", "channel names or ids, comma-separated", words),
+        "the Slack channels ingested", unset="every channel")] = None
+    slack_export: Annotated[Optional[Path], Setting(
+        FOLDER, "a Slack export folder", unset="the bundled sample")] = None
+    slack_api_url: Annotated[str, Setting(WEB_URL, "the Slack Web API")] = "https://slack.com/api"
+    docs_dir: Annotated[Optional[Path], Setting(
+        FOLDER, "a folder of Markdown, reST and text docs", unset="the bundled sample")] = None
+    docs_packages: Annotated[tuple[tuple[str, tuple[str, ...]], ...], Setting(
+        Kind("`NAME[:Class,Class][;NAME...]`", "NAME[:Class,Class][;NAME...], e.g. pandas:Series;numpy", _packages),
+        "packages whose docstrings are documents", empty="no package")] = "pandas"
+    docs_examples: Annotated[bool, Setting(YES_NO, "keep numpydoc Examples sections of docstrings")] = "no"
+    docs_max_chars: Annotated[int, Setting(
+        whole_number(0, "a whole number, 0 or more (0: no limit)"),
+        "characters kept of each docstring (0: no limit)")] = "800"
+    docs_base_url: Annotated[Optional[str], Setting(
+        WEB_URL, "where the docs folder is published, for source links", unset="no links")] = None
     # -- prompt
-    Setting("REFERENCE_ARCH_PROMPT_TEMPLATES", FOLDER, None, "a folder of extra prompt templates (`*.yaml`)",
-            unset="the shipped templates only"),
-    Setting("REFERENCE_ARCH_FEEDBACK_START", DATE, "2026-11-01", "first day of the feedback partitions"),
+    prompt_templates: Annotated[Optional[Path], Setting(
+        FOLDER, "a folder of extra prompt templates (`*.yaml`)", unset="the shipped templates only")] = None
+    feedback_start: Annotated[date, Setting(DATE, "first day of the feedback partitions")] = "2026-11-01"
     # -- finetune
-    Setting("REFERENCE_ARCH_FINETUNE_START", DATE, "2026-01-01", "first month of the fine-tuning Q&A partitions"),
-    Setting("REFERENCE_ARCH_FINETUNE_BACKEND", PROVIDER, None, "fine-tuning: local LoRA or an OpenAI job",
-            unset="`local`"),
-    Setting("REFERENCE_ARCH_FINETUNE_BASE_MODEL", MODEL, None,
-            "the model fine-tuned (with `openai`: an OpenAI model name)",
-            unset="the packaged instruct model (`gpt-4o-mini-2024-07-18` with `openai`)"),
-    Setting("REFERENCE_ARCH_FINETUNED_LLM_MODEL", MODEL, None, "the finetune location's chat LLM",
-            unset="the published fine-tuned model"),
+    finetune_start: Annotated[date, Setting(DATE, "first month of the fine-tuning Q&A partitions")] = "2026-01-01"
+    finetune_backend: Annotated[Optional[str], Setting(
+        PROVIDER, "fine-tuning: local LoRA or an OpenAI job", unset="`local`")] = None
+    finetune_base_model: Annotated[Optional[str], Setting(
+        MODEL, "the model fine-tuned (with `openai`: an OpenAI model name)",
+        unset="the packaged instruct model (`gpt-4o-mini-2024-07-18` with `openai`)")] = None
+    finetuned_llm_model: Annotated[Optional[str], Setting(
+        MODEL, "the finetune location's chat LLM", unset="the published fine-tuned model")] = None
     # -- pretrain
-    Setting("REFERENCE_ARCH_CORPUS_DIR", FOLDER, None, "Python sources to pretrain on",
-            unset="the running Python's standard library"),
-    Setting("REFERENCE_ARCH_PRETRAIN_ENGINE", choice("local", "ray"), "local",
-            "where the corpus is cleaned and tokenized: in the asset's process, or on Ray Data (`RAY_ADDRESS` "
-            "names the cluster; unset, one starts on this machine)"),
-    Setting("REFERENCE_ARCH_PRETRAIN_SHARDS", whole_number(1, "a whole number above 0"), "8",
-            "token shards (static partitions)"),
+    corpus_dir: Annotated[Optional[Path], Setting(
+        FOLDER, "Python sources to pretrain on", unset="the running Python's standard library")] = None
+    pretrain_engine: Annotated[str, Setting(
+        choice("local", "ray"), "where the corpus is cleaned and tokenized: in the asset's process, or on Ray Data "
+        "(`RAY_ADDRESS` names the cluster; unset, one starts on this machine)")] = "local"
+    pretrain_shards: Annotated[int, Setting(
+        whole_number(1, "a whole number above 0"), "token shards (static partitions)")] = "8"
     # -- internal
-    Setting("REFERENCE_ARCH_TRAINER_PARENT_PID", whole_number(1, "a process id"), None,
-            "the training process's parent, which it dies with", unset="none", internal=True),
-)
+    trainer_parent_pid: Annotated[Optional[int], Setting(
+        whole_number(1, "a process id"), "the training process's parent, which it dies with", unset="none",
+        internal=True)] = None
+
+
+def _declared() -> tuple[Setting, ...]:
+    found = []
+    for field, info in Settings.model_fields.items():
+        marker = next(m for m in info.metadata if isinstance(m, Setting))
+        found.append(replace(marker, name=PREFIX + field.upper(), field=field, default=info.default))
+        object.__setattr__(marker, "default", info.default)  # the validator reads it for blank values
+    return tuple(found)
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
 BY_FIELD = {s.field: s for s in SETTINGS}
 # Names the project's tooling sets that are not settings of the package: they are known, not misspellings.
 TOOLING_NAMES = {
@@ -325,24 +367,51 @@ def error_line(name: str, text: str, problem: str) -> str:
     return f"{name}={shown(text)}: {problem}"
 
 
-_PARSED: dict[tuple[str, str], Any] = {}
+@lru_cache(maxsize=64)
+def _read(environment: tuple[Optional[str], ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    # ``environment``: the variables' texts, the cache key, so a changed variable is read afresh.
+    from pydantic import ValidationError
+
+    try:
+        return Settings().model_dump(), {}
+    except ValidationError as err:
+        bad = {problem["loc"][0]: _problem_line(BY_FIELD[problem["loc"][0]], problem)
+               for problem in err.errors(include_url=False)}
+        # the good ones: read again with each bad one at its default (init values win over the environment)
+        good = Settings(**{field: BY_FIELD[field].default for field in bad}).model_dump()
+        return {f: v for f, v in good.items() if f not in bad}, bad
+
+
+def _problem_line(setting: Setting, problem: dict) -> str:
+    from reference_arch.common.secrets import scrub
+
+    why = problem.get("ctx", {}).get("error", problem["msg"])
+    return scrub(error_line(setting.name, str(problem["input"]), f"{why}; use {setting.kind.allowed}"))
+
+
+@lru_cache(maxsize=None)
+def _adapter(field: str) -> Any:
+    from pydantic import TypeAdapter
+
+    info = Settings.model_fields[field]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])
 
 
 def parse(field: str, text: str) -> Any:
-    """The value of setting ``field`` written as ``text``; ``SettingsError`` (one line) when ``text`` is bad."""
-    setting = BY_FIELD[field]
-    key = (field, text)
-    if key not in _PARSED:
-        try:
-            parsed = setting.kind.parse(text)
-        except ValueError as err:
-            from reference_arch.common.secrets import scrub
+    """Setting ``field``'s value were its variable ``text``; ``SettingsError`` (one line) when ``text`` is bad."""
+    from pydantic import ValidationError
 
-            raise SettingsError(scrub(error_line(setting.name, text, f"{err}; use {setting.kind.allowed}"))) from None
-        if len(_PARSED) > 1024:
-            _PARSED.clear()
-        _PARSED[key] = parsed
-    return _PARSED[key]
+    try:
+        return _adapter(field).validate_python(text)
+    except ValidationError as err:
+        raise SettingsError(_problem_line(BY_FIELD[field], err.errors(include_url=False)[0])) from None
+
+
+def values() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every setting from the environment now: ``({field: value}, {field: error line})``, the bad ones in the
+    second (parsed once per distinct environment; a test's ``monkeypatch.setenv`` is seen by the next read)."""
+    good, bad = _read(tuple(os.environ.get(s.name) for s in SETTINGS))
+    return dict(good), dict(bad)
 
 
 def raw(field: str) -> Optional[str]:
@@ -363,21 +432,10 @@ def value(field: str) -> Any:
     or the default (None for a setting whose default is unset). ``SettingsError`` (one line) when bad."""
     if field not in BY_FIELD:
         raise KeyError(f"no setting {field!r}: the settings are {', '.join(BY_FIELD)}")
-    text = raw(field)
-    if text is None:
-        text = BY_FIELD[field].default
-    return None if text is None else parse(field, text)
-
-
-def values() -> tuple[dict[str, Any], dict[str, str]]:
-    """Every setting: ``({field: value}, {field: error line})``, the bad ones in the second."""
-    good, bad = {}, {}
-    for setting in SETTINGS:
-        try:
-            good[setting.field] = value(setting.field)
-        except SettingsError as err:
-            bad[setting.field] = str(err)
-    return good, bad
+    good, bad = _read(tuple(os.environ.get(s.name) for s in SETTINGS))
+    if field in bad:
+        raise SettingsError(bad[field])
+    return good[field]
 
 
 def env_name(field: str) -> str:
