@@ -122,3 +122,23 @@ def test_a_steps_end_goes_under_its_progress_lines(monkeypatch):
     assert training.startswith("  [demo] demo/training (1 run)\n    demo/training: step 1/2 (50%), loss 3.0000\n"), training
     assert "loss 2.5000\n    ok (" in training and "loss 2.5000 ok" not in training, training
     assert printed["quiet"].startswith("  [demo] demo/quiet (1 run). ok ("), printed["quiet"]  # no progress: one line
+
+
+def test_a_training_resumed_at_an_earlier_runs_checkpoint_says_so():
+    """The same data and settings give the same training run, which goes on from its last checkpoint: at the
+    last step the trainer has nothing to do, and the CLI said nothing of it (a new user saw a 21 s "training")."""
+    logged = ("training on cpu: 1,234 parameters (1,234 trainable), 171 blocks of 256 tokens, resuming from "
+              "checkpoint-800 (step 800/800)")  # common/trainer/entry.py
+    event = parse("pretrain__trained_model", logged, 1.0)
+    assert event == Progress("pretrain/trained_model", "resume", 800, 800, 1.0)
+    lines: list[str] = []
+    view = ProgressView(_collect(lines), tty=True, clock=lambda: 0.0)
+    view.update(event, now=0)
+    view.update(Progress("pretrain/trained_model", "resume", 200, 800, 1.0), now=1)
+    view.update(Progress("pretrain/trained_model", "train", 210, 800, 2.0, 3.0), now=2)  # not drawn over it
+    assert lines == [
+        "\n    pretrain/trained_model: resumed from an earlier run's checkpoint at step 800/800, nothing left to train",
+        "\r    pretrain/trained_model: resumed from an earlier run's checkpoint at step 200/800, 600 steps to go"
+        + " " * 6 + "\b" * 6,
+        "\n    pretrain/trained_model: step 210/800 (26%), loss 3.0000",
+    ]

@@ -36,7 +36,7 @@ BAD = [
     ("REFERENCE_ARCH_DOCS_MAX_CHARS", "-5",  # a negative number: silently meant no limit
      "REFERENCE_ARCH_DOCS_MAX_CHARS='-5': less than 0; use a whole number, 0 or more (0: no limit)"),
     ("REFERENCE_ARCH_PRETRAIN_SHARDS", "x",  # not a number
-     "REFERENCE_ARCH_PRETRAIN_SHARDS='x': not a whole number; use a whole number above 0"),
+     "REFERENCE_ARCH_PRETRAIN_SHARDS='x': not a whole number; use a whole number, 1 or more"),
     ("REFERENCE_ARCH_DOCS_DIR", "~nosuchuser/docs",  # a home folder of no user: was a RuntimeError traceback
      "REFERENCE_ARCH_DOCS_DIR='~nosuchuser/docs': ~nosuchuser is no user's home folder here; use an existing folder"),
     ("REFERENCE_ARCH_LLM_MODEL", "~nosuchuser/m",
@@ -329,3 +329,16 @@ def test_dot_env_can_turn_the_offline_switch_off_and_a_users_hub_switch_stays(tm
     (tmp_path / ".env").write_text("REFERENCE_ARCH_OFFLINE=no\n")
     assert load_env_file(tmp_path) == ["REFERENCE_ARCH_OFFLINE"]
     assert [os.environ.get(k) for k in HUB_OFFLINE_ENV] == [None, None, "0"]
+
+
+@pytest.mark.parametrize("users, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torch_threads_sleep_while_they_wait_unless_the_user_says(users, expected, tmp_path):
+    """On a CPU shared with other steps, spinning OpenMP threads made the packaged model ten times slower
+    (bench/bench_threads.py); the policy is read when torch loads, so ``import reference_arch`` sets it first."""
+    env = {k: v for k, v in clean_env(tmp_path).items() if k != "OMP_WAIT_POLICY"}
+    if users is not None:
+        env["OMP_WAIT_POLICY"] = users
+    done = subprocess.run([sys.executable, "-c", OFFLINE_PROBE % (("OMP_WAIT_POLICY",),)], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"OMP_WAIT_POLICY": expected}

@@ -35,6 +35,7 @@ INDENT = "    "
 # The lines the steps log (``Streamer.on_log``; ``cached_embed``), matched from their start.
 TRAINING = re.compile(r"step (?P<done>\d+)/(?P<total>\d+) loss (?P<loss>[-+0-9.eE]+|nan|inf)\b")
 EMBEDDING = re.compile(r"embedded (?P<done>\d+)/(?P<total>\d+)$")
+RESUMED = re.compile(r"training on .*resuming from \S+ \(step (?P<done>\d+)/(?P<total>\d+)\)$")  # entry.py
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Progress:
     """One progress report of a run's step: ``done`` of ``total`` at ``at`` (the event's time, in seconds)."""
 
     step: str  # the asset, as the CLI names it: "pretrain/trained_model"
-    kind: str  # "train" (optimizer steps) | "embed" (chunks)
+    kind: str  # "train" (optimizer steps) | "embed" (chunks) | "resume" (training resumed at a checkpoint)
     done: int
     total: int
     at: float
@@ -60,6 +61,8 @@ def parse(step_key: Optional[str], message: str, at: float) -> Optional[Progress
                         float(match["loss"]))
     if match := EMBEDDING.match(message):
         return Progress(step_name(step_key), "embed", int(match["done"]), int(match["total"]), at)
+    if match := RESUMED.match(message):
+        return Progress(step_name(step_key), "resume", int(match["done"]), int(match["total"]), at)
     return None
 
 
@@ -77,6 +80,9 @@ def describe(event: Progress, since: Optional[Progress] = None) -> str:
     """One line for ``event``; with an earlier report of the same work (``since``), the time left at the rate
     between the two."""
     share = f"({100 * event.done // event.total}%)" if event.total else ""
+    if event.kind == "resume":  # the same data and settings as an earlier run: its checkpoint goes on
+        left = "nothing left to train" if event.done >= event.total else f"{event.total - event.done:,} steps to go"
+        return f"{INDENT}{event.step}: resumed from an earlier run's checkpoint at step {event.done:,}/{event.total:,}, {left}"
     if event.kind == "train":
         text = f"{event.step}: step {event.done:,}/{event.total:,} {share}"
         if event.loss is not None:
@@ -134,7 +140,8 @@ class ProgressView:
         line = describe(event, first if first is not event else None)
         if self.width:
             line = line[: self.width - 1]
-        redraw = self.tty and self.live and self.shown is not None and self.shown.step == event.step
+        redraw = self.tty and self.live and self.shown is not None and \
+            (self.shown.step, self.shown.kind) == (event.step, event.kind)
         if redraw:  # over the line before, its longer tail blanked, the cursor back at the end of this one
             pad = max(0, len(self.live) - len(line))
             self._write("\r" + line + " " * pad + "\b" * pad, now)

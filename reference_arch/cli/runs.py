@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from reference_arch.cli.progress import INDENT, heartbeat
+from reference_arch.cli.progress import INDENT, heartbeat, step_name
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the CLI reports failures itself
 
@@ -68,9 +68,9 @@ def first_failure(result) -> str:
             while error is not None and error.cls_name in ("DagsterExecutionStepExecutionError",) and error.cause:
                 error = error.cause
             if error is None:
-                return f"step {event.step_key} failed"
+                return f"step {step_name(event.step_key)} failed"
             if error.cls_name == "DagsterExecutionInterruptedError":  # SIGINT/SIGTERM while the step ran
-                return f"{event.step_key}: interrupted (Ctrl-C or SIGTERM)"
+                return f"{step_name(event.step_key)}: interrupted (Ctrl-C or SIGTERM)"
             message = _first_line(error)
             if error.cls_name == "Failure":
                 message = message.split(": ", 1)[-1] if message.startswith("dagster._core") else message
@@ -78,7 +78,7 @@ def first_failure(result) -> str:
             if cause is not error and _first_line(cause) not in message:
                 # Wrappers (dlt's PipelineStepFailed: "... with exception:") put the cause on later lines.
                 message = f"{message.rstrip(':').rstrip()}: {_first_line(cause)}"  # that line names its class
-            return f"{event.step_key}: {message}"
+            return f"{step_name(event.step_key)}: {message}"
     for event in result.all_events:  # no step failed: the run itself (interrupted between steps, or its setup)
         if event.is_run_failure:
             data = event.event_specific_data

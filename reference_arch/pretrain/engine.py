@@ -15,6 +15,7 @@ variable) names the cluster; unset, ``ray.init`` starts one on this machine with
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 ENGINES = ("local", "ray")
@@ -48,14 +49,29 @@ def _ray_map(fn: Callable[[dict], dict], rows: list[dict]) -> list[dict[str, Any
         raise dg.Failure("REFERENCE_ARCH_PRETRAIN_ENGINE=ray needs Ray Data: pip install 'reference-arch[ray]' "
                          "(`make install` installs it)") from None
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, include_dashboard=False)  # RAY_ADDRESS, or a cluster on this machine
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # the first of a group of duplicates is kept, as here
-    context.enable_progress_bars = False
+    started_here = not ray.is_initialized()
+    if started_here:
+        _quiet_ray()
+        ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)  # RAY_ADDRESS, or here
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # the first of a group of duplicates is kept, as here
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False  # the CLI prints the step's own progress
 
-    def batch(table: pa.Table) -> pa.Table:
-        return pa.Table.from_pylist([fn(row) for row in table.to_pylist()])
+        def batch(table: pa.Table) -> pa.Table:
+            return pa.Table.from_pylist([fn(row) for row in table.to_pylist()])
 
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // BATCH_ROWS))
-    return dataset.map_batches(batch, batch_format="pyarrow", batch_size=BATCH_ROWS).take_all()
+        dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // BATCH_ROWS))
+        return dataset.map_batches(batch, batch_format="pyarrow", batch_size=BATCH_ROWS).take_all()
+    finally:
+        if started_here:
+            # a cluster started for this call ends with it: a step's process may exit without Ray's atexit
+            # hook, which left its node agents running
+            ray.shutdown()
+
+
+def _quiet_ray() -> None:
+    # Ray's INFO and its local cluster's token notice are printed inside the CLI's progress lines otherwise
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)

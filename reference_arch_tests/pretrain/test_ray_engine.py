@@ -45,3 +45,30 @@ def test_ray_keeps_the_same_files_and_counts_the_same_tokens(ray_cluster, tmp_ho
     assert on_ray["kept"] == local["kept"]  # the same files, in the same order (the corpus hash)
     assert on_ray["removed"] == local["removed"] and local["removed"]["removed/near_duplicate"] == 1
     assert on_ray["tokens"] == local["tokens"] and sum(t for _, t in local["tokens"].values()) > 0
+
+
+RAY_ALONE = """
+import ray
+from reference_arch.pretrain.engine import map_rows
+from reference_arch_tests.pretrain.test_ray_engine import doubled
+print(map_rows(doubled, [{"x": i} for i in range(100)], where="ray")[-1], ray.is_initialized())
+"""
+
+
+def doubled(row: dict) -> dict:
+    return {"x": 2 * row["x"]}
+
+
+def test_a_cluster_started_for_a_step_ends_with_it_and_prints_nothing(tmp_path):
+    """With no cluster running (no RAY_ADDRESS), the step starts one and shuts it down: its node agents outlived
+    the step's process before, and Ray's INFO lines and token notice broke into the CLI's progress lines."""
+    import subprocess
+    import sys
+
+    from reference_arch.common.settings import PROJECT_ROOT
+
+    done = subprocess.run([sys.executable, "-c", RAY_ALONE], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "{'x': 198} False\n"
+    assert done.stderr == ""

@@ -105,7 +105,8 @@ def train(spec: TrainSpec, report: Reporter) -> dict[str, Any]:
                     "peak_flops": peak, "tokens_per_step": shape.tokens_per_step})
     report.log(f"training on {device}{' (bf16)' if bf16 else ''}: {total:,} parameters ({trainable:,} trainable), "
                f"{len(train_data):,} blocks of {shape.block} tokens, "
-               + (f"resuming from {resume_from.name}" if resume_from else "from the start"))
+               + (f"resuming from {resume_from.name} (step {resumed_step}/{spec.max_steps})" if resume_from
+                  else "from the start"))
 
     started = time.perf_counter()
     output = loop.fit(trainer, resume_from, resumed_step, spec.max_steps)
