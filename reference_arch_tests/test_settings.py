@@ -333,7 +333,7 @@ def test_dot_env_can_turn_the_offline_switch_off_and_a_users_hub_switch_stays(tm
 
 @pytest.mark.parametrize("users, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_torch_threads_sleep_while_they_wait_unless_the_user_says(users, expected, tmp_path):
-    """On a CPU shared with other steps, spinning OpenMP threads made the packaged model ten times slower
+    """Beside a second torch process, spinning OpenMP threads made the packaged model 3.8x slower
     (bench/bench_threads.py); the policy is read when torch loads, so ``import reference_arch`` sets it first."""
     env = {k: v for k, v in clean_env(tmp_path).items() if k != "OMP_WAIT_POLICY"}
     if users is not None:

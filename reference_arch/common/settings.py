@@ -534,8 +534,9 @@ OFFLINE_ENV = {
     "LOAD__DELETE_COMPLETED_JOBS": "true",
     "LOAD__TRUNCATE_STAGING_DATASET": "true",
     "TOKENIZERS_PARALLELISM": "false",
-    # torch's OpenMP threads sleep, not spin, while they wait: on a CPU shared with other steps, Ray or a second
-    # run, spinning threads took the packaged model from 70 to 720 ms a token (bench/results/bench_threads.json).
+    # torch's OpenMP threads sleep, not spin, while they wait: beside a second torch process (a trainer, another
+    # step) the packaged model decoded at 317 ms a token under libgomp's default and 84 under this, and alone at
+    # 79 and 80 (bench/results/bench_threads.json).
     "OMP_WAIT_POLICY": "PASSIVE",
     # Quiet: the CLI prints its own progress.
     "TRANSFORMERS_VERBOSITY": "error",
