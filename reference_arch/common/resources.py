@@ -44,12 +44,12 @@ def embeddings_resource(**overrides) -> EmbeddingsResource:
 
 def trainer_resource(**overrides) -> TrainerResource:
     """Where training runs, from ``REFERENCE_ARCH_DEVICE`` and ``REFERENCE_ARCH_TRAINER_LAUNCHER``,
-    ``_PROCESSES`` and ``_IMAGE``: the assets that
-    train are the same whichever launcher runs them."""
+    ``_PROCESSES`` and ``_IMAGE``, and where it reports (``_REPORT_TO``): the assets that train are the same
+    whichever launcher runs them."""
     from reference_arch.common.trainer.remote import K8sTrainerPod
 
     image = settings.value("trainer_image")
     config = dict(device=settings.value("device"), launcher=settings.value("trainer_launcher"),
-                  nproc_per_node=settings.value("trainer_processes"),
+                  nproc_per_node=settings.value("trainer_processes"), report_to=settings.value("trainer_report_to"),
                   pod=K8sTrainerPod(image=image) if image else None)
     return TrainerResource(**{**config, **overrides})

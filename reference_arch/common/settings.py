@@ -32,6 +32,8 @@ from typing import Annotated, Any, Callable, Mapping, NamedTuple, Optional
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reference_arch.common.trainer.spec import DEVICE, REPORT_TO
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = PACKAGE_DIR / "samples"
@@ -174,8 +176,6 @@ def _packages(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def _device(text: str) -> str:
-    from reference_arch.common.trainer.spec import DEVICE
-
     if not DEVICE.match(text):
         raise ValueError("not a device")
     return text
@@ -257,6 +257,9 @@ class Settings(BaseSettings):
         "training processes per node under `torchrun` (one per GPU); the GPUs of a `k8s` pod")] = "1"
     trainer_image: Annotated[Optional[str], Setting(
         TEXT, "the image of the `k8s` training pod (the project's image built with CUDA torch)", unset="none")] = None
+    trainer_report_to: Annotated[str, Setting(
+        choice(*REPORT_TO), "where training sends its logs (the Hugging Face Trainer's `report_to`; install the "
+        "integration's package and set its own variables, such as `MLFLOW_TRACKING_URI`)")] = "none"
     executor: Annotated[Optional[str], Setting(
         choice("k8s", "default", fold_case=True), "the jobs' executor: a Kubernetes Job per step, or Dagster's "
         "default", unset="`default`")] = None

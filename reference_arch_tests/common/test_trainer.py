@@ -109,6 +109,19 @@ def test_report_to_is_the_resources_passed_to_the_trainer_and_a_bad_one_is_one_l
         train_spec(model_dir="m", train_data="d", output_dir="o", report_to="comet")
 
 
+def test_report_to_is_a_setting(monkeypatch):
+    """A CLI user has no run config: REFERENCE_ARCH_TRAINER_REPORT_TO reaches the trainer resource the assets get."""
+    from reference_arch.common.resources import trainer_resource
+    from reference_arch.common.settings import SettingsError
+
+    assert trainer_resource().report_to == "none"
+    monkeypatch.setenv("REFERENCE_ARCH_TRAINER_REPORT_TO", "tensorboard")
+    assert trainer_resource().report_to == "tensorboard"
+    monkeypatch.setenv("REFERENCE_ARCH_TRAINER_REPORT_TO", "comet")
+    with pytest.raises(SettingsError, match=r"^REFERENCE_ARCH_TRAINER_REPORT_TO='comet': not a choice; use 'none', "):
+        trainer_resource()
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     """A PNG's width and height, after checking its signature, its chunks' checksums and its image data."""
     import struct
