@@ -249,3 +249,20 @@ def test_materialize_leaves_out_the_sources_switched_off(monkeypatch):
     assert printed.startswith("  [rag] github switched off (REFERENCE_ARCH_RAG_SOURCES, or other sources configured): "
                               "1 asset skipped\n"), printed
     assert [e.asset_key for r in results for e in r.get_asset_materialization_events()] == [docs_pages.key]
+
+
+def test_a_side_by_side_answer_keeps_its_lines_under_its_label():
+    """The demo's base / fine-tuned / preference-tuned answers ran as raw text across the comparison (a model's
+    code fence and paragraphs at the left margin); each line now sits under its label, cut after five."""
+    from reference_arch.cli.demo import side_by_side
+
+    rambling = "The error occurs.\n\nTo fix it:\n```\nframe.join(other)\n```\nThis works.\nNote: more."
+    assert side_by_side("base     ", rambling).splitlines() == [
+        "  base      The error occurs.",
+        "            To fix it:",
+        "            ```",
+        "            frame.join(other)",
+        "            ```",
+        "            [... 2 more lines]",
+    ]
+    assert side_by_side("finetuned", " \n") == "  finetuned (empty answer)"

@@ -126,6 +126,19 @@ def run_demo(inst) -> None:
     print(f"\nSee these runs in the UI: `make dev`, or `dagster dev` in the repo root ({os.environ['DAGSTER_HOME']}).")
 
 
+SIDE_LINES = 5  # of a side-by-side answer: enough to judge it, not a page of a model's rambling
+
+
+def side_by_side(label: str, answer: str) -> str:
+    """``answer`` under ``label`` for a side-by-side comparison: its own lines indented beneath the label's (a
+    code fence or a list stays readable) and cut after ``SIDE_LINES`` lines."""
+    lines = [line.rstrip() for line in answer.strip().splitlines() if line.strip()] or ["(empty answer)"]
+    if len(lines) > SIDE_LINES:
+        lines = lines[:SIDE_LINES] + [f"[... {len(lines) - SIDE_LINES} more lines]"]
+    indent = " " * (len(label) + 3)
+    return f"  {label} " + f"\n{indent}".join(lines)
+
+
 def print_finetune_comparison() -> None:
     """The base and the fine-tuned model side by side on a held-out example, with the format, citation and
     groundedness figures the ``better_than_base`` check measured on the validation examples."""
@@ -145,7 +158,7 @@ def print_finetune_comparison() -> None:
     print(f"\n== fine-tuning: base and fine-tuned on a held-out issue (with three maintainers' replies as sources)")
     print(f"  question: {question}")
     for side in ("base", "finetuned"):
-        print(f"  {side:<9} {verdict[f'{side}_example_answer'] or '(empty answer)'}")
+        print(side_by_side(f"{side:<9}", verdict[f"{side}_example_answer"] or ""))
     n = verdict["finetuned_format_examples"]
     for side in ("base", "finetuned"):
         print(f"  {side:<9} on {n} held-out examples: format {verdict[f'{side}_format_compliance']:.0%} (1-2 sentences, "
@@ -234,7 +247,7 @@ def print_preference_round(inst) -> None:
           f"{outcome['tuned_accuracy']:.0%}, its base on {outcome['base_accuracy']:.0%} (a generated pair's rejected "
           f"answer is the base's own); {verdict}")
     if "answers_example_answer" in outcome:  # the third side of the fine-tuning comparison above
-        print(f"  preference-tuned, on the held-out issue above: {outcome['answers_example_answer'] or '(empty answer)'}")
+        print(side_by_side("preference-tuned, on the held-out issue above:", outcome["answers_example_answer"] or ""))
         print(f"  preference-tuned, on {outcome['answers_format_examples']} held-out examples: format "
               f"{outcome['answers_format_compliance']:.0%}, citation validity {outcome['answers_citation_validity']:.0%}, "
               f"groundedness {outcome['answers_groundedness']:.2f}")
