@@ -112,7 +112,9 @@ def project_env_vars() -> set[str]:
     pattern = re.compile(r"""["']((?:REFERENCE_ARCH|OPENAI|WEAVIATE|GITHUB|SLACK|DAGSTER)_[A-Z0-9_]+)["']""")
     for path in (PROJECT_ROOT / "reference_arch").rglob("*.py"):
         names |= set(pattern.findall(path.read_text()))
-    return names - NOT_DEPLOYMENT_SETTINGS
+    from reference_arch.common.settings import SETTINGS  # declared as fields: their names are not in the text
+
+    return (names | {s.name for s in SETTINGS}) - NOT_DEPLOYMENT_SETTINGS
 
 
 def test_code_servers_receive_the_backend_switches_and_every_secret_the_project_reads(compose):
