@@ -211,10 +211,12 @@ class Setting:
     default: Optional[str] = None
 
     def _parse(self, text: Any) -> Any:
-        if not isinstance(text, str):  # a default already parsed, or None
+        if not isinstance(text, str):  # None, the default of an unset-by-default setting
             return text
         if not text.strip() and not self.empty:
-            return None if self.default is None else self.kind.parse(self.default)
+            from pydantic_core import PydanticUseDefault
+
+            raise PydanticUseDefault()  # blank means the default, which pydantic then parses like a value
         return self.kind.parse(text)
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
@@ -342,7 +344,6 @@ def _declared() -> tuple[Setting, ...]:
     for field, info in Settings.model_fields.items():
         marker = next(m for m in info.metadata if isinstance(m, Setting))
         found.append(replace(marker, name=PREFIX + field.upper(), field=field, default=info.default))
-        object.__setattr__(marker, "default", info.default)  # the validator reads it for blank values
     return tuple(found)
 
 
