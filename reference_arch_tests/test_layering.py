@@ -228,3 +228,26 @@ def test_no_import_circle_at_import_time():
 def test_no_import_circle_through_deferred_imports():
     circle = import_circle(all_imports(ROOT))
     assert not circle, circle_message(circle)
+
+
+def _names(node: ast.AST) -> str:
+    """``context.instance.get_records_for_run`` for an attribute chain, else ''."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else ""
+
+
+def test_no_asset_reads_its_own_runs_values_back_from_the_event_log():
+    """A run's values flow forward as asset inputs (``common.questions.Question`` carries the question's model and
+    policy; ``rag/retrieved_sources`` its mode and k): no product code asks the instance about ``context.run_id``,
+    the run it is executing in. (Reading another run, such as the one a verdict names, is fine.)"""
+    found = []
+    for name, path in module_names(ROOT, PRODUCT).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            method = _names(node.func).removeprefix("context.instance.") if isinstance(node, ast.Call) else ""
+            if (method.startswith(("get_", "fetch_", "all_logs", "logs_after")) and method != _names(node.func)
+                    and any(_names(arg) == "context.run_id" for arg in [*node.args, *(k.value for k in node.keywords)])):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:100]}")
+    assert not found, "reads its own run's values from the event log:\n" + "\n".join(found)

@@ -63,7 +63,7 @@ def test_every_question_asset_repairs_run_config(tmp_home, location):
     asset = {"prompt": prompt_assets.question, "rag": rag_inference.question,
              "finetune": finetune_inference.question}[location]
     result = dg.materialize_to_memory([asset], run_config=question_run_config(location, LONE_SURROGATE))
-    value = result.asset_value(dg.AssetKey([location, "question"]))
+    value = result.asset_value(dg.AssetKey([location, "question"])).text
     assert value == "What is a \ufffd series?" and valid(value)
     [materialization] = result.get_asset_materialization_events()
     assert materialization.materialization.metadata["repaired_characters"].value == 1

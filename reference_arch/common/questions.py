@@ -8,6 +8,7 @@ read that value or its metadata.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import dagster as dg
@@ -28,6 +29,21 @@ class QuestionConfig(dg.Config):
     policy: Optional[str] = None  # this run's routing policy: fixed | cheapest | task; unset: the resource's
 
 
+@dataclass(frozen=True)
+class Question:
+    """The value of every ``question`` asset: the validated question, masked (``text``), and this run's model and
+    routing policy (``QuestionConfig``; None: the LLM resource's). The assets after it receive it as their
+    ``question`` input, so a run's own values flow forward instead of being read back from its event log."""
+
+    text: str
+    model: Optional[str] = None
+    policy: Optional[str] = None
+
+    def routing(self) -> dict[str, str]:
+        """This run's model/policy override as keyword arguments of ``LLMResource.generate``."""
+        return {k: v for k, v in (("model", self.model), ("policy", self.policy)) if v}
+
+
 def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> str:
     """The question stripped and made valid Unicode (undecodable bytes and lone surrogates become
     U+FFFD, ``unicode_text.repair_text``); ``QuestionError`` when it is empty or too long."""
@@ -45,10 +61,10 @@ def validate_question(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS
     return text
 
 
-def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -> str:
+def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -> Question:
     """The body of every ``question`` asset: the validated question with secrets and personal data
     masked (``common.redaction``: before any model, index, metadata or log sees it), recorded in
-    metadata, or a failure naming the problem before any model is called."""
+    metadata, with this run's model and policy; or a failure naming the problem before any model is called."""
     from collections import Counter
 
     from reference_arch.common.redaction import placeholder_counts, redactor
@@ -69,14 +85,7 @@ def accept_question(context: dg.AssetExecutionContext, config: QuestionConfig) -
     routing = {f"llm_{k}": v for k, v in (("model", config.model), ("policy", config.policy)) if v}
     context.add_output_metadata({"question": text, "characters": len(text), "repaired_characters": repaired,
                                  "redacted": sum(masked.values()), **routing})
-    return text
-
-
-def run_routing(context: dg.AssetExecutionContext, question_key: dg.AssetKey) -> dict[str, str]:
-    """This run's model/policy override (``QuestionConfig.model``/``policy``, recorded by ``accept_question``)
-    as keyword arguments of ``LLMResource.generate``."""
-    meta = run_metadata(context, question_key)
-    return {k: meta[f"llm_{k}"] for k in ("model", "policy") if meta.get(f"llm_{k}")}
+    return Question(text, config.model, config.policy)
 
 
 def question_run_config(location: str, question: str) -> dict[str, Any]:
@@ -141,17 +150,6 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
 def answer_metadata(question: str, answer_md: str, **extra: Any) -> dict[str, Any]:
     """What every ``answer`` asset shows in the UI first: the question it answered and the answer."""
     return {"question": dg.MetadataValue.text(question), "answer": dg.MetadataValue.md(answer_md), **extra}
-
-
-def run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
-    """The metadata ``key`` was materialized with earlier in this run ({} when it was not)."""
-    records = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in reversed(records):
-        materialization = record.event_log_entry.asset_materialization
-        if materialization is not None and materialization.asset_key == key:
-            return {k: v.value for k, v in materialization.metadata.items()}
-    return {}
 
 
 def sources_table(sources: list[dict]) -> dg.TableMetadataValue:

@@ -151,7 +151,7 @@ def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instanc
         llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
         result = ask(instance, llm, k=3)
         assert result.success, failure(result)
-        sources = result.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))
+        sources = result.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))["sources"]
         ids = [s["document_id"] for s in sources]
         assert len(ids) == len(set(ids)) == 3 and [s["rank"] for s in sources] == [1, 2, 3]
         assert sources[0]["score"] >= sources[1]["score"] >= sources[2]["score"]
@@ -171,7 +171,7 @@ def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instanc
         fused = ids
         reranked = ask(instance, llm, {"model": "gpt-4o", "policy": "fixed"}, k=3, rerank=True)
         assert reranked.success, failure(reranked)
-        order = [s["document_id"] for s in reranked.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))]
+        order = [s["document_id"] for s in reranked.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))["sources"]]
         assert server.calls("order search results") == 1 and metadata(reranked, "retrieved_sources")["reranked"]
         assert [r["body"]["model"] for r in server.requests[-2:]] == ["gpt-4o", "gpt-4o"]
         assert len(order) == 3 and order[1] == fused[0]  # candidate 1 (the fused best) came second
@@ -182,7 +182,7 @@ def test_rewrites_are_searched_fused_deduplicated_and_recorded(rag_data, instanc
         assert empty.success
         meta = metadata(empty, "retrieved_sources")
         assert meta["rewrites_used"] == 0 and meta["rewrites"] == "(none usable)"
-        assert [s["document_id"] for s in empty.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))] == \
+        assert [s["document_id"] for s in empty.asset_value(dg.AssetKey(["rag", "retrieved_sources"]))["sources"]] == \
             [r["document_id"] for r in _dense(instance, meta["base_mode"])][:3]
 
         # JSON of the wrong shape is never searched as text: the metadata names its shape.

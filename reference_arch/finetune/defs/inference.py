@@ -14,7 +14,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.common.questions import QuestionConfig, accept_question, answer_metadata, answer_record, \
+from reference_arch.common.questions import Question, QuestionConfig, accept_question, answer_metadata, answer_record, \
     markdown_text, record_metadata, require_answer
 from reference_arch.finetune.config import FineTuningResource, finetune_dir
 from reference_arch.finetune.defs.evaluation import published_model
@@ -48,7 +48,7 @@ def finetuned_llm(llm: LLMResource, fine_tuning: FineTuningResource) -> LLMResou
 
 @dg.asset(**asset_defaults("finetune"), kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
-def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> str:
+def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> Question:
     return accept_question(context, config)
 
 
@@ -59,7 +59,7 @@ def question(context: dg.AssetExecutionContext, config: FinetunedQuestion) -> st
     description="The fine-tuned model's answer, asked as it was trained: the grounded-answer prompt with the "
                 "three most similar maintainers' replies of the training split as numbered sources.",
 )
-def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
+def answer(context: dg.AssetExecutionContext, question: Question, llm: LLMResource,
            fine_tuning: FineTuningResource, embeddings: EmbeddingsResource) -> dg.Output:
     from reference_arch.common.grounded_prompt import build_messages
     from reference_arch.finetune.defs.processing import read_split
@@ -72,15 +72,15 @@ def answer(context: dg.AssetExecutionContext, question: str, llm: LLMResource,
     except dg.Failure as err:  # no split in this home (a model published elsewhere): asked without sources
         context.log.warning(f"{err.description}; the question is asked without sources")
         replies = []
-    sources = similar_replies(question, replies, embeddings.embed_array)
+    sources = similar_replies(question.text, replies, embeddings.embed_array)
     try:
-        text = model.generate(build_messages(question, sources))
+        text = model.generate(build_messages(question.text, sources))
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = model.usage()
     text = require_answer(text, usage["model"])
-    record = answer_record(text, usage["model"], usage, question=question, sources=sources)
-    return dg.Output(record, metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_",
+    record = answer_record(text, usage["model"], usage, question=question.text, sources=sources)
+    return dg.Output(record, metadata=answer_metadata(question.text, markdown_text(text) or "_(empty answer)_",
                                                       **model.usage_metadata(), **record_metadata(record)))
 
 

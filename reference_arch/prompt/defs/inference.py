@@ -7,7 +7,7 @@ from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import OWNERS
 from reference_arch.common.questions import (
-    REGISTRY_MODELS, answer_metadata, answer_record, markdown_text, record_metadata, require_answer, run_routing,
+    REGISTRY_MODELS, Question, answer_metadata, answer_record, markdown_text, record_metadata, require_answer,
 )
 from reference_arch.prompt.defs import prompt as prompt_step
 from reference_arch.prompt.templates import check_format, template_named
@@ -22,21 +22,21 @@ from reference_arch.prompt.templates import check_format, template_named
                                    description="The answer keeps the format its template asks for.")],
     description="The LLM's answer to the rendered prompt (local registry model, or OpenAI when configured).",
 )
-def answer(context: dg.AssetExecutionContext, question: str, prompt: dict, llm: LLMResource):
+def answer(context: dg.AssetExecutionContext, question: Question, prompt: dict, llm: LLMResource):
     chosen = template_named(prompt["template"])  # the template the stored prompt was rendered with
     messages = [(m["role"], m["content"]) for m in prompt["messages"]]
     try:
-        text = llm.generate(messages, **run_routing(context, dg.AssetKey(["prompt", "question"])))
+        text = llm.generate(messages, **question.routing())
     except LLMError as err:
         raise dg.Failure(description=str(err)) from None
     usage = llm.usage()
     text = require_answer(text, usage["model"])
     passed, measured = check_format(chosen, text)
-    record = answer_record(text, usage["model"], usage, question=question, template=chosen.name,
+    record = answer_record(text, usage["model"], usage, question=question.text, template=chosen.name,
                            template_hash=prompt["template_hash"])
     yield dg.Output(
         record,
-        metadata=answer_metadata(question, markdown_text(text) or "_(empty answer)_", template=chosen.name,
+        metadata=answer_metadata(question.text, markdown_text(text) or "_(empty answer)_", template=chosen.name,
                                  template_hash=prompt["template_hash"], **llm.usage_metadata(),
                                  **record_metadata(record)),
     )

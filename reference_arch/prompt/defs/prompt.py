@@ -5,7 +5,7 @@ and rendered with it; ``prompt/template`` materializes each template file (one p
 import dagster as dg
 
 from reference_arch.common.locations import OWNERS
-from reference_arch.common.questions import QuestionConfig, accept_question, markdown_text
+from reference_arch.common.questions import Question, QuestionConfig, accept_question, markdown_text
 from reference_arch.prompt.templates import (
     DEFAULT_TEMPLATE, TEMPLATES, TemplateInputError, render, template_named, templates_version,
 )
@@ -55,7 +55,7 @@ def template(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     key_prefix=["prompt"], group_name="prompt", owners=OWNERS, kinds={"python"},
     description="The user's question, from run config; refused here if empty or over the length limit.",
 )
-def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> str:
+def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> Question:
     return accept_question(context, config)
 
 
@@ -67,12 +67,12 @@ def question(context: dg.AssetExecutionContext, config: PromptQuestion) -> str:
                 "(ops.prompt__prompt.config.template, default pandas), rendered into its LangChain "
                 "ChatPromptTemplate; the template's hash goes with it.",
 )
-def prompt(context: dg.AssetExecutionContext, config: PromptConfig, question: str) -> dict:
+def prompt(context: dg.AssetExecutionContext, config: PromptConfig, question: Question) -> dict:
     try:
         chosen = template_named(config.template)
         if "question" in config.variables:
             raise TemplateInputError("config.variables may not set 'question': it comes from prompt/question")
-        messages = render(chosen, {**config.variables, "question": question})
+        messages = render(chosen, {**config.variables, "question": question.text})
     except ValueError as err:  # an unknown template, or a value its rules refuse: before any model call
         raise dg.Failure(description=str(err)) from None
     context.add_output_metadata({"template": chosen.name, "template_hash": chosen.hash, "prompt": messages_md(messages)})

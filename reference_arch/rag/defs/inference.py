@@ -26,9 +26,9 @@ from reference_arch.common.vector_store.embeddings import EmbeddingsError, Embed
 from reference_arch.common.llm.errors import LLMError
 from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.locations import asset_defaults
-from reference_arch.common.questions import (REGISTRY_MODELS, QuestionConfig, accept_question, answer_record,
-                                             markdown_text, record_metadata, require_answer, run_metadata,
-                                             run_routing, sources_table)
+from reference_arch.common.questions import (REGISTRY_MODELS, Question, QuestionConfig, accept_question,
+                                             answer_record, markdown_text, record_metadata, require_answer,
+                                             sources_table)
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreError, VectorStoreResource
 from reference_arch.rag.defs.evaluation import retrieval_evaluation
 from reference_arch.rag.defs.index import vector_index
@@ -106,18 +106,20 @@ def compose_answer(question: str, sources: list[dict], answerer: str, llm: LLMRe
 
 @dg.asset(**asset_defaults("rag"), kinds={"python"},
           description="The user's question, from run config; refused here if empty or over the length limit.")
-def question(context: dg.AssetExecutionContext, config: RagQuestion) -> str:
+def question(context: dg.AssetExecutionContext, config: RagQuestion) -> Question:
     return accept_question(context, config)
 
 
 @dg.asset(
     **asset_defaults("rag"), kinds={"lancedb", "weaviate"},
     ins={"question": dg.AssetIn(key=["rag", "question"])}, deps=[vector_index, retrieval_evaluation],
-    description="The top-k source documents for the question (their retrieved chunks), best first; with mode "
-                "multi_query, fused over LLM rewrites of the question (the rewrites and what each found in metadata).",
+    description="The top-k source documents for the question (their retrieved chunks), best first, with the mode and "
+                "k they were retrieved with; with mode multi_query, fused over LLM rewrites of the question (the "
+                "rewrites and what each found in metadata).",
 )
-def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig, question: str,
-                      embeddings: EmbeddingsResource, vector_store: VectorStoreResource, llm: LLMResource) -> list:
+def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig, question: Question,
+                      embeddings: EmbeddingsResource, vector_store: VectorStoreResource, llm: LLMResource) -> dict:
+    """``{"mode", "k", "sources": [source dict, best first]}``: the mode and k travel on to ``rag/answer``."""
     from reference_arch.rag.defs.index import IndexModelError, open_collection
     from reference_arch.rag.multi_query import require_llm
     from reference_arch.rag.retrieval import default_mode, retrieve
@@ -141,14 +143,14 @@ def retrieved_sources(context: dg.AssetExecutionContext, config: RetrievalConfig
         if mode == MULTI_QUERY:
             sources, extra = multi_query_sources(context, config, collection, llm, question, embeddings)
         else:
-            sources = retrieve(collection, question, embeddings.embed_query(question), mode, config.k)
+            sources = retrieve(collection, question.text, embeddings.embed_query(question.text), mode, config.k)
     except (IndexModelError, EmbeddingsError, VectorStoreError, LLMError, ValueError) as err:
         raise dg.Failure(description=str(err)) from None
     context.add_output_metadata({"mode": mode, "k": config.k, "sources": sources_table(sources), **extra})
-    return sources
+    return {"mode": mode, "k": config.k, "sources": sources}
 
 
-def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMResource, question: str,
+def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMResource, question: Question,
                         embeddings: EmbeddingsResource) -> tuple[list, dict]:
     """``(sources, metadata)`` of multi-query retrieval: the rewrites, and per query (the question first)
     how many documents it found and which of them made the fused top k. The LLM calls follow this run's
@@ -160,9 +162,8 @@ def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMRe
     base = config.base_mode or default_mode()
     if base not in SEARCH_MODES:
         raise ValueError(f"multi_query base_mode must be one of {', '.join(SEARCH_MODES)} (got {base!r})")
-    sources, info = multi_query_retrieve(collection, llm, question, embeddings.embed_array, base, config.k,
-                                         config.rewrites, config.rerank,
-                                         run_routing(context, dg.AssetKey(["rag", "question"])))
+    sources, info = multi_query_retrieve(collection, llm, question.text, embeddings.embed_array, base, config.k,
+                                         config.rewrites, config.rerank, question.routing())
     if not info["rewrites"]:
         why = info["rewrite_problem"] or "every line repeated the question or was a heading"
         context.log.warning(f"multi_query: the LLM's rewrite reply was unusable ({why}); searched the question alone")
@@ -181,16 +182,17 @@ def multi_query_sources(context, config: RetrievalConfig, collection, llm: LLMRe
 
 @dg.asset(
     **asset_defaults("rag"), kinds={"python", "huggingface", "openai"},
-    ins={"question": dg.AssetIn(key=["rag", "question"]), "sources": dg.AssetIn(key=["rag", "retrieved_sources"])},
+    ins={"question": dg.AssetIn(key=["rag", "question"]), "retrieved": dg.AssetIn(key=["rag", "retrieved_sources"])},
     deps=REGISTRY_MODELS,
     description="The answer, citing the numbered sources as [1], [2]: generated by the LLM when an OpenAI-compatible "
                 "one is configured, else extractive (the sources' sentences that best answer the question).",
 )
-def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: str, sources: list,
+def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: Question, retrieved: dict,
            llm: LLMResource, embeddings: EmbeddingsResource) -> dg.Output:
     answerer = resolve_answerer(config.answerer, llm)
-    routing = run_routing(context, dg.AssetKey(["rag", "question"])) if answerer == "generative" else {}
-    text, model, usage, answer_metadata = compose_answer(question, sources, answerer, llm, embeddings, routing)
+    sources = retrieved["sources"]
+    text, model, usage, answer_metadata = compose_answer(question.text, sources, answerer, llm, embeddings,
+                                                         question.routing() if answerer == "generative" else {})
     if answerer == "generative":
         text = require_answer(text, model)
     valid, invalid = citations(text, len(sources))
@@ -200,11 +202,10 @@ def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: st
     # `id` is the source document's id, the field every question job's JSON shares.
     shown = [{"id": s["document_id"], **{k: s[k] for k in ("rank", "title", "source", "url", "score", "document_id",
                                                            "source_type", "chunk_ids", "text")}} for s in sources]
-    retrieval = {k: v for k, v in run_metadata(context, dg.AssetKey(["rag", "retrieved_sources"])).items()
-                 if k in ("mode", "k")}  # as retrieved_sources ran in this run
-    record = answer_record(text, model, usage, shown, question=question, answerer=answerer, **retrieval)
+    retrieval = {k: retrieved[k] for k in ("mode", "k")}
+    record = answer_record(text, model, usage, shown, question=question.text, answerer=answerer, **retrieval)
     return dg.Output(record, metadata={
-        "question": dg.MetadataValue.text(question),
+        "question": dg.MetadataValue.text(question.text),
         **retrieval,
         # the answer as text: model output starting with '#' would otherwise render as a heading
         "answer": dg.MetadataValue.md(f"{markdown_text(text) or '(empty answer)'}\n\n**Sources**\n\n{listed or 'none'}"),
