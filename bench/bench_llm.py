@@ -98,7 +98,7 @@ def answerer_and_judge_rows(evaluation: dict) -> tuple[list[dict], str, bool]:
     from reference_arch.common.llm.resource import LLMResource
     from reference_arch.common.vector_store import VectorStoreResource
     from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-    from reference_arch.common.answer_quality import judge_messages, parse_verdict, score_answer
+    from reference_arch.common.answer_quality import JUDGE_TOKENS, judge_messages, parse_verdict, score_answer
     from reference_arch.rag.config import eval_set_paths
     from reference_arch.rag.defs.answer_quality import judged_questions
     from reference_arch.rag.defs.index import open_collection
@@ -131,7 +131,8 @@ def answerer_and_judge_rows(evaluation: dict) -> tuple[list[dict], str, bool]:
         for i, (q, sources, text) in enumerate(answered):
             invented = answered[(i + 1) % len(answered)][2]
             context = build_messages(q.question, sources)[1][1]
-            real, fake = (parse_verdict(llm.generate(judge_messages(context, answer))) for answer in (text, invented))
+            real, fake = (parse_verdict(llm.generate(judge_messages(context, answer), max_tokens=JUDGE_TOKENS))
+                          for answer in (text, invented))
             if real and fake:
                 wins.append(1.0 if real["faithfulness"] > fake["faithfulness"] else
                             0.5 if real["faithfulness"] == fake["faithfulness"] else 0.0)

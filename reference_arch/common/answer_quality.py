@@ -61,6 +61,7 @@ JUDGE_RUBRIC = (
     "directly and fully, 1: not at all). Reply with one JSON object and nothing else: "
     '{"faithfulness": <1-5>, "relevance": <1-5>}'
 )
+JUDGE_TOKENS = 48  # the verdict's answer tokens at most: that object is about 15 (a model that writes on is cut there)
 JUDGE_SCORES = ("faithfulness", "relevance")
 
 Embed = Callable[[list[str]], "object"]  # texts -> L2-normalised vectors, (n, dim)

@@ -12,7 +12,8 @@ from reference_arch.common.llm.resource import LLMResource
 from reference_arch.common.questions import question_run_config
 from reference_arch.common.vector_store import SEARCH_MODES, VectorStoreResource
 from reference_arch.common.vector_store.embeddings import EmbeddingsResource
-from reference_arch.rag.multi_query import RRF_K, fuse, parse_rewrites, reciprocal_rank_fusion, reply_problem
+from reference_arch.rag.multi_query import (REWRITE_TOKENS, RRF_K, fuse, parse_rewrites, reciprocal_rank_fusion,
+                                         reply_problem)
 from reference_arch_tests.fake_openai import FakeOpenAI
 from reference_arch_tests.rag.conftest import metadata, processing_assets, resources, run_ingestion, run_processing
 
@@ -123,10 +124,11 @@ def test_offline_the_packaged_model_rewrites_and_the_evaluation_scores_it(rag_da
     assert meta["multi_query"].startswith("multi_query: 3 rewrites per question by packaged:smollm2-135m-instruct")
     assert "dev questions: recall@5" in meta["multi_query"] and meta["multi_query_calls"] >= 1
     assert meta["best_mode"] in SEARCH_MODES and f"multi_query_sample/multi_query/recall@5" in meta
-    asked = ask(instance, LLMResource(max_tokens=96))
+    asked = ask(instance, LLMResource(cache=False))
     assert asked.success, failure(asked)
     meta = metadata(asked, "retrieved_sources")
     assert meta["mode"] == "multi_query" and meta["llm/model"] == "packaged:smollm2-135m-instruct"
+    assert meta["llm/completion_tokens"] <= 3 * REWRITE_TOKENS  # capped for a reply of 3 lines, not the 256 allowed
     rows = [r.data for r in meta["queries"].records]
     assert rows[0]["query"] == QUESTION and len(rows) == 1 + meta["rewrites_used"]
     assert all(r["query"].strip() and r["query"] != QUESTION for r in rows[1:])
@@ -233,3 +235,25 @@ def test_the_evaluation_scores_multi_query_beside_the_modes_and_caches_the_rewri
         off = dg.materialize([evaluation.retrieval_evaluation], instance=instance, resources=env,
                              run_config={"ops": {"rag__retrieval_evaluation": {"config": {"multi_query": False}}}})
         assert metadata(off, "retrieval_evaluation")["multi_query"].startswith("multi_query: off")
+
+
+def answer_cap(request: dict) -> int | None:
+    body = request["body"]
+    return body.get("max_completion_tokens", body.get("max_tokens"))
+
+
+def test_a_reply_of_known_length_is_capped_below_the_resources_limit():
+    """A rewrite reply is n lines and a re-ranking a few numbers: each call asks for that many tokens, not the
+    resource's 256 (a small model that answers instead of rephrasing wrote on to the cap, 20 s a call on two
+    cores); a resource with a lower limit keeps it."""
+    from reference_arch.rag.multi_query import rerank, rewrite
+
+    sources = [{"document_id": d, "title": d, "text": f"Text of {d}"} for d in "abc"]
+    with RewritingServer() as server:
+        llm = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False)
+        assert rewrite(llm, QUESTION, 3)[0]
+        rerank(llm, QUESTION, sources)
+        llm.generate("Hello")
+        low = LLMResource(provider="openai", base_url=server.base_url, api_key="k", cache=False, max_tokens=64)
+        rewrite(low, QUESTION, 3)
+    assert [answer_cap(r) for r in server.requests] == [3 * REWRITE_TOKENS, 4 * 3 + 8, 256, 64]

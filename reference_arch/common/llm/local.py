@@ -97,7 +97,7 @@ class LocalChatModel(BaseChatModel):
         # The same encoding fine-tuning trains on; message text never becomes a control token.
         ids = torch.tensor([encode_chat(tokenizer, to_chat_messages(messages), add_generation_prompt=True)])
         context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
-        max_new = min(self.max_tokens, max(1, context // 2))
+        max_new = min(kwargs.get("max_tokens") or self.max_tokens, max(1, context // 2))
         if ids.shape[1] + max_new > context:  # cutting the prompt would drop sources or the question unseen
             raise LLMError(f"the prompt is {ids.shape[1]} tokens and {max_new} answer tokens are asked for, over "
                            f"the {context}-token window of {self.model_name}: shorten the question or give fewer sources")

@@ -170,14 +170,17 @@ class LLMResource(dg.ConfigurableResource):
                                      max_retries=self.max_retries, key=self._key()):
             yield
 
-    def generate(self, messages, *, model: Optional[str] = None, policy: Optional[str] = None) -> str:
+    def generate(self, messages, *, model: Optional[str] = None, policy: Optional[str] = None,
+                 max_tokens: Optional[int] = None) -> str:
         """One chat completion (messages, a prompt value or a string); returns the text. Message
         text is made valid Unicode first (``unicode_text``): tokenizers and HTTP clients refuse
         lone surrogates, whichever template variable, system prompt or source brought them. Secrets and
         personal data are masked (``common.redaction``) in what goes to an OpenAI-compatible server and in
         the answer, before any asset records or logs it. The model is routed (``routing``; ``model``/``policy``
         override the resource's for this call), local models as OpenAI ones (the price table lists the local
-        ones at no cost): a model that fails falls back to the next, and the spend is recorded."""
+        ones at no cost): a model that fails falls back to the next, and the spend is recorded. ``max_tokens``
+        caps this call's answer below the resource's ``max_tokens`` (a reply whose length is known, such as a
+        list of rewrites: a small model that rambles stops there instead of at the resource's limit)."""
         from reference_arch.common.llm.spend import Spend, generate_routed
         from reference_arch.common.redaction import redact
 
@@ -185,7 +188,8 @@ class LLMResource(dg.ConfigurableResource):
         messages = _valid_messages(messages, redact=external)
         if self._spend is None:
             self._spend = Spend()
-        return redact(generate_routed(self, messages, model=model, policy=policy))
+        cap = min(max_tokens, self.max_tokens) if max_tokens else self.max_tokens
+        return redact(generate_routed(self, messages, model=model, policy=policy, max_tokens=cap))
 
     # -- what the asset records ----------------------------------------------------------
     def usage_metadata(self) -> dict[str, Any]:

@@ -58,18 +58,21 @@ def _text(messages) -> str:
     return str(messages)
 
 
-def generate_routed(llm, messages, *, model: str | None = None, policy: str | None = None) -> str:
-    """Ask the routed models in order; the first that answers wins. An OpenAI-compatible error
-    (``LLMError``) moves on to the next model; all failing raises one ``LLMError`` naming each."""
+def generate_routed(llm, messages, *, model: str | None = None, policy: str | None = None,
+                    max_tokens: int | None = None) -> str:
+    """Ask the routed models in order, each for at most ``max_tokens`` answer tokens (unset: the resource's);
+    the first that answers wins. An OpenAI-compatible error (``LLMError``) moves on to the next model; all
+    failing raises one ``LLMError`` naming each."""
     from reference_arch.common.llm.errors import LLMError
     from reference_arch.common.llm.routing import route
 
     first = model or llm.resolved_model()
     names = list(dict.fromkeys([first, *(llm.models or [])])) if model else list(llm.models or [first])
     chosen_policy = policy or ("fixed" if model else llm.policy)
+    max_tokens = max_tokens or llm.max_tokens
     try:
         plan = route(_prices(llm, names), policy=chosen_policy, first=first, text=_text(messages),
-                     max_tokens=llm.max_tokens, cost_ceiling_usd=llm.cost_ceiling_usd)
+                     max_tokens=max_tokens, cost_ceiling_usd=llm.cost_ceiling_usd)
     except ValueError as err:
         raise LLMError(str(err)) from None
     skipped = [{"model": n, "why": why} for n, why in plan.skipped]
@@ -83,7 +86,9 @@ def generate_routed(llm, messages, *, model: str | None = None, policy: str | No
         before = (tracker.prompt_tokens, tracker.completion_tokens)
         try:
             with llm.errors_explained(name):
-                text = str(chat.invoke(messages).content)
+                # the same cap as the chat model's own: a smaller one is its own entry in the response cache
+                text = str(chat.invoke(messages, **({"max_tokens": max_tokens} if max_tokens != llm.max_tokens
+                                                    else {})).content)
         except LLMError as err:
             fallbacks.append({"model": name, "why": str(err)})
             continue

@@ -199,7 +199,7 @@ def answer_and_measure(context, by_split: dict, collection, mode: str, config: A
                        llm: LLMResource, embeddings: EmbeddingsResource, embed, judging: bool):
     """The question job's retrieval and answer for each question of ``by_split`` (split -> questions), scored
     (``score_answer``) and, when ``judging``, judged: ``({split: [row]}, the answering model or None)``."""
-    from reference_arch.common.answer_quality import judge_messages, parse_verdict, score_answer
+    from reference_arch.common.answer_quality import JUDGE_TOKENS, judge_messages, parse_verdict, score_answer
     from reference_arch.rag.defs.inference import build_messages, compose_answer
     from reference_arch.rag.retrieval import retrieve
 
@@ -214,7 +214,7 @@ def answer_and_measure(context, by_split: dict, collection, mode: str, config: A
                    "scores": score_answer(q.question, text, sources, embed, config.threshold)}
             if judging:
                 reply = llm.generate(judge_messages(build_messages(q.question, sources)[1][1], text),
-                                     model=config.judge_model)
+                                     model=config.judge_model, max_tokens=JUDGE_TOKENS)
                 row["verdict"] = parse_verdict(reply)
             rows[split].append(row)
             if len(rows[split]) % 20 == 0:
