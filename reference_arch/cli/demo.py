@@ -240,7 +240,8 @@ def print_preference_round(inst) -> None:
         print(f"  error: {first_failure(result)}")
         return
     verdict = (f"published {outcome['published']}" if result.success and outcome["passed"] else
-               "not published: the tuned model did not beat its base (the prefers_chosen gate held it back)")
+               "not published: the tuned model did not beat its base (the prefers_chosen gate held it back, so the "
+               "UI shows this run as failed)")
     print(f"  held-out pairs {outcome['heldout_pairs']}: the tuned model's margin for the chosen answer rose over its "
           f"base's on {outcome['reward_accuracy']:.0%} (DPO's implicit reward; mean {outcome['base_margin']:.2f} -> "
           f"{outcome['tuned_margin']:.2f} nats/token); it rates the chosen answer likelier on "
