@@ -86,7 +86,7 @@ def generate_routed(llm, messages, *, model: str | None = None, policy: str | No
         before = (tracker.prompt_tokens, tracker.completion_tokens)
         try:
             with llm.errors_explained(name):
-                # the same cap as the chat model's own: a smaller one is its own entry in the response cache
+                # passed only when smaller: a call at the resource's own cap keeps its response-cache key
                 text = str(chat.invoke(messages, **({"max_tokens": max_tokens} if max_tokens != llm.max_tokens
                                                     else {})).content)
         except LLMError as err:
