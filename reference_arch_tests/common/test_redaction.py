@@ -109,7 +109,7 @@ def test_a_question_is_masked_before_any_model_metadata_or_log(tmp_home):
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([question], instance=instance, run_config={
             "ops": {"prompt__question": {"config": {"question": f"Why is {GITHUB_TOKEN} refused? Mail {EMAIL}"}}}})
-        value = result.output_for_node("prompt__question")
+        value = result.output_for_node("prompt__question").text
         logs = " ".join(str(e.message) + str(e.dagster_event) for e in instance.all_logs(result.run_id))
     assert value == "Why is [SECRET:github_token] refused? Mail [EMAIL]"
     [event] = result.get_asset_materialization_events()
