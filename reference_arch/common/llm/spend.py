@@ -58,9 +58,8 @@ def _text(messages) -> str:
     return str(messages)
 
 
-def generate_routed(llm, messages, *, model: str | None = None, policy: str | None = None,
-                    max_tokens: int | None = None) -> str:
-    """Ask the routed models in order, each for at most ``max_tokens`` answer tokens (unset: the resource's);
+def generate_routed(llm, messages, *, max_tokens: int, model: str | None = None, policy: str | None = None) -> str:
+    """Ask the routed models in order, each for at most ``max_tokens`` answer tokens;
     the first that answers wins. An OpenAI-compatible error (``LLMError``) moves on to the next model; all
     failing raises one ``LLMError`` naming each."""
     from reference_arch.common.llm.errors import LLMError
@@ -69,7 +68,6 @@ def generate_routed(llm, messages, *, model: str | None = None, policy: str | No
     first = model or llm.resolved_model()
     names = list(dict.fromkeys([first, *(llm.models or [])])) if model else list(llm.models or [first])
     chosen_policy = policy or ("fixed" if model else llm.policy)
-    max_tokens = max_tokens or llm.max_tokens
     try:
         plan = route(_prices(llm, names), policy=chosen_policy, first=first, text=_text(messages),
                      max_tokens=max_tokens, cost_ceiling_usd=llm.cost_ceiling_usd)
