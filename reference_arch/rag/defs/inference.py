@@ -192,7 +192,7 @@ def answer(context: dg.AssetExecutionContext, config: AnswerConfig, question: Qu
     answerer = resolve_answerer(config.answerer, llm)
     sources = retrieved["sources"]
     text, model, usage, answer_metadata = compose_answer(question.text, sources, answerer, llm, embeddings,
-                                                         question.routing() if answerer == "generative" else {})
+                                                         question.routing())
     if answerer == "generative":
         text = require_answer(text, model)
     valid, invalid = citations(text, len(sources))
